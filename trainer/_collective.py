@@ -1,0 +1,65 @@
+"""The few collective operations the training loop needs, behind one small interface.
+
+``TorchCollective`` uses the process group Ray Train set up (gloo on CPU, NCCL on GPU);
+``SingleProcess`` is the world-size-1 case, used by tests that drive the loop without Ray.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["Collective", "SingleProcess", "TorchCollective"]
+
+
+class Collective(Protocol):
+    rank: int
+    world_size: int
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor: ...
+
+    def broadcast_int(self, value: int) -> int: ...
+
+    def all_gather_object(self, obj: Any) -> list[Any]: ...
+
+
+class SingleProcess:
+    rank = 0
+    world_size = 1
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
+
+    def broadcast_int(self, value: int) -> int:
+        return value
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        return [obj]
+
+
+class TorchCollective:
+    """torch.distributed collectives; tensors are reduced on ``device`` (CPU for gloo)."""
+
+    def __init__(self, device: torch.device) -> None:
+        if not dist.is_initialized():
+            raise RuntimeError("torch.distributed is not initialized")
+        self.rank = dist.get_rank()
+        self.world_size = dist.get_world_size()
+        self.device = device
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        t = tensor.to(self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t.cpu()
+
+    def broadcast_int(self, value: int) -> int:
+        t = torch.tensor([value], dtype=torch.int64, device=self.device)
+        dist.broadcast(t, src=0)
+        return int(t.item())
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out

@@ -1,0 +1,352 @@
+"""``train(task)``: the driver side of a data-parallel training run on Ray Train.
+
+The driver loads and checks the data (so bad input fails before any Ray work), derives the seed
+from the task id and the data's content hash, puts the arrays in the object store, and runs a
+``TorchTrainer`` whose workers each run :class:`trainer.loop.TrainLoop`. Worker failures are
+handled by Ray Train's restart (``failure.max_failures``); every restart resumes from the newest
+verified checkpoint in ``<storage_path>/<run_name>/checkpoints``. Running the same task again
+with the same run name and storage path resumes the same way. On a multi-node cluster the
+storage path must be on a filesystem every node sees (NFS or similar), as for Ray Train.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import platform
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from consistency.hashing import canonical_json, data_hash, deterministic_seed
+from trainer._collective import SingleProcess, TorchCollective
+from trainer.checkpoint import CheckpointStore
+from trainer.data import Dataset, load_dataset
+from trainer.errors import ConfigError, TrainingFailedError
+from trainer.loop import DatasetMeta, TrainLoop, build_loss, run_layout
+from trainer.models import build_model
+from trainer.result import EpochRecord, Timings, TrainingResult
+from trainer.spec import TrainingTask
+
+__all__ = ["DEFAULT_STORAGE_PATH", "PreparedTask", "connect", "prepare", "train", "train_local"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STORAGE_PATH = "./mtp_results"
+_PROGRESS_POLL_S = 0.25
+# Ray Train V2's controller drains each worker's one-slot report queue once per health-check
+# interval (2 s by default), so every ray.train.report() after the first waits up to that long:
+# a floor of 2 s per epoch. 0.5 s keeps short epochs cheap; a value the user set wins.
+_HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+_HEALTH_CHECK_DEFAULT_S = "0.5"
+
+
+class PreparedTask:
+    """A validated task with its data loaded, hashed and its seed derived (no Ray needed)."""
+
+    def __init__(self, task: TrainingTask, dataset: Dataset) -> None:
+        self.task = task
+        self.dataset = dataset
+        self.meta = DatasetMeta(dataset.kind, dataset.num_classes)
+        self.data_hash = data_hash(dataset.features, dataset.targets)
+        self.seed = deterministic_seed(task.task_id, self.data_hash)
+        self.fingerprint = _fingerprint(task, self.data_hash)
+
+
+def _fingerprint(task: TrainingTask, digest: str) -> str:
+    """What must match for a checkpoint to be resumable by this task.
+
+    Epoch count, early stopping, checkpoint policy and resources may change between runs of
+    the same training (extending a run is allowed); model, data, optimizer, loss and split
+    may not.
+    """
+    d = task.canonical_dict()
+    training = {k: v for k, v in d["training"].items()
+                if k not in ("epochs", "early_stopping", "checkpoint")}
+    key = {"task_id": task.task_id, "model": d["model"], "dataset": d["dataset"],
+           "hyperparameters": d["hyperparameters"], "training": training, "data": digest}
+    return hashlib.sha256(canonical_json(key)).hexdigest()
+
+
+def prepare(task: TrainingTask) -> PreparedTask:
+    """Load and check the data and the model/loss choice; raises ConfigError / DataError."""
+    dataset = load_dataset(task.dataset)
+    build_loss(task, dataset.kind)
+    shape = dataset.sample_shape
+    build_model(task.model, shape, dataset.kind, dataset.num_classes,
+                np.zeros(shape, np.float32), np.ones(shape, np.float32))
+    return PreparedTask(task, dataset)
+
+
+def connect(address: str | None = None) -> None:
+    """Join the Ray cluster at ``address`` / ``RAY_ADDRESS``, or start an embedded local one."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    target = address or os.environ.get("RAY_ADDRESS") or "local"
+    ray.init(address=target, namespace="mtp", logging_level=logging.WARNING,
+             configure_logging=True)
+
+
+def _check_capacity(task: TrainingTask) -> None:
+    import ray
+
+    res = task.resources
+    need_cpu = res.num_workers * res.cpus_per_worker
+    need_gpu = res.num_workers * (res.gpus_per_worker or (1.0 if res.use_gpu else 0.0))
+    total = ray.cluster_resources()
+    have_cpu, have_gpu = total.get("CPU", 0.0), total.get("GPU", 0.0)
+    problems = []
+    if need_cpu > have_cpu:
+        problems.append(f"{need_cpu:g} CPUs (resources.num_workers={res.num_workers} x "
+                        f"cpus_per_worker={res.cpus_per_worker:g}) but the cluster has "
+                        f"{have_cpu:g}")
+    if need_gpu > have_gpu:
+        problems.append(f"{need_gpu:g} GPUs but the cluster has {have_gpu:g}")
+    if not problems:
+        return
+    msg = "the task needs " + "; ".join(problems)
+    if ray.get_runtime_context().gcs_address and os.environ.get("MTP_ALLOW_AUTOSCALE"):
+        logger.warning("%s; waiting for the autoscaler (MTP_ALLOW_AUTOSCALE is set)", msg)
+        return
+    raise ConfigError(msg + ": lower resources.num_workers / cpus_per_worker / "
+                      "gpus_per_worker, or add nodes (set MTP_ALLOW_AUTOSCALE=1 to wait for "
+                      "an autoscaling cluster instead)")
+
+
+def ray_train_worker(config: dict[str, Any]) -> None:
+    """Ray Train's per-worker entry point: wraps TrainLoop with Ray's process group."""
+    import ray
+    import ray.train
+    import ray.train.torch
+    import torch.distributed as dist
+
+    # Ray Train logs each report at INFO from every worker: one line per rank per epoch
+    logging.getLogger("ray.train").setLevel(config.get("ray_train_log_level", "WARNING"))
+    task = TrainingTask.model_validate(config["task"])
+    features, targets = ray.get(config["data"])
+    device = ray.train.torch.get_device()
+    collective = TorchCollective(device) if dist.is_initialized() else SingleProcess()
+    progress = config.get("progress")
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        if progress is None:
+            return
+        try:
+            progress.put_nowait(record)
+        except Exception as err:  # noqa: BLE001 - progress display must never stop training
+            logger.debug("progress queue unavailable: %s", err)
+
+    loop = TrainLoop(
+        task, features, targets, config["meta"], config["seed"], config["run_dir"],
+        config["fingerprint"], collective,
+        report=lambda metrics: ray.train.report(metrics),
+        prepare_model=lambda m: ray.train.torch.prepare_model(
+            # the Standardize buffers never change: no per-step buffer broadcast
+            m, parallel_strategy_kwargs={"forward_sync_buffers": False}),
+        device=device,
+        on_epoch=on_epoch,
+    )
+    loop.run()
+
+
+def _ray_train_log_level() -> str:
+    """Ray Train logs every report at INFO; show its warnings unless debug logging is on."""
+    return "DEBUG" if logging.getLogger("trainer").isEnabledFor(logging.DEBUG) else "WARNING"
+
+
+def _versions() -> dict[str, str]:
+    import ray
+
+    from trainer import __version__
+
+    return {"mtp": __version__, "torch": torch.__version__, "ray": ray.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
+def _count_attempts(events_path: Path, since_unix: float) -> int:
+    if not events_path.is_file():
+        return 0
+    n = 0
+    for line in events_path.read_text().splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if ev.get("event") == "start" and ev.get("time_unix", 0) >= since_unix:
+            n += 1
+    return n
+
+
+def train(
+    task: TrainingTask,
+    *,
+    storage_path: str | Path | None = None,
+    run_name: str | None = None,
+    address: str | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainingResult:
+    """Train ``task`` data-parallel on Ray Train and return its stored result.
+
+    ``on_epoch`` is called in the driver with each epoch's metrics as rank 0 reports them.
+    """
+    t_start = time.time()
+    prepared = prepare(task)
+    storage = Path(storage_path or os.environ.get("MTP_STORAGE_PATH") or DEFAULT_STORAGE_PATH)
+    storage = storage.expanduser().resolve()
+    run_name = run_name or task.task_id
+    run_dir = storage / run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    layout = run_layout(run_dir)
+    # fail fast, in the driver, if the run directory holds another task's checkpoints
+    CheckpointStore(layout["checkpoints"]).load_latest(prepared.fingerprint)
+    (run_dir / "task.json").write_text(json.dumps(task.canonical_dict(), indent=1))
+
+    import ray
+    from ray.train import FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.util.queue import Empty, Queue
+
+    os.environ.setdefault(_HEALTH_CHECK_ENV, _HEALTH_CHECK_DEFAULT_S)
+    connect(address)
+    _check_capacity(task)
+    res = task.resources
+    data_ref = ray.put((prepared.dataset.features, prepared.dataset.targets))
+    progress: Any = Queue(actor_options={"num_cpus": 0}) if on_epoch is not None else None
+    per_worker: dict[str, float] = {"CPU": res.cpus_per_worker}
+    if res.use_gpu:
+        per_worker["GPU"] = res.gpus_per_worker or 1.0
+    trainer = TorchTrainer(
+        ray_train_worker,
+        train_loop_config={
+            "task": task.canonical_dict(), "data": data_ref, "meta": prepared.meta,
+            "seed": prepared.seed, "run_dir": str(run_dir),
+            "fingerprint": prepared.fingerprint, "progress": progress,
+            "ray_train_log_level": _ray_train_log_level(),
+        },
+        torch_config=TorchConfig(backend="nccl" if res.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=res.num_workers, use_gpu=res.use_gpu,
+                                     resources_per_worker=per_worker),
+        run_config=RunConfig(name=run_name, storage_path=str(storage),
+                             failure_config=FailureConfig(max_failures=task.failure.max_failures),
+                             logging_config=LoggingConfig(log_level=_ray_train_log_level())),
+    )
+
+    stop = threading.Event()
+
+    def pump() -> None:
+        assert progress is not None and on_epoch is not None
+        while True:
+            try:
+                on_epoch(progress.get(timeout=_PROGRESS_POLL_S))
+            except Empty:
+                if stop.is_set():
+                    return
+            except Exception as err:  # noqa: BLE001 - display only
+                logger.debug("progress pump stopped: %s", err)
+                return
+
+    pump_thread = threading.Thread(target=pump, name="mtp-progress", daemon=True)
+    if progress is not None:
+        pump_thread.start()
+    try:
+        trainer.fit()
+    except Exception as err:  # Ray Train raises its own error types after max_failures
+        latest = CheckpointStore(layout["checkpoints"]).list()
+        where = f"latest checkpoint {latest[-1].path}" if latest else "no checkpoint written"
+        raise TrainingFailedError(
+            f"training of task {task.task_id!r} failed ({type(err).__name__}: {err}); "
+            f"{where}; rerun with the same --run-name and --storage-path to resume, or raise "
+            f"failure.max_failures (now {task.failure.max_failures})"
+        ) from err
+    finally:
+        stop.set()
+        if progress is not None:
+            pump_thread.join(timeout=10)
+            ray.kill(progress.actor)
+        del data_ref
+
+    return _collect_result(task, prepared, run_name, run_dir, t_start)
+
+
+def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, run_dir: Path,
+                    t_start: float) -> TrainingResult:
+    layout = run_layout(run_dir)
+    if not layout["final"].is_file():
+        raise TrainingFailedError(f"training finished but {layout['final']} was not written")
+    summary = json.loads(layout["final"].read_text())
+    history = [EpochRecord.from_loop(r) for r in summary["history"]]
+    raw_history = summary["history"]
+    wall = time.time() - t_start
+    train_time = sum(r.train_time_s for r in history)
+    samples = sum(r.train_samples for r in history)
+    steady = [r.samples_per_s for r in history[1:]] or [r.samples_per_s for r in history]
+    starts = [r["start_unix"] for r in raw_history if r["start_unix"] >= t_start]
+    store = CheckpointStore(layout["checkpoints"])
+    ckpts = store.list()
+    best = store.best()
+    best_rec = next((r for r in history if r.epoch == summary["best_epoch"]), None)
+    result = TrainingResult(
+        task_id=task.task_id,
+        task_name=task.name,
+        run_name=run_name,
+        run_dir=str(run_dir),
+        data_hash=prepared.data_hash,
+        task_kind=prepared.dataset.kind.value,
+        num_classes=prepared.dataset.num_classes,
+        sample_shape=list(prepared.dataset.sample_shape),
+        seed=prepared.seed,
+        world_size=summary["world_size"],
+        num_parameters=summary["num_parameters"],
+        epochs_completed=summary["epochs_completed"],
+        stopped_early=summary["stopped_early"],
+        monitor_metric=summary["monitor_metric"],
+        monitor_mode=summary["monitor_mode"],
+        best_epoch=summary["best_epoch"],
+        best_metrics=best_rec.metrics if best_rec else {},
+        final_metrics=history[-1].metrics if history else {},
+        history=history,
+        weights_hash=summary["weights_hash"],
+        model_path=str(layout["model"]),
+        checkpoint_dir=str(layout["checkpoints"]),
+        best_checkpoint=str(best.path) if best else None,
+        latest_checkpoint=str(ckpts[-1].path) if ckpts else None,
+        resumed_from_epoch=summary["resumed_from_epoch"],
+        attempts=max(_count_attempts(layout["events"], t_start), 1),
+        timings=Timings(
+            wall_time_s=wall,
+            startup_s=(min(starts) - t_start) if starts else 0.0,
+            train_time_s=train_time,
+            samples_per_s=samples / train_time if train_time > 0 else 0.0,
+            steady_samples_per_s=statistics.median(steady) if steady else 0.0,
+        ),
+        versions=_versions(),
+        created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        task=task.canonical_dict(),
+    )
+    result.save(run_dir)
+    return result
+
+
+def train_local(task: TrainingTask, *, storage_path: str | Path, run_name: str | None = None
+                ) -> dict[str, Any]:
+    """Run the training loop in this process with world size 1 (no Ray); returns the summary.
+
+    Useful for debugging a task and for tests of the loop itself.
+    """
+    prepared = prepare(task)
+    run_dir = Path(storage_path).resolve() / (run_name or task.task_id)
+    loop = TrainLoop(task, prepared.dataset.features, prepared.dataset.targets, prepared.meta,
+                     prepared.seed, run_dir, prepared.fingerprint, SingleProcess())
+    return loop.run()
+

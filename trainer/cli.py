@@ -1,0 +1,174 @@
+"""The ``mtp`` command line.
+
+Exit codes: 0 success; 2 bad input (config, data, arguments); 1 training failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from trainer.errors import CheckpointError, ConfigError, DataError, TrainerError
+from trainer.result import TrainingResult
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+_SHOWN_METRICS = ("val_loss", "val_accuracy", "val_f1", "val_mse", "val_r2")
+
+
+def _fmt(v: float) -> str:
+    return "nan" if math.isnan(v) else f"{v:.4f}"
+
+
+def format_epoch(rec: dict[str, Any], total_epochs: int) -> str:
+    parts = [f"epoch {rec['epoch']:>3}/{total_epochs}", f"train_loss {_fmt(rec['train_loss'])}"]
+    parts += [f"{k} {_fmt(rec[k])}" for k in _SHOWN_METRICS if k in rec]
+    parts.append(f"{rec['samples_per_s']:,.0f} samples/s")
+    if rec.get("checkpoint"):
+        parts.append("ckpt")
+    if rec.get("is_best"):
+        parts.append("*best")
+    return "  ".join(parts)
+
+
+def format_summary(r: TrainingResult) -> str:
+    best = "  ".join(f"{k} {_fmt(v)}" for k, v in sorted(r.best_metrics.items()))
+    final = "  ".join(f"{k} {_fmt(v)}" for k, v in sorted(r.final_metrics.items()))
+    t = r.timings
+    lines = [
+        f"run        {r.run_name}  ({r.run_dir})",
+        f"task       {r.task_id}  world_size={r.world_size}  seed={r.seed}  "
+        f"params={r.num_parameters:,}",
+        f"data_hash  {r.data_hash}",
+        f"epochs     {r.epochs_completed}" + ("  (stopped early)" if r.stopped_early else "")
+        + (f"  resumed from epoch {r.resumed_from_epoch}" if r.resumed_from_epoch else "")
+        + (f"  attempts {r.attempts}" if r.attempts > 1 else ""),
+        f"best       epoch {r.best_epoch} by {r.monitor_metric} ({r.monitor_mode}): {best}",
+        f"final      {final}",
+        f"weights    sha256 {r.weights_hash}",
+        f"model      {r.model_path}",
+        f"checkpoint best {r.best_checkpoint}  latest {r.latest_checkpoint}",
+        f"time       wall {t.wall_time_s:.1f}s  start-up {t.startup_s:.1f}s  "
+        f"training {t.train_time_s:.1f}s  {t.samples_per_s:,.0f} samples/s  "
+        f"(steady {t.steady_samples_per_s:,.0f})",
+    ]
+    return "\n".join(lines)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from trainer.api import train
+    from trainer.spec import load_task
+
+    task = load_task(args.config, args.set or [])
+    total = task.training.epochs
+
+    def on_epoch(rec: dict[str, Any]) -> None:
+        if not args.quiet:
+            print(format_epoch(rec, total), flush=True)
+
+    result = train(task, storage_path=args.storage_path, run_name=args.run_name,
+                   address=args.address, on_epoch=on_epoch)
+    if args.json:
+        print(result.model_dump_json(indent=1))
+    else:
+        print(format_summary(result), flush=True)
+    return EXIT_OK
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from trainer.result import load_result
+
+    r = load_result(args.run_dir)
+    if args.json:
+        print(r.model_dump_json(indent=1))
+        return EXIT_OK
+    print(format_summary(r))
+    print()
+    for rec in r.history:
+        flat = {"epoch": rec.epoch, "train_loss": rec.train_loss, **rec.metrics,
+                "samples_per_s": rec.samples_per_s, "is_best": rec.is_best}
+        print(format_epoch(flat, r.epochs_completed))
+    return EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from trainer.api import prepare
+    from trainer.spec import load_task
+
+    task = load_task(args.config, args.set or [])
+    p = prepare(task)
+    print(json.dumps({"task_id": task.task_id, "samples": p.dataset.num_samples,
+                      "sample_shape": list(p.dataset.sample_shape),
+                      "kind": p.dataset.kind.value, "num_classes": p.dataset.num_classes,
+                      "data_hash": p.data_hash, "seed": p.seed}, indent=1))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mtp", description="Ray-based model-training platform.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train a task described by a YAML/JSON config")
+    run.add_argument("config", help="task config file (.yaml, .yml or .json)")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="override a config field, e.g. --set training.epochs=5 (repeatable)")
+    run.add_argument("--address", default=None,
+                     help="Ray cluster to join (host:port or 'auto'); default: $RAY_ADDRESS, "
+                     "else an embedded local Ray")
+    run.add_argument("--storage-path", default=None,
+                     help="where runs are stored (default: $MTP_STORAGE_PATH or ./mtp_results); "
+                     "must be shared by all nodes on a multi-node cluster")
+    run.add_argument("--run-name", default=None,
+                     help="run directory name (default: the task id); an existing run of the "
+                     "same task resumes from its latest checkpoint")
+    run.add_argument("-q", "--quiet", action="store_true", help="no per-epoch lines")
+    run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.set_defaults(func=_cmd_run)
+
+    show = sub.add_parser("show", help="print a stored run's result")
+    show.add_argument("run_dir", help="run directory (holds result.json)")
+    show.add_argument("--json", action="store_true", help="print the result as JSON")
+    show.set_defaults(func=_cmd_show)
+
+    val = sub.add_parser("validate", help="check a config and its data without training")
+    val.add_argument("config")
+    val.add_argument("--set", action="append", metavar="KEY=VALUE")
+    val.set_defaults(func=_cmd_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    # Ray's token authentication stays on; only silence its dashboard's usage prompt.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        code: int = args.func(args)
+        return code
+    except (ConfigError, DataError, CheckpointError) as err:
+        print(f"mtp: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except TrainerError as err:
+        print(f"mtp: training failed: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("mtp: interrupted; rerun the same command to resume from the latest checkpoint",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

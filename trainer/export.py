@@ -1,0 +1,45 @@
+"""Loading a finished run's model back as a torch module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from consistency.hashing import state_dict_hash
+from trainer.errors import TrainerError
+from trainer.models import build_model
+from trainer.result import load_result
+from trainer.spec import TaskKind, TrainingTask
+
+__all__ = ["load_model"]
+
+
+def load_model(run_dir: str | Path, verify: bool = True) -> nn.Module:
+    """Rebuild the run's model from its stored task and load ``model.safetensors``.
+
+    The model takes raw (unstandardised) inputs: its first layer holds the training split's
+    feature statistics. With ``verify`` the weights must hash to the result's ``weights_hash``.
+    """
+    from safetensors.torch import load_file
+
+    result = load_result(run_dir)
+    path = Path(run_dir) / "model.safetensors"
+    if not path.is_file():
+        path = Path(result.model_path)
+    if not path.is_file():
+        raise TrainerError(f"model file {str(path)!r} is missing")
+    state = load_file(str(path))
+    if verify and state_dict_hash(state) != result.weights_hash:
+        raise TrainerError(
+            f"model weights {str(path)!r} do not match the result's weights_hash "
+            f"{result.weights_hash[:12]}: the file was changed or corrupted"
+        )
+    task = TrainingTask.model_validate(result.task)
+    shape = tuple(result.sample_shape)
+    model = build_model(task.model, shape, TaskKind(result.task_kind), result.num_classes,
+                        np.zeros(shape, np.float32), np.ones(shape, np.float32))
+    model.load_state_dict(state)
+    model.eval()
+    return model

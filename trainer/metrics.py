@@ -1,0 +1,73 @@
+"""Validation metrics from sufficient statistics that can be summed across ranks.
+
+Each rank evaluates its shard of the validation split and produces a small vector (a confusion
+matrix, or sums of errors); an all-reduce adds the vectors, and every rank turns the sum into
+the same metrics. That keeps early-stopping decisions identical on all ranks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = [
+    "classification_metrics",
+    "classification_stats",
+    "regression_metrics",
+    "regression_stats",
+]
+
+
+def classification_stats(
+    logits: torch.Tensor, targets: torch.Tensor, num_classes: int
+) -> torch.Tensor:
+    """Flattened confusion matrix (rows: true class, columns: predicted), float64."""
+    pred = logits.argmax(dim=-1)
+    idx = targets.to(torch.long) * num_classes + pred.to(torch.long)
+    counts = torch.bincount(idx, minlength=num_classes * num_classes)
+    return counts.to(torch.float64)
+
+
+def classification_metrics(confusion: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-averaged precision, recall and F1 over classes that occur.
+
+    A class with no true and no predicted samples is left out of the averages; a class that is
+    predicted but never present counts with recall 0 (it cannot be recalled).
+    """
+    cm = np.asarray(confusion, dtype=np.float64)
+    if cm.ndim == 1:  # flattened, as it travels through all-reduce
+        k = int(round(np.sqrt(cm.size)))
+        cm = cm.reshape(k, k)
+    total = cm.sum()
+    tp = np.diag(cm)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    present = (support + predicted) > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    n = max(int(present.sum()), 1)
+    return {
+        "val_accuracy": float(tp.sum() / total) if total else 0.0,
+        "val_precision": float(precision[present].sum() / n),
+        "val_recall": float(recall[present].sum() / n),
+        "val_f1": float(f1[present].sum() / n),
+    }
+
+
+def regression_stats(pred: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``[sum squared error, sum y, sum y^2, count]`` in float64."""
+    p = pred.to(torch.float64).reshape(-1)
+    y = targets.to(torch.float64).reshape(-1)
+    return torch.stack([((p - y) ** 2).sum(), y.sum(), (y * y).sum(),
+                        torch.tensor(float(y.numel()), dtype=torch.float64)])
+
+
+def regression_metrics(stats: np.ndarray) -> dict[str, float]:
+    """MSE and R² from summed statistics (R² = 1 - SSE / total sum of squares)."""
+    sse, sy, syy, n = (float(v) for v in stats)
+    if n <= 0:
+        return {"val_mse": 0.0, "val_r2": 0.0}
+    sst = syy - sy * sy / n
+    return {"val_mse": sse / n, "val_r2": 1.0 - sse / sst if sst > 0 else 0.0}

@@ -1,0 +1,483 @@
+"""The training task specification: what a user hands the platform.
+
+A :class:`TrainingTask` is loaded from YAML or JSON (``load_task``), optionally patched with
+``--set key.sub=value`` overrides, and validated by pydantic. Every model forbids unknown fields,
+so a typo is an error that names the field rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from trainer.errors import ConfigError
+
+__all__ = [
+    "Activation",
+    "CheckpointPolicy",
+    "Compression",
+    "DatasetSpec",
+    "EarlyStopping",
+    "FailureSpec",
+    "FileDataset",
+    "Hyperparameters",
+    "LossName",
+    "ModelSpec",
+    "MonitorSpec",
+    "OptimizerName",
+    "ResourcesSpec",
+    "SklearnDataset",
+    "SyntheticDataset",
+    "TaskKind",
+    "TrainingSpec",
+    "TrainingTask",
+    "apply_overrides",
+    "format_validation_error",
+    "load_task",
+    "parse_task",
+]
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class TaskKind(enum.StrEnum):
+    """What the target column holds."""
+
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
+
+
+class OptimizerName(enum.StrEnum):
+    SGD = "sgd"
+    ADAM = "adam"
+    ADAMW = "adamw"
+
+
+class LossName(enum.StrEnum):
+    AUTO = "auto"
+    CROSS_ENTROPY = "cross_entropy"
+    MSE = "mse"
+    L1 = "l1"
+    HUBER = "huber"
+
+
+class Activation(enum.StrEnum):
+    RELU = "relu"
+    GELU = "gelu"
+    TANH = "tanh"
+    SIGMOID = "sigmoid"
+
+
+class Compression(enum.StrEnum):
+    NONE = "none"
+    GZIP = "gzip"
+    LZMA = "lzma"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+class LinearModel(_Strict):
+    """A single affine layer: linear regression, or softmax (logistic) regression on logits."""
+
+    type: Literal["linear", "logistic_regression"]
+
+
+class MLPModel(_Strict):
+    """Fully connected network: ``Linear -> activation -> dropout`` per hidden size."""
+
+    type: Literal["mlp"]
+    hidden_sizes: list[Annotated[int, Field(gt=0, le=65536)]] = Field(
+        default_factory=lambda: [128], min_length=1, description="Width of each hidden layer."
+    )
+    activation: Activation = Activation.RELU
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout after each hidden layer.")
+
+
+class CNNModel(_Strict):
+    """Small conv net for image-shaped inputs (``dataset.image_shape`` or digits as 1x8x8)."""
+
+    type: Literal["cnn"]
+    channels: list[Annotated[int, Field(gt=0, le=4096)]] = Field(
+        default_factory=lambda: [16, 32], min_length=1, description="Channels per conv block."
+    )
+    kernel_size: int = Field(3, ge=1, le=15)
+    hidden_size: int = Field(64, gt=0, le=65536, description="Width of the dense layer.")
+    activation: Activation = Activation.RELU
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @field_validator("kernel_size")
+    @classmethod
+    def _odd_kernel(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError(f"kernel_size must be odd so 'same' padding is exact, got {v}")
+        return v
+
+
+ModelSpec = Annotated[LinearModel | MLPModel | CNNModel, Field(discriminator="type")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets
+
+
+class _DatasetCommon(_Strict):
+    standardize: bool = Field(
+        True,
+        description="Scale features to zero mean, unit variance using train-split statistics; "
+        "the statistics are stored in the model so the exported model takes raw inputs.",
+    )
+    image_shape: tuple[int, int, int] | None = Field(
+        None, description="(channels, height, width) of each sample, needed by model.type=cnn."
+    )
+    max_samples: int | None = Field(
+        None, gt=0, description="Use only the first N rows (after loading, before splitting)."
+    )
+
+
+class SklearnDataset(_DatasetCommon):
+    """A dataset bundled with scikit-learn (no download needed)."""
+
+    source: Literal["sklearn"]
+    name: Literal["digits", "breast_cancer", "wine", "iris", "diabetes"]
+
+
+class SyntheticDataset(_DatasetCommon):
+    """Generated data (scikit-learn's make_classification / make_regression), any size."""
+
+    source: Literal["synthetic"]
+    kind: TaskKind = TaskKind.CLASSIFICATION
+    n_samples: int = Field(1000, gt=0, le=100_000_000)
+    n_features: int = Field(20, gt=0, le=100_000)
+    n_classes: int = Field(2, ge=2, le=10_000, description="Classification only.")
+    n_informative: int | None = Field(None, gt=0, description="Default: half of n_features.")
+    noise: float = Field(0.1, ge=0.0, description="Regression: std of the Gaussian noise.")
+    seed: int = Field(0, ge=0, lt=2**32, description="Generator seed (part of the data).")
+
+    @model_validator(mode="after")
+    def _check_informative(self) -> SyntheticDataset:
+        if self.n_informative is not None and self.n_informative > self.n_features:
+            raise ValueError(
+                f"n_informative={self.n_informative} exceeds n_features={self.n_features}"
+            )
+        return self
+
+
+class FileDataset(_DatasetCommon):
+    """A Parquet or CSV table read with pyarrow: feature columns plus one target column."""
+
+    source: Literal["parquet", "csv"]
+    path: Path = Field(description="File path; relative paths are taken from the config's folder.")
+    target: str = Field(min_length=1, description="Name of the label/target column.")
+    features: list[str] | None = Field(
+        None, min_length=1, description="Feature columns (default: every column but target)."
+    )
+    kind: TaskKind | None = Field(
+        None, description="classification or regression (default: regression for float targets)."
+    )
+
+
+DatasetSpec = Annotated[
+    SklearnDataset | SyntheticDataset | FileDataset, Field(discriminator="source")
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+class Hyperparameters(_Strict):
+    """Optimizer hyperparameters beyond the learning rate."""
+
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    momentum: float = Field(0.0, ge=0.0, lt=1.0, description="SGD only.")
+    nesterov: bool = Field(False, description="SGD only; needs momentum > 0.")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam/AdamW.")
+    eps: float = Field(1e-8, gt=0.0)
+    grad_clip_norm: float | None = Field(None, gt=0.0, description="Clip the global grad norm.")
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        for b in v:
+            if not 0.0 <= b < 1.0:
+                raise ValueError(f"each beta must be in [0, 1), got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> Hyperparameters:
+        if self.nesterov and self.momentum <= 0:
+            raise ValueError("nesterov=true needs momentum > 0")
+        return self
+
+
+class EarlyStopping(_Strict):
+    """Stop when the monitored validation metric has not improved for ``patience`` epochs."""
+
+    patience: int = Field(0, ge=0, description="0 disables early stopping.")
+    min_delta: float = Field(0.0, ge=0.0, description="Smallest change that counts as better.")
+
+
+class MonitorSpec(_Strict):
+    """Validation metric that decides the best checkpoint and early stopping."""
+
+    metric: str = Field(
+        "auto",
+        description="auto (val_accuracy for classification, val_loss for regression) or one "
+        "of val_loss, val_accuracy, val_precision, val_recall, val_f1, val_mse, val_r2.",
+    )
+    mode: Literal["auto", "max", "min"] = "auto"
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v: str) -> str:
+        allowed = {"auto", *_METRIC_MODES}
+        if v not in allowed:
+            raise ValueError(f"unknown metric {v!r}; allowed: {sorted(allowed)}")
+        return v
+
+
+_METRIC_MODES: dict[str, str] = {
+    "val_loss": "min",
+    "val_accuracy": "max",
+    "val_precision": "max",
+    "val_recall": "max",
+    "val_f1": "max",
+    "val_mse": "min",
+    "val_r2": "max",
+}
+
+
+class CheckpointPolicy(_Strict):
+    """When to write checkpoints and which to keep.
+
+    A checkpoint is written at the end of an epoch when any rule fires: every ``every_n_epochs``
+    epochs, when ``every_minutes`` have passed since the last one, on a new best validation
+    metric (``on_best``), and always after the last epoch. The newest ``keep_last`` plus the
+    best are kept; older ones are deleted after a newer one is safely on disk.
+    """
+
+    every_n_epochs: int = Field(1, ge=0, description="0 disables the epoch interval rule.")
+    every_minutes: float = Field(0.0, ge=0.0, description="0 disables the time rule.")
+    on_best: bool = True
+    keep_last: int = Field(2, ge=1, le=1000)
+    keep_best: bool = True
+    compression: Compression = Compression.NONE
+
+
+class TrainingSpec(_Strict):
+    epochs: int = Field(10, ge=1, le=100_000)
+    batch_size: int = Field(64, ge=1, le=1_000_000, description="Per-worker batch size.")
+    learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
+    optimizer: OptimizerName = OptimizerName.ADAM
+    loss: LossName = LossName.AUTO
+    validation_split: float = Field(0.2, gt=0.0, lt=1.0)
+    early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
+    monitor: MonitorSpec = Field(default_factory=MonitorSpec)
+    checkpoint: CheckpointPolicy = Field(default_factory=CheckpointPolicy)
+
+
+class ResourcesSpec(_Strict):
+    num_workers: int = Field(2, ge=1, le=4096, description="Data-parallel training workers.")
+    cpus_per_worker: float = Field(1.0, gt=0.0, le=1024)
+    gpus_per_worker: float = Field(0.0, ge=0.0, le=16)
+    use_gpu: bool = Field(False, description="Train on GPUs with NCCL (gloo on CPU otherwise).")
+
+    @model_validator(mode="after")
+    def _gpu_consistency(self) -> ResourcesSpec:
+        if self.gpus_per_worker > 0 and not self.use_gpu:
+            raise ValueError(
+                f"gpus_per_worker={self.gpus_per_worker} needs use_gpu=true "
+                "(or set gpus_per_worker=0)"
+            )
+        return self
+
+
+class FailureSpec(_Strict):
+    max_failures: int = Field(
+        3, ge=-1, description="Worker-group restarts Ray Train may do; -1 retries forever."
+    )
+
+
+class TrainingTask(_Strict):
+    """One unit of work: model + dataset + hyperparameters + resources.
+
+    ``task_id`` (``id`` if given, else ``name``) and the dataset's content hash determine the
+    random seed, so the same task on the same data and world size gives the same weights.
+    """
+
+    name: str = Field(description="Human-readable name; letters, digits, '_', '.', '-'.")
+    id: str | None = Field(None, description="Stable task identity (default: name).")
+    description: str = ""
+    model: ModelSpec
+    dataset: DatasetSpec
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    failure: FailureSpec = Field(default_factory=FailureSpec)
+
+    @field_validator("name", "id")
+    @classmethod
+    def _slug(cls, v: str | None) -> str | None:
+        if v is not None and not _NAME_RE.match(v):
+            raise ValueError(
+                f"{v!r} is not allowed: use 1-128 letters, digits, '_', '.', '-' "
+                "starting with a letter or digit"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> TrainingTask:
+        if isinstance(self.model, CNNModel) and self.dataset.image_shape is None:
+            if not (isinstance(self.dataset, SklearnDataset) and self.dataset.name == "digits"):
+                raise ValueError(
+                    "model.type=cnn needs dataset.image_shape [channels, height, width] "
+                    "(only sklearn digits has a built-in 1x8x8 shape)"
+                )
+        return self
+
+    @property
+    def task_id(self) -> str:
+        return self.id or self.name
+
+    def monitor_metric(self, kind: TaskKind) -> tuple[str, str]:
+        """The (metric, mode) pair that selects the best epoch, resolving ``auto``."""
+        metric = self.training.monitor.metric
+        if metric == "auto":
+            metric = "val_accuracy" if kind is TaskKind.CLASSIFICATION else "val_loss"
+        mode = self.training.monitor.mode
+        if mode == "auto":
+            mode = "max" if _METRIC_MODES[metric] == "max" else "min"
+        return metric, mode
+
+    def canonical_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with enums as values: the input to hashes and stored copies."""
+        return json.loads(self.model_dump_json())
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def _format_loc(loc: Sequence[int | str], raw: Any) -> str:
+    """Dotted field path, dropping the discriminator tags pydantic inserts for unions."""
+    parts: list[str] = []
+    node = raw
+    for item in loc:
+        if isinstance(node, Mapping) and isinstance(item, str) and item not in node:
+            tag = node.get("type", node.get("source"))
+            if tag == item:
+                continue
+        parts.append(f"[{item}]" if isinstance(item, int) else item)
+        if isinstance(node, Mapping):
+            node = node.get(item)
+        elif isinstance(node, list) and isinstance(item, int) and item < len(node):
+            node = node[item]
+        else:
+            node = None
+    return ".".join(parts).replace(".[", "[") or "<root>"
+
+
+def format_validation_error(err: ValidationError, raw: Any, origin: str) -> str:
+    """One message per bad field: path, the value given, and what is allowed."""
+    lines = [f"invalid task config {origin}:"]
+    for e in err.errors():
+        where = _format_loc(e["loc"], raw)
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {where}: unknown field (remove it or check the spelling)")
+            continue
+        if e["type"] == "missing":
+            lines.append(f"  {where}: required field is missing")
+            continue
+        value = e.get("input")
+        shown = json.dumps(value, default=str) if not isinstance(value, Mapping) else "{...}"
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        lines.append(f"  {where}: got {shown}: {msg}")
+    return "\n".join(lines)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config dict."""
+    out = json.loads(json.dumps(raw))  # deep copy of plain data
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not p for p in key.split(".")):
+            raise ConfigError(f"--set {item!r}: expected key.sub=value, e.g. training.epochs=5")
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            child = node.get(p)
+            if child is None:
+                child = node[p] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {p!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = _parse_value(value)
+    return out
+
+
+def parse_task(raw: Any, origin: str = "<dict>", base_dir: Path | None = None) -> TrainingTask:
+    """Validate a raw mapping into a TrainingTask, resolving relative file paths."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"invalid task config {origin}: expected a mapping at the top level, "
+            f"got {type(raw).__name__}"
+        )
+    try:
+        task = TrainingTask.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, raw, origin)) from None
+    if isinstance(task.dataset, FileDataset) and base_dir is not None:
+        if not task.dataset.path.is_absolute():
+            path = (base_dir / task.dataset.path).resolve()
+            task = task.model_copy(
+                update={"dataset": task.dataset.model_copy(update={"path": path})}
+            )
+    return task
+
+
+def load_task(path: str | Path, overrides: Iterable[str] = ()) -> TrainingTask:
+    """Load a task from a YAML (.yaml/.yml) or JSON (.json) file and apply overrides."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"task config file {str(p)!r} does not exist (or is not a file)")
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix.lower() == ".json":
+            raw = json.loads(text)
+        elif p.suffix.lower() in (".yaml", ".yml"):
+            raw = yaml.safe_load(text)
+        else:
+            raise ConfigError(
+                f"task config file {str(p)!r}: unknown extension {p.suffix!r}; "
+                "allowed: .yaml, .yml, .json"
+            )
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"task config file {str(p)!r} is not valid: {err}") from None
+    if raw is None:
+        raise ConfigError(f"task config file {str(p)!r} is empty")
+    if isinstance(raw, dict):
+        raw = apply_overrides(raw, overrides)
+    return parse_task(raw, origin=str(p), base_dir=p.resolve().parent)
