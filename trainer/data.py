@@ -171,6 +171,8 @@ def _load_file(spec: FileDataset) -> Dataset:
             f"dataset.path {str(path)!r} is not a readable {spec.source} file: {err}"
         ) from None
     columns = table.column_names
+    if table.num_rows == 0:
+        raise DataError(f"dataset {str(path)!r} is empty: 0 rows; it needs at least 2 rows")
     if spec.target not in columns:
         raise DataError(
             f"dataset.target {spec.target!r} is not a column of {str(path)!r}; "

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainer import CheckpointError
+from trainer.checkpoint import CheckpointScheduler, CheckpointStore, SaveReason
+from trainer.spec import CheckpointPolicy, Compression
+
+
+def _save(store: CheckpointStore, epoch: int, is_best: bool = False, fp: str = "fp") -> None:
+    store.save({"epoch": epoch, "w": torch.full((64,), float(epoch))}, epoch=epoch,
+               reason=SaveReason.INTERVAL, is_best=is_best, metrics={"val_loss": 1.0 / epoch},
+               fingerprint=fp)
+
+
+@pytest.mark.parametrize("compression", list(Compression))
+def test_roundtrip_with_each_compression(tmp_path: Path, compression: Compression) -> None:
+    store = CheckpointStore(tmp_path, CheckpointPolicy(compression=compression))
+    _save(store, 1)
+    found = store.load_latest("fp")
+    assert found is not None
+    state, info = found
+    assert info.epoch == 1 and torch.equal(state["w"], torch.full((64,), 1.0))
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_keeps_last_k_plus_best(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path, CheckpointPolicy(keep_last=2))
+    _save(store, 1)
+    _save(store, 2, is_best=True)
+    for e in (3, 4, 5):
+        _save(store, e)
+    assert [i.epoch for i in store.list()] == [2, 4, 5]
+    best = store.best()
+    assert best is not None and best.epoch == 2
+    _save(store, 6, is_best=True)
+    assert [i.epoch for i in store.list()] == [5, 6]
+
+
+def test_corrupt_latest_falls_back_to_previous(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = CheckpointStore(tmp_path, CheckpointPolicy(keep_last=3))
+    for e in (1, 2, 3):
+        _save(store, e)
+    payload = tmp_path / "ckpt-000003" / "state.pt"
+    data = bytearray(payload.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    payload.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        found = store.load_latest()
+    assert found is not None and found[1].epoch == 2
+    assert "sha256 mismatch" in caplog.text and "ckpt-000003" in caplog.text
+
+
+def test_truncated_and_half_written_checkpoints_are_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = CheckpointStore(tmp_path, CheckpointPolicy(keep_last=3))
+    for e in (1, 2):
+        _save(store, e)
+    payload = tmp_path / "ckpt-000002" / "state.pt"
+    payload.write_bytes(payload.read_bytes()[:100])
+    # a crash mid-write leaves a directory without a manifest: never a candidate
+    (tmp_path / "ckpt-000003").mkdir()
+    (tmp_path / "ckpt-000003" / "state.pt").write_bytes(b"partial")
+    with caplog.at_level(logging.WARNING):
+        found = store.load_latest()
+    assert found is not None and found[1].epoch == 1
+    assert "truncated" in caplog.text
+
+
+def test_all_corrupt_means_start_fresh(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path)
+    _save(store, 1)
+    (tmp_path / "ckpt-000001" / "state.pt").write_bytes(b"")
+    assert store.load_latest() is None
+
+
+def test_other_tasks_checkpoint_is_an_error(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path)
+    _save(store, 1, fp="task-a")
+    with pytest.raises(CheckpointError, match="belongs to a different task configuration"):
+        store.load_latest("task-b")
+
+
+def test_scheduler_rules() -> None:
+    now = [0.0]
+    s = CheckpointScheduler(CheckpointPolicy(every_n_epochs=3, every_minutes=1, on_best=True),
+                            clock=lambda: now[0])
+    assert s.decide(1, 10, is_best=False) is None
+    assert s.decide(1, 10, is_best=True) is SaveReason.BEST
+    assert s.decide(3, 10, is_best=False) is SaveReason.INTERVAL
+    now[0] = 61.0
+    assert s.decide(4, 10, is_best=False) is SaveReason.TIME
+    s.saved()
+    assert s.decide(4, 10, is_best=False) is None
+    assert s.decide(10, 10, is_best=False) is SaveReason.FINAL
+    assert s.decide(5, 10, is_best=False, stopping=True) is SaveReason.FINAL
+    off = CheckpointScheduler(CheckpointPolicy(every_n_epochs=0, on_best=False))
+    assert off.decide(2, 10, is_best=True) is None
