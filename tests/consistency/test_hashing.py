@@ -32,7 +32,8 @@ def test_data_hash_ignores_memory_layout_and_byte_order() -> None:
 
 def test_seed_is_stable_across_processes() -> None:
     seed = deterministic_seed("task-a", "ab" * 32)
-    code = "from consistency import deterministic_seed; print(deterministic_seed('task-a', 'ab'*32))"
+    code = ("from consistency import deterministic_seed; "
+            "print(deterministic_seed('task-a', 'ab' * 32))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env={"PYTHONHASHSEED": "123"})
     assert int(out.stdout) == seed

@@ -3,8 +3,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import accuracy_score, f1_score, mean_squared_error, precision_score
-from sklearn.metrics import r2_score, recall_score
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    mean_squared_error,
+    precision_score,
+    r2_score,
+    recall_score,
+)
 
 from trainer.metrics import (
     classification_metrics,

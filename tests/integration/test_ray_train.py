@@ -1,0 +1,136 @@
+"""Training on a local Ray through Ray Train: accuracy, determinism, worker death, resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import EXAMPLES, digits_task_dict, wait_for
+from trainer import TrainingFailedError, TrainingResult, load_model, load_result, parse_task
+from trainer import train as mtp_train
+from trainer.cli import main
+
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
+
+# batch 16 makes each epoch long enough (~100 steps per rank) to kill a worker mid-run
+TASK = digits_task_dict(epochs=8, batch_size=16, learning_rate=0.002)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> TrainingResult:
+    """One uninterrupted 2-worker run that the other tests compare against."""
+    return mtp_train(parse_task(TASK), storage_path=tmp_path_factory.mktemp("ref"))
+
+
+def test_two_workers_reach_accuracy(reference: TrainingResult) -> None:
+    assert reference.world_size == 2
+    assert reference.final_metrics["val_accuracy"] >= 0.9
+    assert reference.epochs_completed == 8 and len(reference.history) == 8
+    assert reference.attempts == 1 and reference.resumed_from_epoch is None
+    assert reference.timings.steady_samples_per_s > 0
+    stored = load_result(reference.run_dir)
+    assert stored.weights_hash == reference.weights_hash
+
+
+def test_stored_model_reloads_and_predicts(reference: TrainingResult) -> None:
+    import torch
+    from sklearn.datasets import load_digits
+
+    model = load_model(reference.run_dir)  # verifies the weight hash
+    digits = load_digits()
+    x = torch.tensor(digits.data[:200], dtype=torch.float32).reshape(-1, 1, 8, 8)
+    acc = (model(x).argmax(-1).numpy() == digits.target[:200]).mean()
+    assert acc >= 0.9
+
+
+def test_second_run_has_bit_identical_weights(reference: TrainingResult, tmp_path: Path) -> None:
+    again = mtp_train(parse_task(TASK), storage_path=tmp_path)
+    assert again.weights_hash == reference.weights_hash
+    assert again.seed == reference.seed and again.data_hash == reference.data_hash
+    assert [h.metrics for h in again.history] == [h.metrics for h in reference.history]
+
+
+def _kill_a_worker_after(run_dir: Path, epoch: int) -> int:
+    """SIGKILL one Ray Train worker process once checkpoint ``epoch`` exists."""
+    from ray.util.state import list_actors
+
+    wait_for(lambda: (run_dir / "checkpoints" / f"ckpt-{epoch:06d}").is_dir(), 180,
+             what=f"checkpoint of epoch {epoch}")
+    workers = wait_for(lambda: list_actors(filters=[("class_name", "=", "RayTrainWorker"),
+                                                    ("state", "=", "ALIVE")]),
+                       30, what="alive Ray Train workers")
+    pid = int(workers[-1]["pid"])
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def _train_in_thread(task: dict[str, Any], storage: Path) -> tuple[threading.Thread, dict]:
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["result"] = mtp_train(parse_task(task), storage_path=storage)
+        except Exception as err:  # noqa: BLE001 - handed to the test thread
+            out["error"] = err
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+def test_killed_worker_is_restarted_and_weights_match(
+    reference: TrainingResult, tmp_path: Path
+) -> None:
+    thread, out = _train_in_thread(TASK, tmp_path)
+    _kill_a_worker_after(tmp_path / "digits-test", epoch=2)
+    thread.join(timeout=300)
+    assert not thread.is_alive(), "training did not finish after the worker was killed"
+    assert "error" not in out, out.get("error")
+    result: TrainingResult = out["result"]
+    assert result.attempts >= 2, "the kill did not cause a restart"
+    assert result.resumed_from_epoch is not None and result.resumed_from_epoch >= 2
+    assert result.weights_hash == reference.weights_hash
+
+
+def test_failed_run_resumes_on_rerun_with_same_name(
+    reference: TrainingResult, tmp_path: Path
+) -> None:
+    no_retry = {**TASK, "failure": {"max_failures": 0}}
+    thread, out = _train_in_thread(no_retry, tmp_path)
+    _kill_a_worker_after(tmp_path / "digits-test", epoch=3)
+    thread.join(timeout=300)
+    assert isinstance(out.get("error"), TrainingFailedError)
+    assert "rerun with the same --run-name" in str(out["error"])
+    rerun = mtp_train(parse_task(no_retry), storage_path=tmp_path)
+    assert rerun.resumed_from_epoch is not None and rerun.resumed_from_epoch >= 3
+    assert rerun.weights_hash == reference.weights_hash
+
+
+def test_cli_run_prints_epochs_and_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["run", str(EXAMPLES / "breast_cancer_logreg.yaml"), "--storage-path",
+                 str(tmp_path), "--set", "training.epochs=4"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 4 and "val_accuracy" in epoch_lines[0]
+    assert "samples/s" in epoch_lines[0]
+    result = load_result(tmp_path / "breast-cancer-logreg")
+    assert result.final_metrics["val_accuracy"] >= 0.9
+    assert f"weights    sha256 {result.weights_hash}" in out
+    assert main(["show", str(tmp_path / "breast-cancer-logreg")]) == 0
+    shown = capsys.readouterr().out
+    assert result.weights_hash in shown and shown.count("epoch ") >= 4
+
+
+def test_more_workers_than_cpus_is_a_clear_error(tmp_path: Path) -> None:
+    from trainer import ConfigError
+
+    with pytest.raises(ConfigError, match=r"needs 8 CPUs .*num_workers=8.* cluster has 2"):
+        mtp_train(parse_task({**TASK, "resources": {"num_workers": 8}}), storage_path=tmp_path)
