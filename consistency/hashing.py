@@ -35,7 +35,7 @@ def _update_array(h: Any, name: str, arr: np.ndarray) -> None:
     arr = _canonical_array(arr)
     header = {"name": name, "dtype": arr.dtype.str, "shape": list(arr.shape)}
     h.update(canonical_json(header))
-    view = memoryview(arr.reshape(-1).view(np.uint8))
+    view = arr.reshape(-1).view(np.uint8).data  # memoryview over the buffer, no copy
     for start in range(0, len(view), _CHUNK):
         h.update(view[start : start + _CHUNK])
 
