@@ -338,15 +338,19 @@ def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, r
     return result
 
 
-def train_local(task: TrainingTask, *, storage_path: str | Path, run_name: str | None = None
-                ) -> dict[str, Any]:
+def train_local(task: TrainingTask, *, storage_path: str | Path, run_name: str | None = None,
+                device: str | None = None) -> dict[str, Any]:
     """Run the training loop in this process with world size 1 (no Ray); returns the summary.
 
-    Useful for debugging a task and for tests of the loop itself.
+    Useful for debugging a task and for tests of the loop itself. ``device`` defaults to
+    ``cuda`` when the task asks for GPUs and one is visible, else ``cpu``.
     """
     prepared = prepare(task)
     run_dir = Path(storage_path).resolve() / (run_name or task.task_id)
+    if device is None:
+        device = "cuda" if task.resources.use_gpu and torch.cuda.is_available() else "cpu"
     loop = TrainLoop(task, prepared.dataset.features, prepared.dataset.targets, prepared.meta,
-                     prepared.seed, run_dir, prepared.fingerprint, SingleProcess())
+                     prepared.seed, run_dir, prepared.fingerprint, SingleProcess(),
+                     device=torch.device(device))
     return loop.run()
 
