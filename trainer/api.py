@@ -29,7 +29,7 @@ import torch
 
 from consistency.hashing import canonical_json, data_hash, deterministic_seed
 from trainer._collective import SingleProcess, TorchCollective
-from trainer.checkpoint import CheckpointStore
+from trainer.checkpoint import CheckpointStore, atomic_write_text
 from trainer.data import Dataset, load_dataset
 from trainer.errors import ConfigError, TrainingFailedError
 from trainer.loop import DatasetMeta, TrainLoop, build_loss, run_layout
@@ -116,7 +116,7 @@ def _check_capacity(task: TrainingTask) -> None:
     if not problems:
         return
     msg = "the task needs " + "; ".join(problems)
-    if ray.get_runtime_context().gcs_address and os.environ.get("MTP_ALLOW_AUTOSCALE"):
+    if os.environ.get("MTP_ALLOW_AUTOSCALE"):
         logger.warning("%s; waiting for the autoscaler (MTP_ALLOW_AUTOSCALE is set)", msg)
         return
     raise ConfigError(msg + ": lower resources.num_workers / cpus_per_worker / "
@@ -210,7 +210,7 @@ def train(
     layout = run_layout(run_dir)
     # fail fast, in the driver, if the run directory holds another task's checkpoints
     CheckpointStore(layout["checkpoints"]).load_latest(prepared.fingerprint)
-    (run_dir / "task.json").write_text(json.dumps(task.canonical_dict(), indent=1))
+    atomic_write_text(run_dir / "task.json", json.dumps(task.canonical_dict(), indent=1))
 
     import ray
     from ray.train import FailureConfig, LoggingConfig, RunConfig, ScalingConfig
