@@ -48,6 +48,7 @@ def ray_session() -> Iterator[None]:
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, namespace="mtp", logging_level="WARNING")
+        # "local": never join a cluster some other process left running on this host
+        ray.init(address="local", num_cpus=2, namespace="mtp", logging_level="WARNING")
     yield
     ray.shutdown()

@@ -124,6 +124,17 @@ def _check_capacity(task: TrainingTask) -> None:
                       "an autoscaling cluster instead)")
 
 
+def _quiet_ray_train_reports(level: str) -> None:
+    """Ray Train logs every report at INFO from every worker (one line per rank per epoch).
+
+    Its execution context names that logger by file path (``logging.getLogger(__file__)``),
+    outside the ``ray.train`` hierarchy that ``LoggingConfig`` controls, so set it here.
+    """
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("ray.train") or "/ray/train/" in name:
+            logging.getLogger(name).setLevel(level)
+
+
 def ray_train_worker(config: dict[str, Any]) -> None:
     """Ray Train's per-worker entry point: wraps TrainLoop with Ray's process group."""
     import ray
@@ -131,8 +142,7 @@ def ray_train_worker(config: dict[str, Any]) -> None:
     import ray.train.torch
     import torch.distributed as dist
 
-    # Ray Train logs each report at INFO from every worker: one line per rank per epoch
-    logging.getLogger("ray.train").setLevel(config.get("ray_train_log_level", "WARNING"))
+    _quiet_ray_train_reports(config.get("ray_train_log_level", "WARNING"))
     task = TrainingTask.model_validate(config["task"])
     features, targets = ray.get(config["data"])
     device = ray.train.torch.get_device()
