@@ -12,11 +12,9 @@ from typing import Any
 
 import yaml
 
+from cluster.errors import ClusterConfigError
+
 __all__ = ["ClusterConfigError", "validate_cluster_config"]
-
-
-class ClusterConfigError(Exception):
-    """The cluster YAML is unreadable or fails Ray's cluster-config schema."""
 
 
 def validate_cluster_config(path: str | Path) -> dict[str, Any]:

@@ -48,6 +48,7 @@ _PROGRESS_POLL_S = 0.25
 # a floor of 2 s per epoch. 0.5 s keeps short epochs cheap; a value the user set wins.
 _HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 _HEALTH_CHECK_DEFAULT_S = "0.5"
+_NODE_ID_LABEL = "ray.io/node-id"  # the label Ray puts on every node (ray._raylet.RAY_NODE_ID_KEY)
 
 
 class PreparedTask:
@@ -136,11 +137,17 @@ def _quiet_ray_train_reports(level: str) -> None:
 
 
 def ray_train_worker(config: dict[str, Any]) -> None:
-    """Ray Train's per-worker entry point: wraps TrainLoop with Ray's process group."""
+    """Ray Train's per-worker entry point: wraps TrainLoop with Ray's process group.
+
+    Also sends heartbeats to the fault detector and, on rank 0, tells the task migrator where
+    this attempt runs and, after a migration, from which checkpoint it resumed.
+    """
     import ray
     import ray.train
     import ray.train.torch
     import torch.distributed as dist
+
+    from cluster.heartbeat import HeartbeatSender
 
     _quiet_ray_train_reports(config.get("ray_train_log_level", "WARNING"))
     task = TrainingTask.model_validate(config["task"])
@@ -148,6 +155,8 @@ def ray_train_worker(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     collective = TorchCollective(device) if dist.is_initialized() else SingleProcess()
     progress = config.get("progress")
+    node_id = ray.get_runtime_context().get_node_id()
+    attempt = int(config.get("attempt", 0))
 
     def on_epoch(record: dict[str, Any]) -> None:
         if progress is None:
@@ -167,7 +176,23 @@ def ray_train_worker(config: dict[str, Any]) -> None:
         device=device,
         on_epoch=on_epoch,
     )
-    loop.run()
+    heartbeat = None
+    if config.get("detector") is not None:
+        heartbeat = HeartbeatSender(
+            config["detector"], config["task_key"], attempt, collective.rank, node_id,
+            lambda: loop.state.global_step, task.fault_tolerance.heartbeat_interval_s).start()
+    nodes = collective.all_gather_object(node_id)
+    migrator = config.get("migrator")
+    if migrator is not None and collective.rank == 0:
+        migrator.attempt_started.remote(config["task_key"], attempt, nodes)
+        if attempt > 0:
+            migrator.resumed.remote(config["task_key"], attempt, loop.resumed_from,
+                                    loop.state.global_step)
+    try:
+        loop.run()
+    finally:
+        if heartbeat is not None:
+            heartbeat.stop()
 
 
 def _ray_train_log_level() -> str:
@@ -223,34 +248,33 @@ def train(
     atomic_write_text(run_dir / "task.json", json.dumps(task.canonical_dict(), indent=1))
 
     import ray
-    from ray.train import FailureConfig, LoggingConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
     from ray.util.queue import Empty, Queue
+
+    from cluster.actors import get_fault_detector, get_task_migrator
+    from cluster.detector import HealthThresholds
 
     os.environ.setdefault(_HEALTH_CHECK_ENV, _HEALTH_CHECK_DEFAULT_S)
     connect(address)
     _check_capacity(task)
+    ft = task.fault_tolerance
     res = task.resources
+    task_key = run_name  # unique per run directory; the task id when no run name is given
+    detector = get_fault_detector(
+        HealthThresholds(ft.heartbeat_interval_s, ft.node_failure_timeout_s,
+                         ft.warning_missed_heartbeats, ft.critical_missed_heartbeats), storage)
+    migrator = None
+    if ft.enable_auto_recovery:
+        migrator = get_task_migrator(ft.migration_strategy.value, storage)
+        ray.get(migrator.register.remote(task_key, res.num_workers, res.cpus_per_worker,
+                                         res.gpus_per_worker or (1.0 if res.use_gpu else 0.0)))
     data_ref = ray.put((prepared.dataset.features, prepared.dataset.targets))
     progress: Any = Queue(actor_options={"num_cpus": 0}) if on_epoch is not None else None
-    per_worker: dict[str, float] = {"CPU": res.cpus_per_worker}
-    if res.use_gpu:
-        per_worker["GPU"] = res.gpus_per_worker or 1.0
-    trainer = TorchTrainer(
-        ray_train_worker,
-        train_loop_config={
-            "task": task.canonical_dict(), "data": data_ref, "meta": prepared.meta,
-            "seed": prepared.seed, "run_dir": str(run_dir),
-            "fingerprint": prepared.fingerprint, "progress": progress,
-            "ray_train_log_level": _ray_train_log_level(),
-        },
-        torch_config=TorchConfig(backend="nccl" if res.use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=res.num_workers, use_gpu=res.use_gpu,
-                                     resources_per_worker=per_worker),
-        run_config=RunConfig(name=run_name, storage_path=str(storage),
-                             failure_config=FailureConfig(max_failures=task.failure.max_failures),
-                             logging_config=LoggingConfig(log_level=_ray_train_log_level())),
-    )
+    loop_config = {
+        "task": task.canonical_dict(), "data": data_ref, "meta": prepared.meta,
+        "seed": prepared.seed, "run_dir": str(run_dir), "fingerprint": prepared.fingerprint,
+        "progress": progress, "ray_train_log_level": _ray_train_log_level(),
+        "detector": detector, "migrator": migrator, "task_key": task_key,
+    }
 
     stop = threading.Event()
 
@@ -270,23 +294,98 @@ def train(
     if progress is not None:
         pump_thread.start()
     try:
-        trainer.fit()
-    except Exception as err:  # Ray Train raises its own error types after max_failures
-        latest = CheckpointStore(layout["checkpoints"]).list()
-        where = f"latest checkpoint {latest[-1].path}" if latest else "no checkpoint written"
-        raise TrainingFailedError(
-            f"training of task {task.task_id!r} failed ({type(err).__name__}: {err}); "
-            f"{where}; rerun with the same --run-name and --storage-path to resume, or raise "
-            f"failure.max_failures (now {task.failure.max_failures})"
-        ) from err
+        _supervise(task, task_key, storage, run_name, layout, loop_config, detector, migrator)
     finally:
         stop.set()
         if progress is not None:
             pump_thread.join(timeout=10)
             ray.kill(progress.actor)
         del data_ref
+        detector.retire_task.remote(task_key)
 
     return _collect_result(task, prepared, run_name, run_dir, t_start)
+
+
+
+def _make_trainer(task: TrainingTask, run_name: str, storage: Path, loop_config: dict[str, Any],
+                  node_ids: list[str] | None, max_failures: int) -> Any:
+    from ray.train import FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    res = task.resources
+    per_worker: dict[str, float] = {"CPU": res.cpus_per_worker}
+    if res.use_gpu:
+        per_worker["GPU"] = res.gpus_per_worker or 1.0
+    # after a migration each rank is pinned to the node the migrator chose for it
+    selector = [{_NODE_ID_LABEL: nid} for nid in node_ids] if node_ids else None
+    return TorchTrainer(
+        ray_train_worker,
+        train_loop_config=loop_config,
+        torch_config=TorchConfig(backend="nccl" if res.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=res.num_workers, use_gpu=res.use_gpu,
+                                     resources_per_worker=per_worker, label_selector=selector),
+        run_config=RunConfig(name=run_name, storage_path=str(storage),
+                             failure_config=FailureConfig(max_failures=max_failures),
+                             logging_config=LoggingConfig(log_level=_ray_train_log_level())),
+    )
+
+
+def _supervise(task: TrainingTask, task_key: str, storage: Path, run_name: str,
+               layout: dict[str, Path], loop_config: dict[str, Any], detector: Any,
+               migrator: Any) -> None:
+    """Run the trainer; after a failure, resume where the task migrator says.
+
+    With auto-recovery the migrator is the only restarter: Ray Train gets ``max_failures=0``
+    and each failed attempt is followed by a plan (healthy nodes, by strategy) and a new
+    attempt pinned to those nodes, which resumes from the newest good checkpoint. Without it,
+    Ray Train restarts the worker group itself, up to ``failure.max_failures`` times.
+    """
+    import ray
+
+    ft = task.fault_tolerance
+    auto = migrator is not None
+    node_ids: list[str] | None = None
+    attempt = 0
+    while True:
+        loop_config["attempt"] = attempt
+        trainer = _make_trainer(task, run_name, storage, loop_config, node_ids,
+                                0 if auto else task.failure.max_failures)
+        try:
+            trainer.fit()
+            if migrator is not None:
+                migrator.finished.remote(task_key, True)
+            return
+        except Exception as err:  # Ray Train raises its own error types
+            failure_at = time.time()
+            cause = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            latest = CheckpointStore(layout["checkpoints"]).list()
+            where = (f"latest checkpoint {latest[-1].path} (kept)" if latest
+                     else "no checkpoint written")
+            if migrator is None or attempt >= ft.max_retry_attempts:
+                limit = (f"fault_tolerance.max_retry_attempts (now {ft.max_retry_attempts})"
+                         if auto else f"failure.max_failures (now {task.failure.max_failures})")
+                if migrator is not None:
+                    migrator.finished.remote(task_key, False, cause)
+                raise TrainingFailedError(
+                    f"training of task {task.task_id!r} failed ({cause}); {where}; rerun with "
+                    f"the same --run-name and --storage-path to resume, or raise {limit}"
+                ) from err
+            logger.warning("attempt %d of task %s failed (%s); asking the task migrator",
+                           attempt, task_key, cause)
+            plan = ray.get(migrator.plan.remote(
+                task_key, failure_at, cause,
+                ft.node_failure_timeout_s + 2 * ft.heartbeat_interval_s))
+            if "error" in plan:
+                migrator.finished.remote(task_key, False, plan["error"])
+                raise TrainingFailedError(
+                    f"training of task {task.task_id!r} failed and cannot be resumed: "
+                    f"{plan['error']}; {where}; add nodes or lower resources.num_workers, then "
+                    "rerun with the same --run-name and --storage-path"
+                ) from err
+            node_ids = list(plan["node_ids"])
+            detector.retire_task.remote(task_key, attempt)
+            time.sleep(ft.retry_backoff_s * (2 ** attempt))
+            attempt += 1
 
 
 def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, run_dir: Path,

@@ -86,6 +86,7 @@ class _EarlyStopState:
 @dataclass
 class _RunState:
     epoch: int = 0  # completed epochs
+    global_step: int = 0  # optimizer steps taken, all epochs
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
 
@@ -211,8 +212,8 @@ class TrainLoop:
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.early.load_state_dict(state["early_stopping"])
-        self.state = _RunState(int(state["epoch"]), list(state["history"]),
-                               bool(state.get("stopped_early", False)))
+        self.state = _RunState(int(state["epoch"]), int(state.get("global_step", 0)),
+                               list(state["history"]), bool(state.get("stopped_early", False)))
         rng = state["rng"]
         if len(rng) == self.world_size:
             restore_rng_state(rng[self.rank])
@@ -232,6 +233,7 @@ class TrainLoop:
             "epoch": self.state.epoch,
             # epoch-boundary checkpoints: the next batch is batch 0 of epoch `epoch`
             "position": {"epoch": self.state.epoch, "batch": 0},
+            "global_step": self.state.global_step,
             "model": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": rngs,
@@ -282,6 +284,7 @@ class TrainLoop:
             if clip is not None:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
             self.optimizer.step()
+            self.state.global_step += 1  # read by the heartbeat thread
             loss_sum += loss.detach().to(torch.float64) * len(yb)
             seen += len(yb)
         total = float(loss_sum)  # one synchronisation per epoch, before the clock stops

@@ -26,9 +26,11 @@ __all__ = [
     "DatasetSpec",
     "EarlyStopping",
     "FailureSpec",
+    "FaultToleranceSpec",
     "FileDataset",
     "Hyperparameters",
     "LossName",
+    "MigrationStrategy",
     "ModelSpec",
     "MonitorSpec",
     "OptimizerName",
@@ -311,6 +313,54 @@ class FailureSpec(_Strict):
     )
 
 
+class MigrationStrategy(enum.StrEnum):
+    LOAD_BALANCED = "load_balanced"
+    ROUND_ROBIN = "round_robin"
+
+
+class FaultToleranceSpec(_Strict):
+    """Node-level failure handling by the platform's FaultDetector and TaskMigrator actors.
+
+    Workers and a small agent on every node send heartbeats every ``heartbeat_interval_s``. A
+    node or worker is WARNING after ``warning_missed_heartbeats`` missed intervals, CRITICAL after
+    ``critical_missed_heartbeats``, and FAILED after ``node_failure_timeout_s`` (or at once when
+    Ray's node table reports the node dead). With ``enable_auto_recovery`` the TaskMigrator alone
+    restarts a failed run (Ray Train's own restarts are turned off, so one failure never causes
+    two restarts): it picks healthy nodes by ``migration_strategy`` and resumes from the latest
+    good checkpoint, up to ``max_retry_attempts`` times with exponential backoff.
+    """
+
+    heartbeat_interval_s: float = Field(1.0, gt=0.0, le=600.0)
+    node_failure_timeout_s: float = Field(5.0, gt=0.0, le=3600.0)
+    warning_missed_heartbeats: int = Field(2, ge=1, le=1000)
+    critical_missed_heartbeats: int = Field(3, ge=1, le=1000)
+    enable_auto_recovery: bool = True
+    max_retry_attempts: int = Field(3, ge=0, le=100)
+    retry_backoff_s: float = Field(1.0, ge=0.0, le=600.0, description="Doubles per retry.")
+    migration_strategy: MigrationStrategy = MigrationStrategy.LOAD_BALANCED
+
+    @model_validator(mode="after")
+    def _consistent_thresholds(self) -> FaultToleranceSpec:
+        i, t = self.heartbeat_interval_s, self.node_failure_timeout_s
+        if t <= i:
+            raise ValueError(
+                f"node_failure_timeout_s={t:g} must be longer than heartbeat_interval_s={i:g} "
+                "(a node would be declared failed before it could send its next heartbeat)"
+            )
+        if self.critical_missed_heartbeats < self.warning_missed_heartbeats:
+            raise ValueError(
+                f"critical_missed_heartbeats={self.critical_missed_heartbeats} must be >= "
+                f"warning_missed_heartbeats={self.warning_missed_heartbeats}"
+            )
+        if self.critical_missed_heartbeats * i >= t:
+            raise ValueError(
+                f"critical_missed_heartbeats x heartbeat_interval_s = "
+                f"{self.critical_missed_heartbeats * i:g} s must be shorter than "
+                f"node_failure_timeout_s={t:g} (CRITICAL comes before FAILED)"
+            )
+        return self
+
+
 class TrainingTask(_Strict):
     """One unit of work: model + dataset + hyperparameters + resources.
 
@@ -327,6 +377,7 @@ class TrainingTask(_Strict):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     failure: FailureSpec = Field(default_factory=FailureSpec)
+    fault_tolerance: FaultToleranceSpec = Field(default_factory=FaultToleranceSpec)
 
     @field_validator("name", "id")
     @classmethod

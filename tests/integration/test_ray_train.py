@@ -100,7 +100,8 @@ def test_killed_worker_is_restarted_and_weights_match(
 def test_failed_run_resumes_on_rerun_with_same_name(
     reference: TrainingResult, tmp_path: Path
 ) -> None:
-    no_retry = {**TASK, "failure": {"max_failures": 0}}
+    no_retry = {**TASK, "failure": {"max_failures": 0},
+                "fault_tolerance": {"enable_auto_recovery": False}}
     thread, out = _train_in_thread(no_retry, tmp_path)
     _kill_a_worker_after(tmp_path / "digits-test", epoch=3)
     thread.join(timeout=300)

@@ -1,0 +1,357 @@
+"""The platform's cluster actors: FaultDetector, its per-node agents, and TaskMigrator.
+
+All live in Ray namespace ``mtp``: ``mtp-fault-detector`` and ``mtp-task-migrator`` are
+detached, created with ``get_if_exists`` (any driver gets the running one) and restart
+themselves (``max_restarts=-1``); their state is persisted as JSON under
+``<storage_path>/_cluster/`` with atomic writes and reloaded on restart. The detector starts one
+``mtp-node-agent-<node>`` per alive node (pinned with node affinity, no CPU) that sends a node
+heartbeat every interval; an agent dies with its node, which is how a node that runs no training
+worker is still noticed.
+
+The actor classes are thin: every decision is in :mod:`cluster.detector` and
+:mod:`cluster.migrator`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from cluster.detector import FailureEvent, FaultDetector, Health, HealthThresholds
+from cluster.metrics import ClusterMetrics
+from cluster.migrator import NoCapacityError, Placement, TaskMigrator
+
+__all__ = [
+    "DETECTOR_NAME",
+    "MIGRATOR_NAME",
+    "NAMESPACE",
+    "FaultDetectorActor",
+    "NodeAgent",
+    "TaskMigratorActor",
+    "free_resources_per_node",
+    "get_fault_detector",
+    "get_task_migrator",
+]
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "mtp"
+DETECTOR_NAME = "mtp-fault-detector"
+MIGRATOR_NAME = "mtp-task-migrator"
+_PERSIST_EVERY_S = 1.0
+
+
+def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        logger.warning("ignoring unreadable state file %s: %s", path, err)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def free_resources_per_node() -> dict[str, dict[str, float]]:
+    """Available resources of every alive node (Ray exposes this only as private API)."""
+    from ray._private import state as _state
+
+    try:
+        raw = _state.available_resources_per_node()
+    except Exception as err:  # noqa: BLE001 - fall back to totals from the public node table
+        logger.debug("available_resources_per_node failed (%s); using totals", err)
+        raw = {n["NodeID"]: n["Resources"] for n in ray.nodes() if n.get("Alive")}
+    return {nid: {k: float(v) for k, v in res.items() if k in ("CPU", "GPU")}
+            for nid, res in raw.items()}
+
+
+class NodeAgent:
+    """Sends this node's heartbeat to the detector every interval, until the node dies."""
+
+    def __init__(self, node_id: str, interval_s: float) -> None:
+        self.node_id = node_id
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        threading.Thread(target=self._loop, name="mtp-node-heartbeat", daemon=True).start()
+
+    def _loop(self) -> None:
+        detector = None
+        while not self._stop.wait(self.interval_s):
+            try:
+                if detector is None:
+                    detector = ray.get_actor(DETECTOR_NAME, namespace=NAMESPACE)
+                detector.node_heartbeat.remote(self.node_id)
+            except Exception as err:  # noqa: BLE001 - the detector may be restarting
+                logger.debug("node heartbeat not sent: %s", err)
+                detector = None
+
+    def set_interval(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+
+    def ping(self) -> str:
+        return self.node_id
+
+
+class FaultDetectorActor:
+    """Ray actor around :class:`FaultDetector`: heartbeats in, failure events out."""
+
+    def __init__(self, thresholds: dict[str, Any], state_dir: str | None = None) -> None:
+        self.core = FaultDetector(HealthThresholds(**thresholds))
+        self.lock = threading.Lock()
+        self.state_path = Path(state_dir) / "fault_detector.json" if state_dir else None
+        self.subscribers: dict[str, Any] = {}
+        self.agents: dict[str, Any] = {}
+        self.metrics = ClusterMetrics()
+        self.restored = False
+        if self.state_path is not None:
+            state = _read_json(self.state_path)
+            if state is not None:
+                self.core.load_state_dict(state, time.time())
+                self.restored = True
+                logger.warning("fault detector restored %d nodes, %d workers from %s",
+                               len(self.core.nodes), len(self.core.workers), self.state_path)
+        self._last_persist = 0.0
+        threading.Thread(target=self._loop, name="mtp-detector-loop", daemon=True).start()
+
+    # -- calls from workers, agents and drivers ---------------------------------------------------
+
+    def heartbeat(self, task_id: str, attempt: int, rank: int, node_id: str, step: int) -> None:
+        # ages are measured on the detector's clock: senders' clocks may be skewed
+        with self.lock:
+            self.core.worker_heartbeat(task_id, attempt, rank, node_id, step, time.time())
+        self.metrics.heartbeat()
+
+    def node_heartbeat(self, node_id: str) -> None:
+        with self.lock:
+            self.core.node_heartbeat(node_id, time.time())
+        self.metrics.heartbeat()
+
+    def configure(self, thresholds: dict[str, Any]) -> None:
+        new = HealthThresholds(**thresholds)
+        with self.lock:
+            if new != self.core.thresholds:
+                logger.warning("fault detector thresholds changed to %s", new)
+                self.core.thresholds = new
+                for agent in self.agents.values():
+                    agent.set_interval.remote(new.heartbeat_interval_s)
+
+    def subscribe(self, name: str, handle: Any) -> None:
+        self.subscribers[name] = handle
+
+    def retire_task(self, task_id: str, attempt: int | None = None) -> None:
+        with self.lock:
+            self.core.retire_task(task_id, attempt)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            snap = self.core.snapshot(time.time())
+        snap["restored"] = self.restored
+        snap["thresholds"] = vars(self.core.thresholds)
+        return snap
+
+    def node_health(self) -> dict[str, str]:
+        with self.lock:
+            return {nid: rec.health.value for nid, rec in self.core.nodes.items()}
+
+    def wait_verdict(self, node_ids: list[str], since: float, timeout_s: float) -> dict[str, str]:
+        """Wait until each node is FAILED or has sent a heartbeat after ``since``.
+
+        Used after a run failed: a node that is alive proves it within one interval, a dead one
+        is declared FAILED within the timeout, so no plan is made on a stale view.
+        """
+        deadline = time.time() + timeout_s
+        while True:
+            with self.lock:
+                pending = [n for n in node_ids
+                           if (rec := self.core.nodes.get(n)) is not None
+                           and rec.health is not Health.FAILED
+                           and (rec.last_heartbeat or 0.0) <= since]
+                verdict = {n: self.core.health_of(n).value for n in node_ids}
+            if not pending or time.time() >= deadline:
+                return verdict
+            time.sleep(0.05)
+
+    def task_info(self, task_id: str) -> dict[str, Any]:
+        with self.lock:
+            return {"nodes": self.core.task_nodes(task_id), "step": self.core.task_step(task_id)}
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def _ensure_agents(self, table: list[dict[str, Any]]) -> None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        alive = {n["NodeID"] for n in table if n.get("Alive")}
+        for node_id in list(self.agents):
+            if node_id not in alive:
+                del self.agents[node_id]
+        for node_id in alive - set(self.agents):
+            self.agents[node_id] = ray.remote(NodeAgent).options(
+                name=f"mtp-node-agent-{node_id[:12]}", namespace=NAMESPACE, num_cpus=0,
+                max_restarts=0, get_if_exists=True,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+            ).remote(node_id, self.core.thresholds.heartbeat_interval_s)
+
+    def _publish(self, events: list[FailureEvent]) -> None:
+        for event in events:
+            self.metrics.failure(event.kind)
+            for name, handle in list(self.subscribers.items()):
+                try:
+                    handle.on_failure.remote(event.to_dict())
+                except Exception as err:  # noqa: BLE001 - a dead subscriber must not stop us
+                    logger.warning("dropping subscriber %s: %s", name, err)
+                    self.subscribers.pop(name, None)
+
+    def _loop(self) -> None:
+        while True:
+            interval = self.core.thresholds.heartbeat_interval_s
+            try:
+                table = ray.nodes()
+                now = time.time()
+                with self.lock:
+                    self.core.observe_nodes(table, now)
+                    events = self.core.step(now)
+                    counts = self.core.counts()
+                    state = self.core.state_dict()
+                self._ensure_agents(table)
+                self._publish(events)
+                self.metrics.node_counts(counts)
+                if self.state_path is not None and now - self._last_persist >= _PERSIST_EVERY_S:
+                    _atomic_write_json(self.state_path, state)
+                    self._last_persist = now
+            except Exception:  # noqa: BLE001 - the detector must outlive any one bad tick
+                logger.exception("fault detector tick failed")
+            time.sleep(interval / 4)
+
+
+class TaskMigratorActor:
+    """Ray actor around :class:`TaskMigrator`; subscribes to the detector's failure events."""
+
+    def __init__(self, strategy: str, state_dir: str | None = None) -> None:
+        self.core = TaskMigrator(strategy)
+        self.lock = threading.Lock()
+        self.state_path = Path(state_dir) / "task_migrator.json" if state_dir else None
+        self.metrics = ClusterMetrics()
+        self.restored = False
+        if self.state_path is not None:
+            state = _read_json(self.state_path)
+            if state is not None:
+                self.core.load_state_dict(state)
+                self.restored = True
+        try:
+            detector = ray.get_actor(DETECTOR_NAME, namespace=NAMESPACE)
+            me = ray.get_runtime_context().current_actor
+            detector.subscribe.remote(MIGRATOR_NAME, me)
+        except ValueError:
+            logger.warning("no fault detector running: migrations only on driver request")
+
+    def _persist(self) -> None:
+        if self.state_path is not None:
+            _atomic_write_json(self.state_path, self.core.state_dict())
+
+    def on_failure(self, event: dict[str, Any]) -> list[str]:
+        with self.lock:
+            hit = self.core.on_failure(event["node_id"], list(event.get("task_ids", [])))
+            self._persist()
+        return hit
+
+    def register(self, task_id: str, world_size: int, cpus_per_worker: float,
+                 gpus_per_worker: float) -> None:
+        with self.lock:
+            self.core.register(task_id, world_size, cpus_per_worker, gpus_per_worker)
+            self._persist()
+
+    def attempt_started(self, task_id: str, attempt: int, nodes: list[str]) -> None:
+        with self.lock:
+            self.core.attempt_started(task_id, attempt, nodes)
+            self._persist()
+
+    def plan(self, task_id: str, failure_at: float, cause: str, verdict_timeout_s: float,
+             strategy: str | None = None) -> dict[str, Any]:
+        """After a failed attempt: wait for the detector's verdict, then choose nodes.
+
+        Returns ``{"node_ids": [...], "reason": ...}`` or ``{"error": message}``.
+        """
+        detector = ray.get_actor(DETECTOR_NAME, namespace=NAMESPACE)
+        with self.lock:
+            rec = self.core.tasks[task_id]
+            suspects = list(rec.nodes)
+        info = ray.get(detector.task_info.remote(task_id))
+        suspects = sorted(set(suspects) | set(info["nodes"].values()))
+        ray.get(detector.wait_verdict.remote(suspects, failure_at, verdict_timeout_s))
+        health = ray.get(detector.node_health.remote())
+        free = free_resources_per_node()
+        nodes = [{"node_id": nid, "health": health.get(nid, Health.HEALTHY.value),
+                  "free": free.get(nid, {})} for nid in free]
+        nodes += [{"node_id": nid, "health": h, "free": {}} for nid, h in health.items()
+                  if nid not in free]
+        start = time.time()
+        with self.lock:
+            try:
+                placement: Placement = self.core.plan(
+                    task_id, nodes, now=start, failure_at=failure_at, cause=cause,
+                    last_step=int(info["step"]), strategy=strategy)
+            except NoCapacityError as err:
+                self._persist()
+                return {"error": str(err)}
+            self._persist()
+        self.metrics.migration_planned()
+        return {"node_ids": placement.node_ids, "reason": placement.reason}
+
+    def resumed(self, task_id: str, attempt: int, checkpoint_epoch: int | None,
+                checkpoint_step: int) -> dict[str, Any] | None:
+        with self.lock:
+            m = self.core.resumed(task_id, attempt, checkpoint_epoch, checkpoint_step,
+                                  time.time())
+            self._persist()
+        if m is not None and m.time_to_resume_s is not None:
+            self.metrics.migration_done(m.time_to_resume_s)
+            logger.warning("task %s resumed on %s from epoch %s, %s steps redone, %.1f s after "
+                           "the failure", task_id, [n[:12] for n in m.to_nodes],
+                           m.checkpoint_epoch, m.steps_redone, m.time_to_resume_s)
+        return m.to_dict() if m else None
+
+    def finished(self, task_id: str, ok: bool, message: str = "") -> None:
+        with self.lock:
+            self.core.finished(task_id, ok, message)
+            self._persist()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            snap = self.core.snapshot()
+        snap["restored"] = self.restored
+        return snap
+
+
+def _state_dir(storage_path: str | Path | None) -> str | None:
+    return str(Path(storage_path) / "_cluster") if storage_path else None
+
+
+def get_fault_detector(thresholds: HealthThresholds, storage_path: str | Path | None) -> Any:
+    """The cluster's detector actor, created on first use (detached, self-restarting)."""
+    handle = ray.remote(FaultDetectorActor).options(
+        name=DETECTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+        num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=32,
+    ).remote(vars(thresholds), _state_dir(storage_path))
+    handle.configure.remote(vars(thresholds))
+    return handle
+
+
+def get_task_migrator(strategy: str, storage_path: str | Path | None) -> Any:
+    return ray.remote(TaskMigratorActor).options(
+        name=MIGRATOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+        num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=16,
+    ).remote(strategy, _state_dir(storage_path))

@@ -1,0 +1,219 @@
+"""Task migration: where a failed run resumes, and the record of every move.
+
+:class:`TaskMigrator` is plain logic. The driver of a run registers it (``register``), reports
+each attempt's workers (``attempt_started``) and asks for a placement after a failure
+(``plan``). The plan excludes every node that is not HEALTHY, picks nodes for the same world
+size by strategy (``load_balanced``: most free CPUs first, spreading ranks; ``round_robin``:
+healthy nodes in turn, starting after the last one used), and records a :class:`Migration`.
+Rank 0 of the resumed attempt reports back (``resumed``) with the checkpoint epoch and the steps
+redone, which completes the record. The Ray actor in :mod:`cluster.actors` wraps this class.
+
+Restarts are the migrator's alone: with auto-recovery on, the driver runs Ray Train with
+``max_failures=0`` and restarts only on the migrator's plan, so a failure never triggers both
+Ray Train's restart and a migration.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cluster.detector import Health
+from cluster.errors import ClusterError
+
+__all__ = ["Migration", "NoCapacityError", "Placement", "TaskMigrator", "TaskRecord", "TaskState"]
+
+logger = logging.getLogger(__name__)
+
+
+class TaskState(enum.StrEnum):
+    RUNNING = "RUNNING"
+    MIGRATING = "MIGRATING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+
+
+class NoCapacityError(ClusterError):
+    """No set of healthy nodes can hold the task's workers."""
+
+
+@dataclass
+class Placement:
+    node_ids: list[str]  # one per rank
+    reason: str
+
+
+@dataclass
+class Migration:
+    task_id: str
+    attempt: int
+    from_nodes: list[str]
+    to_nodes: list[str]
+    failed_nodes: list[str]
+    cause: str
+    planned_at: float
+    failure_at: float
+    checkpoint_epoch: int | None = None
+    steps_redone: int | None = None
+    resumed_at: float | None = None
+
+    @property
+    def time_to_resume_s(self) -> float | None:
+        return None if self.resumed_at is None else self.resumed_at - self.failure_at
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "time_to_resume_s": self.time_to_resume_s}
+
+
+@dataclass
+class TaskRecord:
+    task_id: str
+    world_size: int
+    cpus_per_worker: float
+    gpus_per_worker: float
+    state: TaskState = TaskState.RUNNING
+    attempt: int = 0
+    nodes: list[str] = field(default_factory=list)
+    last_step: int = 0
+    message: str = ""
+
+
+class TaskMigrator:
+    """Placement decisions and the migration log (see module docstring)."""
+
+    def __init__(self, strategy: str = "load_balanced", max_records: int = 500) -> None:
+        self.strategy = strategy
+        self.tasks: dict[str, TaskRecord] = {}
+        self.migrations: list[Migration] = []
+        self.max_records = max_records
+        self._rr_cursor = 0
+
+    def register(self, task_id: str, world_size: int, cpus_per_worker: float,
+                 gpus_per_worker: float = 0.0) -> None:
+        self.tasks[task_id] = TaskRecord(task_id, world_size, cpus_per_worker, gpus_per_worker)
+
+    def attempt_started(self, task_id: str, attempt: int, nodes: list[str]) -> None:
+        rec = self.tasks[task_id]
+        rec.attempt, rec.nodes = attempt, list(nodes)
+        rec.state = TaskState.RUNNING
+
+    def on_failure(self, node_id: str, task_ids: list[str]) -> list[str]:
+        """A failure event: mark the affected running tasks; returns their ids."""
+        hit = []
+        for tid in task_ids:
+            rec = self.tasks.get(tid)
+            if rec is not None and rec.state is TaskState.RUNNING:
+                rec.state = TaskState.MIGRATING
+                hit.append(tid)
+        if hit:
+            logger.warning("node %s failed: tasks %s need migration", node_id[:12], hit)
+        return hit
+
+    def plan(
+        self,
+        task_id: str,
+        nodes: list[dict[str, Any]],
+        *,
+        now: float,
+        failure_at: float,
+        cause: str,
+        last_step: int = 0,
+        strategy: str | None = None,
+    ) -> Placement:
+        """Choose nodes for every rank among ``nodes`` (``node_id``, ``health``, ``free``).
+
+        ``free`` holds each node's available resources, with the failed attempt's own
+        reservations already returned. Raises NoCapacityError with the reason when the healthy
+        nodes cannot hold the task.
+        """
+        rec = self.tasks[task_id]
+        rec.state = TaskState.MIGRATING
+        rec.last_step = max(rec.last_step, last_step)
+        strategy = strategy or self.strategy
+        healthy = [n for n in nodes if Health(n["health"]) is Health.HEALTHY]
+        failed = [n["node_id"] for n in nodes if Health(n["health"]) is Health.FAILED]
+        free = {n["node_id"]: dict(n.get("free", {})) for n in healthy}
+
+        def fits(node_id: str) -> bool:
+            f = free[node_id]
+            return (f.get("CPU", 0.0) + 1e-9 >= rec.cpus_per_worker
+                    and f.get("GPU", 0.0) + 1e-9 >= rec.gpus_per_worker)
+
+        def take(node_id: str) -> None:
+            free[node_id]["CPU"] = free[node_id].get("CPU", 0.0) - rec.cpus_per_worker
+            free[node_id]["GPU"] = free[node_id].get("GPU", 0.0) - rec.gpus_per_worker
+
+        chosen: list[str] = []
+        order = sorted(free)  # node ids: a stable base order
+        for _ in range(rec.world_size):
+            candidates = [n for n in order if fits(n)]
+            if not candidates:
+                break
+            if strategy == "round_robin":
+                pick = candidates[self._rr_cursor % len(candidates)]
+                self._rr_cursor += 1
+            else:  # load_balanced: the node with the most free CPU (then GPU), ties by id
+                pick = max(candidates, key=lambda n: (free[n].get("CPU", 0.0),
+                                                      free[n].get("GPU", 0.0), n))
+            take(pick)
+            chosen.append(pick)
+        if len(chosen) < rec.world_size:
+            total_cpu = sum(n.get("free", {}).get("CPU", 0.0) for n in healthy)
+            rec.state = TaskState.FAILED
+            rec.message = (
+                f"no healthy capacity for task {task_id!r}: it needs {rec.world_size} workers x "
+                f"{rec.cpus_per_worker:g} CPU"
+                + (f" + {rec.gpus_per_worker:g} GPU" if rec.gpus_per_worker else "")
+                + f"; healthy nodes: {len(healthy)} with {total_cpu:g} free CPUs; "
+                f"failed nodes: {[f[:12] for f in failed]}")
+            raise NoCapacityError(rec.message)
+        migration = Migration(task_id, rec.attempt + 1, list(rec.nodes), chosen, failed, cause,
+                              now, failure_at)
+        self.migrations.append(migration)
+        del self.migrations[: max(0, len(self.migrations) - self.max_records)]
+        logger.warning("task %s: migrating from %s to %s (%s; strategy %s)", task_id,
+                       [n[:12] for n in rec.nodes], [n[:12] for n in chosen], cause, strategy)
+        return Placement(chosen, f"{strategy} over {len(healthy)} healthy nodes")
+
+    def resumed(self, task_id: str, attempt: int, checkpoint_epoch: int | None,
+                checkpoint_step: int, now: float) -> Migration | None:
+        """Rank 0 of a resumed attempt is training again: complete the migration record."""
+        rec = self.tasks.get(task_id)
+        if rec is not None:
+            rec.state = TaskState.RUNNING
+        for m in reversed(self.migrations):
+            if m.task_id == task_id and m.attempt == attempt and m.resumed_at is None:
+                m.resumed_at = now
+                m.checkpoint_epoch = checkpoint_epoch
+                last = rec.last_step if rec else checkpoint_step
+                m.steps_redone = max(0, last - checkpoint_step)
+                return m
+        return None
+
+    def finished(self, task_id: str, ok: bool, message: str = "") -> None:
+        rec = self.tasks.get(task_id)
+        if rec is not None:
+            rec.state = TaskState.FINISHED if ok else TaskState.FAILED
+            rec.message = message
+
+    # -- persistence and views -------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "tasks": [{**asdict(t), "state": t.state.value} for t in self.tasks.values()],
+            "migrations": [m.to_dict() for m in self.migrations],
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"version": 1, "rr_cursor": self._rr_cursor, **self.snapshot()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._rr_cursor = int(state.get("rr_cursor", 0))
+        self.tasks = {t["task_id"]: TaskRecord(**{**t, "state": TaskState(t["state"])})
+                      for t in state.get("tasks", [])}
+        self.migrations = []
+        for m in state.get("migrations", []):
+            m = {k: v for k, v in m.items() if k != "time_to_resume_s"}
+            self.migrations.append(Migration(**m))
