@@ -46,6 +46,7 @@ NAMESPACE = "mtp"
 DETECTOR_NAME = "mtp-fault-detector"
 MIGRATOR_NAME = "mtp-task-migrator"
 _PERSIST_EVERY_S = 1.0
+_RELEASE_WAIT_S = 20.0
 
 
 def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
@@ -293,23 +294,45 @@ class TaskMigratorActor:
         suspects = sorted(set(suspects) | set(info["nodes"].values()))
         ray.get(detector.wait_verdict.remote(suspects, failure_at, verdict_timeout_s))
         health = ray.get(detector.node_health.remote())
-        free = free_resources_per_node()
-        nodes = [{"node_id": nid, "health": health.get(nid, Health.HEALTHY.value),
-                  "free": free.get(nid, {})} for nid in free]
-        nodes += [{"node_id": nid, "health": h, "free": {}} for nid, h in health.items()
-                  if nid not in free]
-        start = time.time()
-        with self.lock:
-            try:
-                placement: Placement = self.core.plan(
-                    task_id, nodes, now=start, failure_at=failure_at, cause=cause,
-                    last_step=int(info["step"]), strategy=strategy)
-            except NoCapacityError as err:
+        totals = {n["NodeID"]: {k: float(v) for k, v in n["Resources"].items()
+                                if k in ("CPU", "GPU")} for n in ray.nodes() if n.get("Alive")}
+        # Ray releases the failed attempt's reservations asynchronously: while the healthy
+        # nodes' total capacity could hold the task, wait a little for it to become free.
+        deadline = time.time() + _RELEASE_WAIT_S
+        while True:
+            free = free_resources_per_node()
+            nodes = [{"node_id": nid, "health": health.get(nid, Health.HEALTHY.value),
+                      "free": free.get(nid, {})} for nid in free]
+            nodes += [{"node_id": nid, "health": h, "free": {}} for nid, h in health.items()
+                      if nid not in free]
+            could_fit = self._fits(task_id, [{**n, "free": totals.get(n["node_id"], {})}
+                                             for n in nodes])
+            final = not could_fit or time.time() >= deadline
+            with self.lock:
+                try:
+                    placement: Placement = self.core.plan(
+                        task_id, nodes, now=time.time(), failure_at=failure_at, cause=cause,
+                        last_step=int(info["step"]), strategy=strategy, final=final)
+                except NoCapacityError as err:
+                    if not final:
+                        time.sleep(0.25)
+                        continue
+                    self._persist()
+                    return {"error": str(err)}
                 self._persist()
-                return {"error": str(err)}
-            self._persist()
+            break
         self.metrics.migration_planned()
         return {"node_ids": placement.node_ids, "reason": placement.reason}
+
+    def _fits(self, task_id: str, nodes: list[dict[str, Any]]) -> bool:
+        probe = TaskMigrator()
+        rec = self.core.tasks[task_id]
+        probe.register(task_id, rec.world_size, rec.cpus_per_worker, rec.gpus_per_worker)
+        try:
+            probe.plan(task_id, nodes, now=0.0, failure_at=0.0, cause="", final=False)
+        except NoCapacityError:
+            return False
+        return True
 
     def resumed(self, task_id: str, attempt: int, checkpoint_epoch: int | None,
                 checkpoint_step: int) -> dict[str, Any] | None:

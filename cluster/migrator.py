@@ -121,12 +121,15 @@ class TaskMigrator:
         cause: str,
         last_step: int = 0,
         strategy: str | None = None,
+        final: bool = True,
     ) -> Placement:
         """Choose nodes for every rank among ``nodes`` (``node_id``, ``health``, ``free``).
 
         ``free`` holds each node's available resources, with the failed attempt's own
         reservations already returned. Raises NoCapacityError with the reason when the healthy
-        nodes cannot hold the task.
+        nodes cannot hold the task; with ``final`` the task is then marked FAILED, otherwise
+        the caller may try again (for example while Ray still releases the failed attempt's
+        reservations).
         """
         rec = self.tasks[task_id]
         rec.state = TaskState.MIGRATING
@@ -161,14 +164,15 @@ class TaskMigrator:
             chosen.append(pick)
         if len(chosen) < rec.world_size:
             total_cpu = sum(n.get("free", {}).get("CPU", 0.0) for n in healthy)
-            rec.state = TaskState.FAILED
-            rec.message = (
+            message = (
                 f"no healthy capacity for task {task_id!r}: it needs {rec.world_size} workers x "
                 f"{rec.cpus_per_worker:g} CPU"
                 + (f" + {rec.gpus_per_worker:g} GPU" if rec.gpus_per_worker else "")
                 + f"; healthy nodes: {len(healthy)} with {total_cpu:g} free CPUs; "
                 f"failed nodes: {[f[:12] for f in failed]}")
-            raise NoCapacityError(rec.message)
+            if final:
+                rec.state, rec.message = TaskState.FAILED, message
+            raise NoCapacityError(message)
         migration = Migration(task_id, rec.attempt + 1, list(rec.nodes), chosen, failed, cause,
                               now, failure_at)
         self.migrations.append(migration)

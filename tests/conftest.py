@@ -41,14 +41,40 @@ def digits_task_dict(**training: Any) -> dict[str, Any]:
     return base
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def ray_session() -> Iterator[None]:
-    """One local Ray for every Ray test in the session (2 CPUs: two 1-CPU workers)."""
+    """A local Ray with 2 CPUs (two 1-CPU workers), started once and shared by later tests.
+
+    Function-scoped so that a multi-node test module, which shuts Ray down to connect to its
+    own ``ray.cluster_utils.Cluster``, is followed by a fresh local Ray rather than none.
+    """
+    ensure_local_ray()
+    yield
+
+
+def ensure_local_ray() -> None:
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not ray.is_initialized():
         # "local": never join a cluster some other process left running on this host
         ray.init(address="local", num_cpus=2, namespace="mtp", logging_level="WARNING")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shutdown_ray_at_exit() -> Iterator[None]:
     yield
-    ray.shutdown()
+    import sys
+
+    if "ray" in sys.modules:
+        import ray
+
+        ray.shutdown()
+
+
+FAST_FAULT_TOLERANCE: dict[str, Any] = {
+    # 1 s heartbeats, FAILED after 2 s: detection well inside three intervals
+    "heartbeat_interval_s": 1.0, "node_failure_timeout_s": 2.0,
+    "warning_missed_heartbeats": 1, "critical_missed_heartbeats": 1,
+    "retry_backoff_s": 0.0, "max_retry_attempts": 3,
+}

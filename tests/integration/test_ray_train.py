@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import EXAMPLES, digits_task_dict, wait_for
+from tests.conftest import EXAMPLES, digits_task_dict, ensure_local_ray, wait_for
 from trainer import TrainingFailedError, TrainingResult, load_model, load_result, parse_task
 from trainer import train as mtp_train
 from trainer.cli import main
@@ -24,6 +24,7 @@ TASK = digits_task_dict(epochs=8, batch_size=16, learning_rate=0.002)
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> TrainingResult:
     """One uninterrupted 2-worker run that the other tests compare against."""
+    ensure_local_ray()
     return mtp_train(parse_task(TASK), storage_path=tmp_path_factory.mktemp("ref"))
 
 

@@ -1,0 +1,112 @@
+"""FaultDetector logic, driven with an explicit clock (no Ray)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from cluster import FaultDetector, Health, HealthThresholds
+
+T = HealthThresholds(heartbeat_interval_s=1.0, node_failure_timeout_s=3.5, warning_missed=2,
+                     critical_missed=3)
+
+
+def table(*alive: tuple[str, bool]) -> list[dict]:
+    return [{"NodeID": n, "Alive": a, "NodeManagerAddress": "127.0.0.1",
+             "Resources": {"CPU": 2.0, "node:127.0.0.1": 1.0}} for n, a in alive]
+
+
+def test_health_levels_follow_missed_heartbeats() -> None:
+    d = FaultDetector(T)
+    d.observe_nodes(table(("n1", True)), now=0.0)
+    d.node_heartbeat("n1", now=0.0)
+    levels = {}
+    for now in (1.0, 2.5, 3.2, 3.6):
+        d.step(now)
+        levels[now] = d.health_of("n1")
+    assert levels == {1.0: Health.HEALTHY, 2.5: Health.WARNING, 3.2: Health.CRITICAL,
+                      3.6: Health.FAILED}
+
+
+def test_failure_event_once_with_cause_and_affected_tasks(
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    d = FaultDetector(T)
+    d.observe_nodes(table(("n1", True), ("n2", True)), now=0.0)
+    d.worker_heartbeat("task-a", 0, 0, "n1", step=10, now=0.0)
+    d.worker_heartbeat("task-a", 0, 1, "n2", step=10, now=0.0)
+    d.node_heartbeat("n2", now=3.0)
+    d.worker_heartbeat("task-a", 0, 1, "n2", step=40, now=3.0)
+    with caplog.at_level(logging.WARNING):
+        events = d.step(4.0)
+    assert [(e.kind, e.node_id, e.task_ids) for e in events] == [("node", "n1", ("task-a",))]
+    assert "no heartbeat for 4.0 s > node_failure_timeout_s=3.5" in events[0].cause
+    assert "node n1 FAILED: no heartbeat for 4.0 s > node_failure_timeout_s=3.5" in caplog.text
+    assert d.step(4.5) == []  # reported once
+    assert d.health_of("n2") is Health.HEALTHY
+    assert d.task_nodes("task-a") == {0: "n1", 1: "n2"} and d.task_step("task-a") == 40
+
+
+def test_node_table_death_is_failed_at_once() -> None:
+    d = FaultDetector(T)
+    d.observe_nodes(table(("n1", True)), now=0.0)
+    d.node_heartbeat("n1", now=0.0)
+    d.observe_nodes(table(("n1", False)), now=0.2)
+    events = d.step(0.2)
+    assert d.health_of("n1") is Health.FAILED
+    assert events and "node table reports the node dead" in events[0].cause
+
+
+def test_worker_failure_on_a_healthy_node() -> None:
+    d = FaultDetector(T)
+    d.observe_nodes(table(("n1", True)), now=0.0)
+    d.worker_heartbeat("t", 0, 0, "n1", 5, now=0.0)
+    d.worker_heartbeat("t", 0, 1, "n1", 5, now=0.0)
+    for now in (1.0, 2.0, 3.0, 4.0):
+        d.node_heartbeat("n1", now=now)
+        d.worker_heartbeat("t", 0, 0, "n1", 5 + int(now), now=now)
+    events = d.step(4.0)
+    assert [(e.kind, e.rank) for e in events] == [("worker", 1)]
+    assert d.health_of("n1") is Health.HEALTHY
+
+
+def test_recovered_node_and_retired_tasks() -> None:
+    d = FaultDetector(T)
+    d.observe_nodes(table(("n1", True)), now=0.0)
+    d.worker_heartbeat("t", 0, 0, "n1", 1, now=0.0)
+    d.step(5.0)
+    assert d.health_of("n1") is Health.FAILED
+    d.node_heartbeat("n1", now=5.5)
+    d.step(5.6)
+    assert d.health_of("n1") is Health.HEALTHY
+    d.retire_task("t")
+    assert d.task_nodes("t") == {}
+
+
+def test_new_node_gets_grace_until_first_heartbeat() -> None:
+    d = FaultDetector(T)
+    d.observe_nodes(table(("n1", True)), now=10.0)
+    d.step(11.5)
+    assert d.health_of("n1") is Health.HEALTHY
+    d.step(12.5)
+    assert d.health_of("n1") is Health.WARNING
+    d.step(13.6)
+    assert d.health_of("n1") is Health.FAILED
+
+
+def test_state_survives_restart_without_false_failures() -> None:
+    d = FaultDetector(T)
+    d.observe_nodes(table(("n1", True), ("n2", True)), now=0.0)
+    d.worker_heartbeat("t", 0, 0, "n1", 7, now=0.0)
+    d.step(9.0)  # both FAILED (no heartbeats)
+    d.node_heartbeat("n1", now=9.5)
+    d.step(9.6)
+    state = d.state_dict()
+    restored = FaultDetector(T)
+    restored.load_state_dict(state, now=100.0)  # long outage of the detector itself
+    restored.step(100.5)
+    assert restored.health_of("n1") is Health.HEALTHY  # silence while away is no evidence
+    assert restored.health_of("n2") is Health.FAILED  # already failed stays failed
+    assert restored.task_step("t") == 7
+    assert [e.node_id for e in restored.events] == [e.node_id for e in d.events]

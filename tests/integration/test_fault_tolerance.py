@@ -1,0 +1,208 @@
+"""Whole nodes lost mid-training on a multi-node ``ray.cluster_utils.Cluster``.
+
+Each test starts its own cluster (a head and worker nodes, all on this machine), kills nodes
+with ``remove_node(node, allow_graceful=False)`` and checks that the fault detector notices,
+the task migrator moves the run to surviving nodes, and the final weights are bit-identical to
+an uninterrupted run of the same task.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import FAST_FAULT_TOLERANCE, digits_task_dict, wait_for
+from trainer import TrainingFailedError, TrainingResult, parse_task
+from trainer import train as mtp_train
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+TASK: dict[str, Any] = {**digits_task_dict(epochs=8, batch_size=16, learning_rate=0.002),
+                        "fault_tolerance": FAST_FAULT_TOLERANCE}
+INTERVAL = FAST_FAULT_TOLERANCE["heartbeat_interval_s"]
+
+
+class MultiNode:
+    def __init__(self, worker_nodes: int, head_cpus: int = 1) -> None:
+        import ray
+        from ray.cluster_utils import Cluster
+
+        if ray.is_initialized():
+            ray.shutdown()
+        self.cluster = Cluster(initialize_head=True,
+                               head_node_args={"num_cpus": head_cpus, "include_dashboard": False})
+        self.workers = [self.cluster.add_node(num_cpus=1) for _ in range(worker_nodes)]
+        self.cluster.wait_for_nodes()
+        ray.init(address=self.cluster.address, namespace="mtp", logging_level="WARNING")
+
+    def kill(self, node_id: str) -> float:
+        node = next(n for n in self.workers if n.node_id == node_id)
+        self.workers.remove(node)
+        killed_at = time.time()
+        self.cluster.remove_node(node, allow_graceful=False)
+        return killed_at
+
+    def shutdown(self) -> None:
+        import ray
+
+        ray.shutdown()
+        self.cluster.shutdown()
+
+
+@pytest.fixture
+def make_cluster() -> Iterator[Any]:
+    made: list[MultiNode] = []
+
+    def make(worker_nodes: int) -> MultiNode:
+        made.append(MultiNode(worker_nodes))
+        return made[-1]
+
+    yield make
+    for c in made:
+        c.shutdown()
+
+
+def _actor(name: str) -> Any:
+    import ray
+
+    return ray.get_actor(name, namespace="mtp")
+
+
+def _snapshot(name: str) -> dict[str, Any]:
+    import ray
+
+    return ray.get(_actor(name).snapshot.remote())
+
+
+def _train_async(task: dict[str, Any], storage: Path) -> tuple[threading.Thread, dict]:
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["result"] = mtp_train(parse_task(task), storage_path=storage)
+        except Exception as err:  # noqa: BLE001 - handed to the test thread
+            out["error"] = err
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+def _worker_node_of_task(mn: MultiNode, attempt: int) -> str:
+    """A killable (non-head) node that hosts a rank of the task's given attempt."""
+    import ray
+
+    mine = {n.node_id for n in mn.workers}
+
+    def find() -> str | None:
+        info = ray.get(_actor("mtp-fault-detector").task_info.remote("digits-test"))
+        snap = _snapshot("mtp-task-migrator")
+        rec = next((t for t in snap["tasks"] if t["task_id"] == "digits-test"), None)
+        if rec is None or rec["attempt"] != attempt:
+            return None
+        nodes = [n for n in rec["nodes"] if n in mine] or [
+            n for n in info["nodes"].values() if n in mine]
+        return nodes[0] if nodes else None
+
+    return str(wait_for(find, 120, interval_s=0.2, what=f"attempt {attempt} on a worker node"))
+
+
+def _finish(thread: threading.Thread, out: dict) -> TrainingResult:
+    thread.join(timeout=400)
+    assert not thread.is_alive(), "training did not finish"
+    assert "error" not in out, out.get("error")
+    result: TrainingResult = out["result"]
+    return result
+
+
+def test_node_killed_mid_training_is_detected_and_the_run_migrates(
+    make_cluster: Any, tmp_path: Path
+) -> None:
+    mn = make_cluster(worker_nodes=2)
+    reference = mtp_train(parse_task(TASK), storage_path=tmp_path / "ref")
+
+    thread, out = _train_async(TASK, tmp_path / "run")
+    victim = _worker_node_of_task(mn, attempt=0)
+    wait_for(lambda: (tmp_path / "run" / "digits-test" / "checkpoints" / "ckpt-000002").is_dir(),
+             180, what="checkpoint of epoch 2")
+    killed_at = mn.kill(victim)
+    result = _finish(thread, out)
+
+    assert result.weights_hash == reference.weights_hash
+    assert result.attempts >= 2 and result.resumed_from_epoch is not None
+    events = [e for e in _snapshot("mtp-fault-detector")["events"]
+              if e["kind"] == "node" and e["node_id"] == victim]
+    assert events, "the detector never marked the killed node FAILED"
+    assert events[0]["time"] - killed_at <= 3 * INTERVAL
+    assert "digits-test" in events[0]["task_ids"] or events[0]["task_ids"] == []
+    migrations = [m for m in _snapshot("mtp-task-migrator")["migrations"]
+                  if m["task_id"] == "digits-test"]
+    assert len(migrations) == 1
+    m = migrations[0]
+    assert victim in m["from_nodes"] and victim not in m["to_nodes"]
+    assert victim in m["failed_nodes"]
+    assert m["checkpoint_epoch"] is not None and m["checkpoint_epoch"] >= 2
+    assert m["steps_redone"] is not None and m["steps_redone"] >= 0
+    assert m["time_to_resume_s"] is not None and m["time_to_resume_s"] > 0
+
+
+def test_detector_and_migrator_killed_mid_run_come_back(
+    make_cluster: Any, tmp_path: Path
+) -> None:
+    import ray
+
+    make_cluster(worker_nodes=1)
+    reference = mtp_train(parse_task(TASK), storage_path=tmp_path / "ref")
+    thread, out = _train_async(TASK, tmp_path / "run")
+    wait_for(lambda: (tmp_path / "run" / "digits-test" / "checkpoints" / "ckpt-000002").is_dir(),
+             180, what="checkpoint of epoch 2")
+    ray.kill(_actor("mtp-fault-detector"), no_restart=False)
+    ray.kill(_actor("mtp-task-migrator"), no_restart=False)
+    result = _finish(thread, out)
+    assert result.weights_hash == reference.weights_hash
+    detector = wait_for(lambda: _snapshot("mtp-fault-detector"), 60, what="detector restart")
+    assert detector["restored"], "the restarted detector did not reload its persisted state"
+    assert all(n["health"] == "HEALTHY" for n in detector["nodes"])
+    assert _snapshot("mtp-task-migrator")["restored"]
+
+
+def test_two_nodes_lost_one_after_the_other(make_cluster: Any, tmp_path: Path) -> None:
+    mn = make_cluster(worker_nodes=3)
+    reference = mtp_train(parse_task(TASK), storage_path=tmp_path / "ref")
+    thread, out = _train_async(TASK, tmp_path / "run")
+    wait_for(lambda: (tmp_path / "run" / "digits-test" / "checkpoints" / "ckpt-000002").is_dir(),
+             180, what="checkpoint of epoch 2")
+    first = _worker_node_of_task(mn, attempt=0)
+    mn.kill(first)
+    second = _worker_node_of_task(mn, attempt=1)
+    mn.kill(second)
+    result = _finish(thread, out)
+    assert result.weights_hash == reference.weights_hash
+    migrations = [m for m in _snapshot("mtp-task-migrator")["migrations"]
+                  if m["task_id"] == "digits-test"]
+    assert len(migrations) == 2
+    assert first not in migrations[0]["to_nodes"]
+    assert first not in migrations[1]["to_nodes"] and second not in migrations[1]["to_nodes"]
+
+
+def test_no_healthy_capacity_left_fails_with_reason_and_keeps_checkpoints(
+    make_cluster: Any, tmp_path: Path
+) -> None:
+    mn = make_cluster(worker_nodes=1)  # head 1 CPU + 1 worker node: exactly 2 workers' worth
+    thread, out = _train_async(TASK, tmp_path)
+    wait_for(lambda: (tmp_path / "digits-test" / "checkpoints" / "ckpt-000002").is_dir(),
+             180, what="checkpoint of epoch 2")
+    mn.kill(mn.workers[0].node_id)
+    thread.join(timeout=300)
+    assert isinstance(out.get("error"), TrainingFailedError), out
+    msg = str(out["error"])
+    assert "no healthy capacity" in msg and "needs 2 workers x 1 CPU" in msg
+    assert "(kept)" in msg
+    assert list((tmp_path / "digits-test" / "checkpoints").glob("ckpt-*/manifest.json"))
+    tasks = _snapshot("mtp-task-migrator")["tasks"]
+    assert next(t for t in tasks if t["task_id"] == "digits-test")["state"] == "FAILED"
