@@ -126,6 +126,10 @@ class FaultDetectorActor:
                 logger.warning("fault detector restored %d nodes, %d workers from %s",
                                len(self.core.nodes), len(self.core.workers), self.state_path)
         self._last_persist = 0.0
+        # agents fate-share with the detector that owns them; a fresh name per incarnation
+        # keeps a restarted detector from getting a dying agent of its predecessor by name
+        self._incarnation = os.urandom(3).hex()
+        self._pings: dict[str, Any] = {}
         threading.Thread(target=self._loop, name="mtp-detector-loop", daemon=True).start()
 
     # -- calls from workers, agents and drivers ---------------------------------------------------
@@ -199,12 +203,29 @@ class FaultDetectorActor:
         for node_id in list(self.agents):
             if node_id not in alive:
                 del self.agents[node_id]
+                self._pings.pop(node_id, None)
+        # an agent that died while its node lives (OOM kill, say) would silence a healthy
+        # node: ping each agent, and replace one whose ping fails
+        for node_id, ref in list(self._pings.items()):
+            ready, _ = ray.wait([ref], timeout=0)
+            if not ready:
+                continue
+            del self._pings[node_id]
+            try:
+                ray.get(ready[0])
+            except Exception as err:  # noqa: BLE001 - any failure means the agent is gone
+                logger.warning("node agent on %s died (%s); starting a new one", node_id[:12],
+                               type(err).__name__)
+                self.agents.pop(node_id, None)
         for node_id in alive - set(self.agents):
             self.agents[node_id] = ray.remote(NodeAgent).options(
-                name=f"mtp-node-agent-{node_id[:12]}", namespace=NAMESPACE, num_cpus=0,
-                max_restarts=0, get_if_exists=True,
+                name=f"mtp-node-agent-{node_id[:12]}-{self._incarnation}", namespace=NAMESPACE,
+                num_cpus=0, max_restarts=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
             ).remote(node_id, self.core.thresholds.heartbeat_interval_s)
+        for node_id, agent in self.agents.items():
+            if node_id not in self._pings:
+                self._pings[node_id] = agent.ping.remote()
 
     def _publish(self, events: list[FailureEvent]) -> None:
         for event in events:

@@ -112,6 +112,30 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_cluster_status(args: argparse.Namespace) -> int:
+    import ray
+
+    from cluster.status import collect_status, format_status
+
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        raise ConfigError("mtp cluster status needs a cluster: pass --address HOST:PORT "
+                          "(or 'auto' for a `ray start` cluster on this host) or set RAY_ADDRESS")
+    try:
+        if not ray.is_initialized():
+            ray.init(address=address, namespace="mtp", logging_level=logging.WARNING)
+    except (ConnectionError, ValueError, RuntimeError) as err:
+        raise ConfigError(f"--address {address!r}: cannot connect to a Ray cluster: {err}"
+                          ) from None
+    status = collect_status()
+    if args.json:
+        print(json.dumps({k: v for k, v in status.items() if k != "ray_nodes"}, indent=1,
+                         default=str))
+    else:
+        print(format_status(status))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mtp", description="Ray-based model-training platform.")
@@ -144,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("config")
     val.add_argument("--set", action="append", metavar="KEY=VALUE")
     val.set_defaults(func=_cmd_validate)
+
+    cluster = sub.add_parser("cluster", help="cluster health and fault handling")
+    csub = cluster.add_subparsers(dest="cluster_command", required=True)
+    status = csub.add_parser("status", help="nodes, health levels, tasks, failures, migrations")
+    status.add_argument("--address", default=None,
+                        help="Ray cluster (host:port or 'auto'); default: $RAY_ADDRESS")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_cmd_cluster_status)
     return parser
 
 

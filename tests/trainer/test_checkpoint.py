@@ -103,3 +103,41 @@ def test_scheduler_rules() -> None:
     assert s.decide(5, 10, is_best=False, stopping=True) is SaveReason.FINAL
     off = CheckpointScheduler(CheckpointPolicy(every_n_epochs=0, on_best=False))
     assert off.decide(2, 10, is_best=True) is None
+
+
+def test_process_killed_while_writing_never_leaves_a_usable_partial_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL a writer in the middle of a large checkpoint write, as a node loss would."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store = CheckpointStore(tmp_path, CheckpointPolicy(keep_last=3))
+    _save(store, 1)
+    writer = (
+        "import torch, sys\n"
+        "from trainer.checkpoint import CheckpointStore, SaveReason\n"
+        "from trainer.spec import CheckpointPolicy\n"
+        "s = CheckpointStore(sys.argv[1], CheckpointPolicy(keep_last=3))\n"
+        "big = {'w': torch.ones(64 * 1024 * 1024)}\n"  # 256 MB: long enough to be caught
+        "print('ready', flush=True)\n"
+        "s.save(big, epoch=2, reason=SaveReason.INTERVAL, is_best=False, metrics={},\n"
+        "       fingerprint='fp')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", writer, str(tmp_path)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".tmp-ckpt-000002-*/state.pt")):
+        assert proc.poll() is None, "the writer finished before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not (tmp_path / "ckpt-000002").exists()
+    found = store.load_latest("fp")
+    assert found is not None and found[1].epoch == 1  # the partial one is never a candidate
+    _save(store, 3)  # the next successful save clears the leftovers of the crashed one
+    assert not list(tmp_path.glob(".tmp-ckpt-*"))

@@ -76,6 +76,15 @@ def test_override_into_a_value_is_rejected() -> None:
         ("name=has space", r"name: got \"has space\": .*not allowed"),
         ("training.monitor.metric=auc", r"unknown metric 'auc'"),
         ("failure.max_failures=-2", r"failure\.max_failures: got -2"),
+        ("fault_tolerance.node_failure_timeout_s=0.5",
+         r"node_failure_timeout_s=0.5 must be longer than heartbeat_interval_s=1"),
+        ("fault_tolerance.heartbeat_interval_s=-1",
+         r"fault_tolerance\.heartbeat_interval_s: got -1: .*greater than 0"),
+        ("fault_tolerance.critical_missed_heartbeats=9",
+         r"critical_missed_heartbeats x heartbeat_interval_s = 9 s must be shorter"),
+        ("fault_tolerance.migration_strategy=random",
+         r"migration_strategy: got \"random\": .*'load_balanced' or 'round_robin'"),
+        ("fault_tolerance.max_retry_attempts=-1", r"max_retry_attempts: got -1"),
     ],
 )
 def test_bad_values_name_field_value_and_allowed(

@@ -1,0 +1,86 @@
+"""What ``mtp cluster status`` shows: nodes with health, resources, heartbeat age and tasks, and
+the recent failures and migrations, read from the detector and migrator actors."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+__all__ = ["collect_status", "format_status"]
+
+
+def collect_status() -> dict[str, Any]:
+    """Snapshots of the running actors (Ray must be connected); absent actors give None."""
+    import ray
+
+    from cluster.actors import DETECTOR_NAME, MIGRATOR_NAME, NAMESPACE
+
+    out: dict[str, Any] = {"detector": None, "migrator": None, "ray_nodes": ray.nodes()}
+    for key, name in (("detector", DETECTOR_NAME), ("migrator", MIGRATOR_NAME)):
+        try:
+            handle = ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:
+            continue
+        out[key] = ray.get(handle.snapshot.remote(), timeout=30)
+    return out
+
+
+def _ts(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return _dt.datetime.fromtimestamp(t, _dt.UTC).strftime("%H:%M:%S")
+
+
+def _res(r: dict[str, float]) -> str:
+    parts = [f"{r[k]:g} {k}" for k in ("CPU", "GPU") if r.get(k)]
+    return ", ".join(parts) or "-"
+
+
+def format_status(status: dict[str, Any]) -> str:
+    det, mig = status["detector"], status["migrator"]
+    lines: list[str] = []
+    if det is None:
+        lines.append("fault detector: not running (it starts with the first `mtp run`); "
+                     "nodes from Ray's node table:")
+        lines.append(f"{'node':<14}{'address':<17}{'alive':<7}resources")
+        for n in status["ray_nodes"]:
+            lines.append(f"{n['NodeID'][:12]:<14}{n.get('NodeManagerAddress', ''):<17}"
+                         f"{'yes' if n.get('Alive') else 'no':<7}{_res(n.get('Resources', {}))}")
+        return "\n".join(lines)
+    th = det.get("thresholds", {})
+    lines.append(f"fault detector: {len(det['nodes'])} nodes, heartbeats received "
+                 f"{det['heartbeats_received']:,}, interval {th.get('heartbeat_interval_s')} s, "
+                 f"FAILED after {th.get('node_failure_timeout_s')} s")
+    lines.append(f"{'node':<14}{'address':<17}{'health':<10}{'heartbeat':>10}  "
+                 f"{'resources':<16}tasks")
+    for n in det["nodes"]:
+        age = n.get("heartbeat_age_s")
+        age_s = "-" if age is None else f"{age:.1f}s ago"
+        lines.append(f"{n['node_id'][:12]:<14}{n['address']:<17}{n['health']:<10}{age_s:>10}  "
+                     f"{_res(n['resources']):<16}{', '.join(n['tasks']) or '-'}")
+    events = det["events"][-10:]
+    lines.append("")
+    lines.append(f"recent failures ({len(events)}):" if events else "recent failures: none")
+    for e in events:
+        who = f"node {e['node_id'][:12]}" if e["kind"] == "node" else (
+            f"worker rank {e['rank']} on {e['node_id'][:12]}")
+        lines.append(f"  {_ts(e['time'])}  {who}: {e['cause']}"
+                     + (f"  tasks: {', '.join(e['task_ids'])}" if e["task_ids"] else ""))
+    if mig is not None:
+        lines.append("")
+        tasks = mig["tasks"]
+        lines.append(f"tasks ({len(tasks)}):" if tasks else "tasks: none")
+        for t in tasks:
+            lines.append(f"  {t['task_id']:<24}{t['state']:<10}attempt {t['attempt']}  "
+                         f"{t['world_size']} workers  {t['message']}".rstrip())
+        ms = mig["migrations"][-10:]
+        lines.append("")
+        lines.append(f"recent migrations ({len(ms)}):" if ms else "recent migrations: none")
+        for m in ms:
+            resumed = ("not resumed yet" if m["time_to_resume_s"] is None else
+                       f"resumed {m['time_to_resume_s']:.1f}s after the failure from epoch "
+                       f"{m['checkpoint_epoch']}, {m['steps_redone']} steps redone")
+            lines.append(f"  {_ts(m['planned_at'])}  {m['task_id']} attempt {m['attempt']}: "
+                         f"{[n[:12] for n in m['from_nodes']]} -> "
+                         f"{[n[:12] for n in m['to_nodes']]}; {resumed}")
+    return "\n".join(lines)
