@@ -35,7 +35,7 @@ from trainer.errors import ConfigError, TrainingFailedError
 from trainer.loop import DatasetMeta, TrainLoop, build_loss, run_layout
 from trainer.models import build_model
 from trainer.result import EpochRecord, Timings, TrainingResult
-from trainer.spec import TrainingTask
+from trainer.spec import Strategy, TrainingTask
 
 __all__ = ["DEFAULT_STORAGE_PATH", "PreparedTask", "connect", "prepare", "train", "train_local"]
 
@@ -75,6 +75,8 @@ def _fingerprint(task: TrainingTask, digest: str) -> str:
                 if k not in ("epochs", "early_stopping", "checkpoint")}
     key = {"task_id": task.task_id, "model": d["model"], "dataset": d["dataset"],
            "hyperparameters": d["hyperparameters"], "training": training, "data": digest}
+    if task.strategy is not Strategy.DDP:  # the optimizer state lives on the server shards
+        key["strategy"] = {"name": task.strategy.value, "ps": d["ps"] or {}}
     return hashlib.sha256(canonical_json(key)).hexdigest()
 
 
@@ -83,8 +85,16 @@ def prepare(task: TrainingTask) -> PreparedTask:
     dataset = load_dataset(task.dataset)
     build_loss(task, dataset.kind)
     shape = dataset.sample_shape
-    build_model(task.model, shape, dataset.kind, dataset.num_classes,
-                np.zeros(shape, np.float32), np.ones(shape, np.float32))
+    model = build_model(task.model, shape, dataset.kind, dataset.num_classes,
+                        np.zeros(shape, np.float32), np.ones(shape, np.float32))
+    if task.strategy is Strategy.PARAMETER_SERVER:
+        from cluster.errors import ClusterError
+        from cluster.parameter_server import ShardLayout
+
+        try:
+            ShardLayout.for_module(model, task.ps_spec.num_shards)
+        except ClusterError as err:
+            raise ConfigError(f"invalid task config: {err}") from None
     return PreparedTask(task, dataset)
 
 
@@ -104,6 +114,8 @@ def _check_capacity(task: TrainingTask) -> None:
 
     res = task.resources
     need_cpu = res.num_workers * res.cpus_per_worker
+    if task.strategy is Strategy.PARAMETER_SERVER:
+        need_cpu += task.ps_spec.num_shards * task.ps_spec.cpus_per_shard
     need_gpu = res.num_workers * (res.gpus_per_worker or (1.0 if res.use_gpu else 0.0))
     total = ray.cluster_resources()
     have_cpu, have_gpu = total.get("CPU", 0.0), total.get("GPU", 0.0)
@@ -263,7 +275,8 @@ def train(
         HealthThresholds(ft.heartbeat_interval_s, ft.node_failure_timeout_s,
                          ft.warning_missed_heartbeats, ft.critical_missed_heartbeats), storage)
     migrator = None
-    if ft.enable_auto_recovery:
+    # the parameter server restarts its own worker actors (failure.max_failures)
+    if ft.enable_auto_recovery and task.strategy is Strategy.DDP:
         migrator = get_task_migrator(ft.migration_strategy.value, storage)
         ray.get(migrator.register.remote(task_key, res.num_workers, res.cpus_per_worker,
                                          res.gpus_per_worker or (1.0 if res.use_gpu else 0.0)))
@@ -294,7 +307,11 @@ def train(
     if progress is not None:
         pump_thread.start()
     try:
-        _supervise(task, task_key, storage, run_name, layout, loop_config, detector, migrator)
+        if task.strategy is Strategy.PARAMETER_SERVER:
+            _run_ps(task, task_key, layout, loop_config)
+        else:
+            _supervise(task, task_key, storage, run_name, layout, loop_config, detector,
+                       migrator)
     finally:
         stop.set()
         if progress is not None:
@@ -388,6 +405,23 @@ def _supervise(task: TrainingTask, task_key: str, storage: Path, run_name: str,
             attempt += 1
 
 
+def _run_ps(task: TrainingTask, task_key: str, layout: dict[str, Path],
+            loop_config: dict[str, Any]) -> None:
+    from cluster.errors import ClusterError
+    from cluster.ps_actors import run_parameter_server
+
+    try:
+        run_parameter_server(task, task_key, loop_config)
+    except ClusterError as err:
+        latest = CheckpointStore(layout["checkpoints"]).list()
+        where = (f"latest checkpoint {latest[-1].path} (kept)" if latest
+                 else "no checkpoint written")
+        raise TrainingFailedError(
+            f"training of task {task.task_id!r} failed ({err}); {where}; rerun with the same "
+            "--run-name and --storage-path to resume, or raise failure.max_failures"
+        ) from err
+
+
 def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, run_dir: Path,
                     t_start: float) -> TrainingResult:
     layout = run_layout(run_dir)
@@ -410,6 +444,7 @@ def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, r
         task_name=task.name,
         run_name=run_name,
         run_dir=str(run_dir),
+        strategy=task.strategy.value,
         data_hash=prepared.data_hash,
         task_kind=prepared.dataset.kind.value,
         num_classes=prepared.dataset.num_classes,

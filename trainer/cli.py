@@ -43,10 +43,14 @@ def format_summary(r: TrainingResult) -> str:
     best = "  ".join(f"{k} {_fmt(v)}" for k, v in sorted(r.best_metrics.items()))
     final = "  ".join(f"{k} {_fmt(v)}" for k, v in sorted(r.final_metrics.items()))
     t = r.timings
+    strategy = r.strategy
+    ps = r.task.get("ps") or {}
+    if strategy == "parameter_server":
+        strategy += f" ({ps.get('mode', 'sync')}, {ps.get('num_shards', 1)} shards)"
     lines = [
         f"run        {r.run_name}  ({r.run_dir})",
-        f"task       {r.task_id}  world_size={r.world_size}  seed={r.seed}  "
-        f"params={r.num_parameters:,}",
+        f"task       {r.task_id}  strategy={strategy}  world_size={r.world_size}  "
+        f"seed={r.seed}  params={r.num_parameters:,}",
         f"data_hash  {r.data_hash}",
         f"epochs     {r.epochs_completed}" + ("  (stopped early)" if r.stopped_early else "")
         + (f"  resumed from epoch {r.resumed_from_epoch}" if r.resumed_from_epoch else "")

@@ -125,14 +125,19 @@ def build_loss(task: TrainingTask, kind: TaskKind) -> nn.Module:
     }[name]()
 
 
-def build_optimizer(task: TrainingTask, params: Any) -> torch.optim.Optimizer:
+def build_optimizer(task: TrainingTask, params: Any, fused: bool = False) -> torch.optim.Optimizer:
+    """The task's optimizer; ``fused`` picks torch's single-kernel update (the parameter
+    server's shards use it on their one flat tensor; its rounding differs from the default
+    foreach update in the last bits, so a run keeps one choice throughout)."""
     hp, lr = task.hyperparameters, task.training.learning_rate
     opt = task.training.optimizer
+    extra: dict[str, Any] = {"fused": True} if fused else {}
     if opt is OptimizerName.SGD:
         return torch.optim.SGD(params, lr=lr, momentum=hp.momentum, nesterov=hp.nesterov,
-                               weight_decay=hp.weight_decay)
+                               weight_decay=hp.weight_decay, **extra)
     cls = torch.optim.Adam if opt is OptimizerName.ADAM else torch.optim.AdamW
-    return cls(params, lr=lr, betas=hp.betas, eps=hp.eps, weight_decay=hp.weight_decay)
+    return cls(params, lr=lr, betas=hp.betas, eps=hp.eps, weight_decay=hp.weight_decay,
+               **extra)
 
 
 class TrainLoop:
@@ -152,6 +157,7 @@ class TrainLoop:
         prepare_model: Callable[[nn.Module], nn.Module] = lambda m: m,
         device: torch.device | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        make_optimizer: Callable[[nn.Module], Any] | None = None,
     ) -> None:
         self.task = task
         self.meta = meta
@@ -190,7 +196,10 @@ class TrainLoop:
         self.num_parameters = count_parameters(self.module)
         self.model = prepare_model(self.module)
         self.loss_fn = build_loss(task, meta.kind)
-        self.optimizer = build_optimizer(task, self.model.parameters())
+        # the parameter-server strategy swaps in an optimizer that pushes gradients to the
+        # server shards and pulls the new parameters back (cluster.parameter_server)
+        self.optimizer = (make_optimizer(self.module) if make_optimizer is not None
+                          else build_optimizer(task, self.model.parameters()))
         self.batches = ShardedBatches(self.x_train, self.y_train, task.training.batch_size,
                                       self.rank, self.world_size, seed)
         self.store = CheckpointStore(self.layout["checkpoints"], task.training.checkpoint)
@@ -332,6 +341,11 @@ class TrainLoop:
         loss_sum, seen, train_time = self._train_one_epoch(epoch)
         totals = self.comm.all_reduce_sum(
             torch.tensor([loss_sum, float(seen), train_time], dtype=torch.float64)).numpy()
+        # every rank has finished the epoch's steps: an asynchronous optimizer (the parameter
+        # server's async mode) brings all ranks to the same, newest parameters before evaluation
+        synchronize = getattr(self.optimizer, "synchronize", None)
+        if synchronize is not None:
+            synchronize()
         metrics = self._evaluate()
         self.state.epoch = epoch + 1
         value = metrics[self.metric_name]

@@ -34,8 +34,11 @@ __all__ = [
     "ModelSpec",
     "MonitorSpec",
     "OptimizerName",
+    "PSMode",
+    "ParameterServerSpec",
     "ResourcesSpec",
     "SklearnDataset",
+    "Strategy",
     "SyntheticDataset",
     "TaskKind",
     "TrainingSpec",
@@ -361,6 +364,35 @@ class FaultToleranceSpec(_Strict):
         return self
 
 
+class Strategy(enum.StrEnum):
+    """How the data-parallel workers combine their gradients."""
+
+    DDP = "ddp"  # Ray Train workers, all-reduce (gloo on CPU, NCCL on GPU)
+    PARAMETER_SERVER = "parameter_server"  # worker actors push to sharded server actors
+
+
+class PSMode(enum.StrEnum):
+    SYNC = "sync"
+    ASYNC = "async"
+
+
+class ParameterServerSpec(_Strict):
+    """The parameter-server strategy: ``num_shards`` server actors hold the parameters.
+
+    ``sync``: every step averages all workers' gradients in rank order and applies one
+    optimizer step (bit-reproducible; equivalent to DDP's large-batch SGD). ``async``: each
+    push is applied on arrival; a push computed on parameters more than ``max_staleness``
+    versions old is dropped and the worker continues from the current parameters.
+    """
+
+    mode: PSMode = PSMode.SYNC
+    num_shards: int = Field(1, ge=1, le=256, description="Server actors; tensors split over them.")
+    max_staleness: int = Field(
+        4, ge=0, le=10_000, description="async: newest-version lag a pushed gradient may have.")
+    cpus_per_shard: float = Field(
+        0.0, ge=0.0, le=64, description="CPUs reserved per server actor (0: share the node).")
+
+
 class TrainingTask(_Strict):
     """One unit of work: model + dataset + hyperparameters + resources.
 
@@ -378,6 +410,9 @@ class TrainingTask(_Strict):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     failure: FailureSpec = Field(default_factory=FailureSpec)
     fault_tolerance: FaultToleranceSpec = Field(default_factory=FaultToleranceSpec)
+    strategy: Strategy = Field(Strategy.DDP, description="ddp or parameter_server.")
+    ps: ParameterServerSpec | None = Field(
+        None, description="Parameter-server settings; only with strategy=parameter_server.")
 
     @field_validator("name", "id")
     @classmethod
@@ -397,7 +432,17 @@ class TrainingTask(_Strict):
                     "model.type=cnn needs dataset.image_shape [channels, height, width] "
                     "(only sklearn digits has a built-in 1x8x8 shape)"
                 )
+        if self.ps is not None and self.strategy is not Strategy.PARAMETER_SERVER:
+            raise ValueError(
+                f"a ps section is set but strategy={self.strategy.value}; set "
+                "strategy: parameter_server or remove the ps section"
+            )
         return self
+
+    @property
+    def ps_spec(self) -> ParameterServerSpec:
+        """The parameter-server settings, defaults filled in."""
+        return self.ps or ParameterServerSpec()
 
     @property
     def task_id(self) -> str:
@@ -452,6 +497,9 @@ def format_validation_error(err: ValidationError, raw: Any, origin: str) -> str:
             continue
         if e["type"] == "missing":
             lines.append(f"  {where}: required field is missing")
+            continue
+        if e["type"] == "value_error" and not e["loc"]:  # a cross-field check
+            lines.append(f"  {msg.removeprefix('Value error, ')}")
             continue
         value = e.get("input")
         shown = json.dumps(value, default=str) if not isinstance(value, Mapping) else "{...}"

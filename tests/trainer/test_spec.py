@@ -154,3 +154,14 @@ def test_cli_exit_2_for_data_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["run", str(write(tmp_path, d))]) == 2
     err = capsys.readouterr().err
     assert "dataset.target 'target' is not a column" in err and "'label'" in err
+
+
+def test_parameter_server_example_selects_the_strategy() -> None:
+    from trainer.spec import PSMode, Strategy
+
+    task = load_task(EXAMPLES / "digits_mlp_ps.yaml")
+    assert task.strategy is Strategy.PARAMETER_SERVER
+    assert task.ps_spec.mode is PSMode.SYNC and task.ps_spec.num_shards == 2
+    ddp = load_task(EXAMPLES / "digits_mlp.yaml")
+    assert ddp.strategy is Strategy.DDP and ddp.ps is None
+    assert ddp.ps_spec.num_shards == 1  # defaults, never used by ddp
