@@ -88,7 +88,7 @@ def make_task(size: str, epochs: int, strategy: str, mode: str | None = None) ->
 def run_mtp(task: TrainingTask) -> dict[str, Any]:
     storage = Path(tempfile.mkdtemp(prefix="mtp-bench-ps-"))
     try:
-        result = train(task, storage_path=storage)
+        result = train(task, storage_path=storage, use_cache=False)
     finally:
         shutil.rmtree(storage, ignore_errors=True)
     return {"steady_samples_per_s": result.timings.steady_samples_per_s,

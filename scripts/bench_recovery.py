@@ -100,7 +100,8 @@ def run_trial(cluster: Cluster, workers: list[Any], mode: str, storage: Path) ->
 
     def go() -> None:
         try:
-            out["result"] = train(parse_task(task_dict(mode == "b")), storage_path=storage)
+            out["result"] = train(parse_task(task_dict(mode == "b")), storage_path=storage,
+                                  use_cache=False)
         except Exception as err:  # noqa: BLE001 - reported below
             out["error"] = err
 
@@ -148,7 +149,10 @@ def run_trial(cluster: Cluster, workers: list[Any], mode: str, storage: Path) ->
     spe = _steps_per_epoch(result)
     if detector is not None:
         events = ray.get(detector.snapshot.remote())["events"]
-        hit = [e["time"] for e in events if e["kind"] == "node" and e["node_id"] == node_id]
+        # the first FAILED after the kill: on a loaded machine a live node can miss a beat,
+        # be marked FAILED and recover earlier, which is no detection of this kill
+        hit = [e["time"] for e in events if e["kind"] == "node" and e["node_id"] == node_id
+               and e["time"] >= killed_at]
         detection = min(hit) - killed_at if hit else math.nan
     else:
         detection = table_dead_at[0] - killed_at if table_dead_at else math.nan

@@ -249,7 +249,7 @@ def run_mtp(task: TrainingTask, label: str, run_name: str) -> MtpRun:
     """One ``trainer.train`` run in a fresh storage directory (so it never resumes)."""
     storage = Path(tempfile.mkdtemp(prefix="mtp-bench-"))
     try:
-        result = train(task, storage_path=storage, run_name=run_name)
+        result = train(task, storage_path=storage, run_name=run_name, use_cache=False)
         gaps, teardown = _epoch_gaps(Path(result.run_dir), result)
     finally:
         shutil.rmtree(storage, ignore_errors=True)

@@ -27,6 +27,12 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float, interval_s: float =
         time.sleep(interval_s)
 
 
+# Tests that compare two trainings of one task must really train both: result reuse (local
+# cache and cluster registry) is off unless a test turns it on (tests/integration/
+# test_consistency.py does).
+NO_REUSE: dict[str, Any] = {"cache": {"enabled": False}, "sharing": {"enabled": False}}
+
+
 def digits_task_dict(**training: Any) -> dict[str, Any]:
     """A small digits MLP task (with dropout, so RNG state matters for determinism)."""
     base: dict[str, Any] = {
@@ -36,6 +42,7 @@ def digits_task_dict(**training: Any) -> dict[str, Any]:
         "training": {"epochs": 6, "batch_size": 32, "learning_rate": 0.003,
                      "optimizer": "adam"},
         "resources": {"num_workers": 2, "cpus_per_worker": 1},
+        "consistency": NO_REUSE,
     }
     base["training"].update(training)
     return base

@@ -27,17 +27,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from consistency.hashing import canonical_json, data_hash, deterministic_seed
+from consistency.hashing import canonical_json, data_hash
+from consistency.identity import cache_key, task_params_for_key
 from trainer._collective import SingleProcess, TorchCollective
 from trainer.checkpoint import CheckpointStore, atomic_write_text
 from trainer.data import Dataset, load_dataset
 from trainer.errors import ConfigError, TrainingFailedError
 from trainer.loop import DatasetMeta, TrainLoop, build_loss, run_layout
-from trainer.models import build_model
+from trainer.models import MODEL_CODE_VERSION, build_model
 from trainer.result import EpochRecord, Timings, TrainingResult
 from trainer.spec import Strategy, TrainingTask
 
-__all__ = ["DEFAULT_STORAGE_PATH", "PreparedTask", "connect", "prepare", "train", "train_local"]
+__all__ = ["DEFAULT_STORAGE_PATH", "PreparedTask", "code_version", "connect", "prepare",
+           "resolve_storage", "train", "train_local"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +61,22 @@ class PreparedTask:
         self.dataset = dataset
         self.meta = DatasetMeta(dataset.kind, dataset.num_classes)
         self.data_hash = data_hash(dataset.features, dataset.targets)
-        self.seed = deterministic_seed(task.task_id, self.data_hash)
-        self.fingerprint = _fingerprint(task, self.data_hash)
+        seed = task.consistency.deterministic.resolve_seed(task.task_id, self.data_hash)
+        # deterministic.enabled=false: a fresh seed per run (results vary, as asked)
+        self.seed = seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
+        self.fingerprint = _fingerprint(task, self.data_hash, self.seed)
+        self.cache_key = cache_key(task.task_id, task_params_for_key(task.canonical_dict()),
+                                   self.data_hash, MODEL_CODE_VERSION, code_version())
 
 
-def _fingerprint(task: TrainingTask, digest: str) -> str:
+def code_version() -> str:
+    """The code whose numerics a result depends on: this platform, torch and numpy."""
+    from trainer import __version__
+
+    return f"mtp-{__version__}+torch-{torch.__version__}+numpy-{np.__version__}"
+
+
+def _fingerprint(task: TrainingTask, digest: str, seed: int) -> str:
     """What must match for a checkpoint to be resumable by this task.
 
     Epoch count, early stopping, checkpoint policy and resources may change between runs of
@@ -74,7 +87,8 @@ def _fingerprint(task: TrainingTask, digest: str) -> str:
     training = {k: v for k, v in d["training"].items()
                 if k not in ("epochs", "early_stopping", "checkpoint")}
     key = {"task_id": task.task_id, "model": d["model"], "dataset": d["dataset"],
-           "hyperparameters": d["hyperparameters"], "training": training, "data": digest}
+           "hyperparameters": d["hyperparameters"], "training": training, "data": digest,
+           "seed": seed}
     if task.strategy is not Strategy.DDP:  # the optimizer state lives on the server shards
         key["strategy"] = {"name": task.strategy.value, "ps": d["ps"] or {}}
     return hashlib.sha256(canonical_json(key)).hexdigest()
@@ -235,6 +249,11 @@ def _count_attempts(events_path: Path, since_unix: float) -> int:
     return n
 
 
+def resolve_storage(storage_path: str | Path | None) -> Path:
+    storage = Path(storage_path or os.environ.get("MTP_STORAGE_PATH") or DEFAULT_STORAGE_PATH)
+    return storage.expanduser().resolve()
+
+
 def train(
     task: TrainingTask,
     *,
@@ -242,15 +261,57 @@ def train(
     run_name: str | None = None,
     address: str | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    use_cache: bool = True,
+    node_ids: list[str] | None = None,
 ) -> TrainingResult:
-    """Train ``task`` data-parallel on Ray Train and return its stored result.
+    """Train ``task`` data-parallel on Ray and return its stored result.
 
+    Unless ``use_cache`` is off (or ``consistency.cache`` / ``consistency.sharing`` are
+    disabled), a result of the same task (same cache key: task identity, result-relevant
+    parameters, data hash, code versions) is reused from the local cache or the cluster's
+    registry without starting any worker, and an identical task that another driver is
+    training right now is waited for instead of trained twice (see :mod:`trainer.reuse`).
     ``on_epoch`` is called in the driver with each epoch's metrics as rank 0 reports them.
+    ``node_ids`` pins rank ``i`` to node ``node_ids[i]`` (consensus verification uses it).
     """
+    from trainer.reuse import ResultReuse
+
     t_start = time.time()
     prepared = prepare(task)
-    storage = Path(storage_path or os.environ.get("MTP_STORAGE_PATH") or DEFAULT_STORAGE_PATH)
-    storage = storage.expanduser().resolve()
+    storage = resolve_storage(storage_path)
+    spec = task.consistency
+    reuse = ResultReuse(task, prepared.cache_key, storage) if use_cache else None
+    if reuse is not None:
+        hit = reuse.local()
+        if hit is not None:
+            logger.info("task %s: result reused from the local cache (%s)", task.task_id,
+                        hit.run_dir)
+            return hit
+    connect(address)
+    registry = None
+    if reuse is not None and spec.sharing.enabled:
+        from consistency.actors import get_result_registry
+
+        registry = get_result_registry(storage)
+        hit = reuse.shared(registry) or reuse.claim_or_wait(registry)
+        if hit is not None:
+            logger.info("task %s: result reused from the registry (%s)", task.task_id,
+                        hit.run_dir)
+            return hit
+    try:
+        result = _train(task, prepared, storage, run_name, address, on_epoch, node_ids,
+                        t_start)
+        if reuse is not None:
+            reuse.publish(result, registry)
+        return result
+    finally:
+        if reuse is not None:
+            reuse.release(registry)
+
+
+def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: str | None,
+           address: str | None, on_epoch: Callable[[dict[str, Any]], None] | None,
+           node_ids: list[str] | None, t_start: float) -> TrainingResult:
     run_name = run_name or task.task_id
     run_dir = storage / run_name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -311,7 +372,7 @@ def train(
             _run_ps(task, task_key, layout, loop_config)
         else:
             _supervise(task, task_key, storage, run_name, layout, loop_config, detector,
-                       migrator)
+                       migrator, node_ids)
     finally:
         stop.set()
         if progress is not None:
@@ -349,7 +410,7 @@ def _make_trainer(task: TrainingTask, run_name: str, storage: Path, loop_config:
 
 def _supervise(task: TrainingTask, task_key: str, storage: Path, run_name: str,
                layout: dict[str, Path], loop_config: dict[str, Any], detector: Any,
-               migrator: Any) -> None:
+               migrator: Any, node_ids: list[str] | None = None) -> None:
     """Run the trainer; after a failure, resume where the task migrator says.
 
     With auto-recovery the migrator is the only restarter: Ray Train gets ``max_failures=0``
@@ -361,7 +422,6 @@ def _supervise(task: TrainingTask, task_key: str, storage: Path, run_name: str,
 
     ft = task.fault_tolerance
     auto = migrator is not None
-    node_ids: list[str] | None = None
     attempt = 0
     while True:
         loop_config["attempt"] = attempt
@@ -476,6 +536,7 @@ def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, r
         ),
         versions=_versions(),
         created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        cache_key=prepared.cache_key,
         task=task.canonical_dict(),
     )
     result.save(run_dir)

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from consistency.errors import ConsistencyError
 from trainer.errors import CheckpointError, ConfigError, DataError, TrainerError
 from trainer.result import TrainingResult
 
@@ -64,6 +65,12 @@ def format_summary(r: TrainingResult) -> str:
         f"training {t.train_time_s:.1f}s  {t.samples_per_s:,.0f} samples/s  "
         f"(steady {t.steady_samples_per_s:,.0f})",
     ]
+    if r.cache_hit:
+        where = {"local": "the local result cache", "registry": "the cluster's result registry",
+                 "waited": "another driver's run of the same task (waited for it)"}
+        lines.append(f"cache      reused from {where.get(r.cache_hit, r.cache_hit)}: no "
+                     f"training was started (key {(r.cache_key or '')[:16]}; --no-cache "
+                     "trains anyway)")
     return "\n".join(lines)
 
 
@@ -79,7 +86,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(format_epoch(rec, total), flush=True)
 
     result = train(task, storage_path=args.storage_path, run_name=args.run_name,
-                   address=args.address, on_epoch=on_epoch)
+                   address=args.address, on_epoch=on_epoch, use_cache=not args.no_cache)
     if args.json:
         print(result.model_dump_json(indent=1))
     else:
@@ -116,14 +123,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_cluster_status(args: argparse.Namespace) -> int:
+def _join_cluster(command: str, address: str | None) -> None:
     import ray
 
-    from cluster.status import collect_status, format_status
-
-    address = args.address or os.environ.get("RAY_ADDRESS")
+    if ray.is_initialized():  # a driver script (or test) that is already connected
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
     if not address:
-        raise ConfigError("mtp cluster status needs a cluster: pass --address HOST:PORT "
+        raise ConfigError(f"mtp {command} needs a cluster: pass --address HOST:PORT "
                           "(or 'auto' for a `ray start` cluster on this host) or set RAY_ADDRESS")
     try:
         if not ray.is_initialized():
@@ -131,12 +138,64 @@ def _cmd_cluster_status(args: argparse.Namespace) -> int:
     except (ConnectionError, ValueError, RuntimeError) as err:
         raise ConfigError(f"--address {address!r}: cannot connect to a Ray cluster: {err}"
                           ) from None
+
+
+def _cmd_cluster_status(args: argparse.Namespace) -> int:
+    from cluster.status import collect_status, format_status
+
+    _join_cluster("cluster status", args.address)
     status = collect_status()
     if args.json:
         print(json.dumps({k: v for k, v in status.items() if k != "ray_nodes"}, indent=1,
                          default=str))
     else:
         print(format_status(status))
+    return EXIT_OK
+
+
+def format_report(report: Any) -> str:
+    lines = [f"consistent  {report.is_consistent}  (bitwise equal weights: "
+             f"{report.bitwise_equal}, confidence {report.confidence:.2f})",
+             f"reason      {report.reason}"]
+    for node, h in zip(report.nodes, report.weights_hashes, strict=True):
+        lines.append(f"replica     {node[:24]:<24}  weights {h[:16]}")
+    bad = [m for m in report.metrics if not m.within_tolerance]
+    for m in bad:
+        lines.append(f"differs     {m.name} on {m.node[:12]}: reference {m.local} vs {m.remote} "
+                     f"(diff {m.diff}, {m.diff_percent}% > {report.tolerance_percentage}%)")
+    return "\n".join(lines)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from consistency.verify import verify
+    from trainer.spec import load_task
+
+    task = load_task(args.config, args.set or [])
+    report = verify(task, args.replicas, storage_path=args.storage_path, address=args.address)
+    if args.json:
+        print(json.dumps(report.to_json_dict(), indent=1))
+    else:
+        print(format_report(report))
+    return EXIT_OK if report.is_consistent else EXIT_FAILED
+
+
+def _cmd_registry_stats(args: argparse.Namespace) -> int:
+    import ray
+
+    from consistency.actors import NAMESPACE, REGISTRY_NAME
+
+    _join_cluster("registry stats", args.address)
+    try:
+        registry = ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE)
+    except ValueError:
+        raise ConfigError(f"no {REGISTRY_NAME} actor on this cluster: no run has shared a "
+                          "result yet") from None
+    stats = ray.get(registry.stats.remote())
+    if args.json:
+        print(json.dumps(stats, indent=1))
+    else:
+        for k in sorted(stats):
+            print(f"{k:<16} {stats[k]}")
     return EXIT_OK
 
 
@@ -159,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-name", default=None,
                      help="run directory name (default: the task id); an existing run of the "
                      "same task resumes from its latest checkpoint")
+    run.add_argument("--no-cache", action="store_true",
+                     help="train even if the local cache or the cluster registry holds a "
+                     "result of this task")
     run.add_argument("-q", "--quiet", action="store_true", help="no per-epoch lines")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.set_defaults(func=_cmd_run)
@@ -180,6 +242,25 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Ray cluster (host:port or 'auto'); default: $RAY_ADDRESS")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_cmd_cluster_status)
+
+    ver = sub.add_parser("verify", help="train a task on several nodes and compare the results")
+    ver.add_argument("config")
+    ver.add_argument("--set", action="append", metavar="KEY=VALUE")
+    ver.add_argument("--replicas", type=int, default=2,
+                     help="distinct nodes to train on (default 2)")
+    ver.add_argument("--address", default=None,
+                     help="Ray cluster (host:port or 'auto'); default: $RAY_ADDRESS, else local")
+    ver.add_argument("--storage-path", default=None)
+    ver.add_argument("--json", action="store_true", help="print the ConsistencyReport as JSON")
+    ver.set_defaults(func=_cmd_verify)
+
+    reg = sub.add_parser("registry", help="the cluster-wide result registry")
+    rsub = reg.add_subparsers(dest="registry_command", required=True)
+    rstats = rsub.add_parser("stats", help="entries, cache hits and misses, verifications")
+    rstats.add_argument("--address", default=None,
+                        help="Ray cluster (host:port or 'auto'); default: $RAY_ADDRESS")
+    rstats.add_argument("--json", action="store_true")
+    rstats.set_defaults(func=_cmd_registry_stats)
     return parser
 
 
@@ -194,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
         return code
-    except (ConfigError, DataError, CheckpointError) as err:
+    except (ConfigError, DataError, CheckpointError, ConsistencyError) as err:
         print(f"mtp: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except TrainerError as err:

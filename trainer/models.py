@@ -16,7 +16,11 @@ from torch import nn
 from trainer.errors import ConfigError
 from trainer.spec import Activation, CNNModel, LinearModel, MLPModel, ModelSpec, TaskKind
 
-__all__ = ["Standardize", "build_model", "count_parameters"]
+__all__ = ["MODEL_CODE_VERSION", "Standardize", "build_model", "count_parameters"]
+
+#: Bump when a model builder below changes what it builds (layers, initialisation): it is part
+#: of the result cache key, so results of the old architecture code stop matching.
+MODEL_CODE_VERSION = "models-v1"
 
 _ACTIVATIONS: dict[Activation, type[nn.Module]] = {
     Activation.RELU: nn.ReLU,

@@ -83,6 +83,10 @@ class TrainingResult(BaseModel):
         None, description="Epoch the final attempt resumed from (None: started fresh)."
     )
     attempts: int = Field(1, description="Worker-group starts, Ray Train restarts included.")
+    cache_key: str | None = Field(
+        None, description="Result-cache key: task identity, parameters, data hash, versions.")
+    cache_hit: str | None = Field(
+        None, description="None: trained by this call; local, registry or waited: reused.")
     timings: Timings
     versions: dict[str, str]
     created_at: str

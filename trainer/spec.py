@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from consistency.config import ConsistencySpec
 from trainer.errors import ConfigError
 
 __all__ = [
@@ -413,6 +414,9 @@ class TrainingTask(_Strict):
     strategy: Strategy = Field(Strategy.DDP, description="ddp or parameter_server.")
     ps: ParameterServerSpec | None = Field(
         None, description="Parameter-server settings; only with strategy=parameter_server.")
+    consistency: ConsistencySpec = Field(
+        default_factory=ConsistencySpec,
+        description="Seeding, the result cache, sharing through the registry, consensus.")
 
     @field_validator("name", "id")
     @classmethod

@@ -1,0 +1,160 @@
+"""The cluster-wide result-sharing registry as a Ray actor: ``mtp-result-registry``.
+
+A thin wrapper around :class:`consistency.store.RegistryStore`: detached, in namespace ``mtp``,
+created with ``get_if_exists`` (every driver gets the running one) and restarting itself
+(``max_restarts=-1``). Every change is saved atomically to
+``<storage_path>/_registry/registry.json`` (of the driver that created it; on a cluster that
+path must be on shared storage) and reloaded when the actor starts, so the registry survives
+its own restart and a restart of the whole cluster. Metrics go to Ray's Prometheus endpoint
+through ``ray.util.metrics``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from consistency.store import RegistryStore
+
+__all__ = ["REGISTRY_NAME", "ResultRegistryActor", "get_result_registry", "registry_path"]
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "mtp"
+REGISTRY_NAME = "mtp-result-registry"
+#: A driver renews its claim while it trains; a claim this old belongs to a dead driver.
+CLAIM_TIMEOUT_S = 120.0
+
+
+def registry_path(storage: str | Path) -> Path:
+    return Path(storage) / "_registry" / "registry.json"
+
+
+class _RegistryMetrics:
+    def __init__(self) -> None:
+        self._m: dict[str, Any] | None = None
+
+    def get(self) -> dict[str, Any]:
+        if self._m is None:
+            from ray.util.metrics import Counter, Gauge
+
+            self._m = {
+                "lookups": Counter("mtp_registry_lookups", description="Registry lookups.",
+                                   tag_keys=("outcome",)),
+                "cache": Counter("mtp_cache_requests",
+                                 description="Result-cache lookups by drivers (local cache).",
+                                 tag_keys=("outcome",)),
+                "hit_rate": Gauge("mtp_cache_hit_rate",
+                                  description="Hits / lookups over local caches and registry."),
+                "entries": Gauge("mtp_registry_entries", description="Results in the registry."),
+                "shared": Counter("mtp_results_shared", description="Results registered."),
+                "violations": Counter("mtp_consistency_violations",
+                                      description="Consensus checks that found disagreement."),
+                "confidence": Gauge("mtp_consistency_confidence",
+                                    description="Confidence of the latest consensus check."),
+            }
+        return self._m
+
+
+class ResultRegistryActor:
+    """The registry; each method is one step on the store plus a save when it changed."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.store = RegistryStore(claim_timeout_s=CLAIM_TIMEOUT_S)
+        loaded = self.store.load(self.path)
+        self.metrics = _RegistryMetrics()
+        self.counts = {"cache_hits": 0, "cache_misses": 0, "registry_hits": 0,
+                       "registry_misses": 0, "violations": 0, "verified": 0}
+        self.last_confidence: float | None = None
+        logger.info("result registry: %d entries from %s", loaded, self.path)
+        self._gauge()
+
+    def _save(self) -> None:
+        self.store.save(self.path)
+        self._gauge()
+
+    def _gauge(self) -> None:
+        m = self.metrics.get()
+        m["entries"].set(len(self.store))
+        lookups = sum(self.counts[k] for k in ("cache_hits", "cache_misses"))
+        hits = self.counts["cache_hits"] + self.counts["registry_hits"]
+        m["hit_rate"].set(hits / lookups if lookups else 0.0)
+
+    def where(self) -> str:
+        return str(self.path)
+
+    def lookup(self, key: str) -> dict[str, Any] | None:
+        entry = self.store.lookup(key)
+        outcome = "hit" if entry is not None else "miss"
+        self.counts["registry_hits" if entry is not None else "registry_misses"] += 1
+        self.metrics.get()["lookups"].inc(tags={"outcome": outcome})
+        self._gauge()
+        return entry
+
+    def note_cache(self, hit: bool) -> None:
+        """A driver's local-cache outcome, counted here so stats cover the whole cluster."""
+        self.counts["cache_hits" if hit else "cache_misses"] += 1
+        self.metrics.get()["cache"].inc(tags={"outcome": "hit" if hit else "miss"})
+        self._gauge()
+
+    def claim(self, key: str, owner: str) -> str:
+        return self.store.try_claim(key, owner).value
+
+    def release(self, key: str, owner: str) -> bool:
+        return self.store.release(key, owner)
+
+    def claimed(self, key: str) -> bool:
+        return key in self.store.in_flight()
+
+    def register(self, key: str, entry: dict[str, Any]) -> dict[str, Any]:
+        stored = self.store.register(key, entry)
+        self.metrics.get()["shared"].inc()
+        self._save()
+        return stored
+
+    def mark_verified(self, key: str, report: dict[str, Any]) -> dict[str, Any]:
+        entry = self.store.mark_verified(key, report)
+        m = self.metrics.get()
+        confidence = float(report.get("confidence", 0.0))
+        self.last_confidence = confidence
+        m["confidence"].set(confidence)
+        if report.get("is_consistent"):
+            self.counts["verified"] += 1
+        else:
+            self.counts["violations"] += 1
+            m["violations"].inc()
+        self._save()
+        return entry
+
+    def remove(self, key: str) -> bool:
+        removed = self.store.remove(key)
+        if removed:
+            self._save()
+        return removed
+
+    def stats(self) -> dict[str, Any]:
+        s = self.store.stats().as_dict()
+        lookups = self.counts["cache_hits"] + self.counts["cache_misses"]
+        hits = self.counts["cache_hits"] + self.counts["registry_hits"]
+        return {**s, **self.counts, "path": str(self.path),
+                "hit_rate": hits / lookups if lookups else 0.0,
+                "last_confidence": self.last_confidence}
+
+    def keys(self) -> list[str]:
+        return self.store.keys()
+
+    def ping(self) -> bool:
+        return True
+
+
+def get_result_registry(storage: str | Path) -> Any:
+    """The running registry actor, or a new one persisted under ``storage``."""
+    path = registry_path(Path(storage).expanduser().resolve())
+    return ray.remote(ResultRegistryActor).options(
+        name=REGISTRY_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+        max_restarts=-1, max_task_retries=3, num_cpus=0, max_concurrency=64,
+    ).remote(str(path))

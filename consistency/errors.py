@@ -1,0 +1,23 @@
+"""Exceptions of the consistency package.
+
+Every error the package raises derives from :class:`ConsistencyError`. They are plain
+``Exception`` subclasses with a single message argument, so they pickle across Ray actor
+boundaries (the result registry runs inside an actor). Messages say what happened, which file or
+field is involved, and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConsistencyError", "EntryNotFoundError", "RegistryCorruptError"]
+
+
+class ConsistencyError(Exception):
+    """Root of every error raised by the consistency package."""
+
+
+class RegistryCorruptError(ConsistencyError):
+    """The registry file (and its ``.bak`` backup) cannot be read; names the files."""
+
+
+class EntryNotFoundError(ConsistencyError):
+    """An operation named a cache key that the registry does not hold (or that has expired)."""

@@ -1,0 +1,93 @@
+"""Consensus verification: train one task on several distinct nodes and compare the results.
+
+``verify(task, replicas=N)`` picks N alive nodes that can each hold the whole task, trains a
+replica on each (every rank pinned to that node through Ray's node-id label, result reuse off,
+run directories ``<task>-verify-<i>``), and compares them with
+:func:`consistency.consensus.compare_results`. When the registry already holds a result for
+the task's cache key, that stored result is the reference the replicas are compared against,
+so a stored result that was altered after training (metrics edited, weights swapped) is caught.
+When enough replicas agree the registry entry is marked verified; a disagreement is logged
+with the metric, both values and the difference, and counted (``mtp_consistency_violations``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from consistency.consensus import ConsistencyReport, compare_results
+from consistency.errors import ConsistencyError
+
+__all__ = ["pick_nodes", "verify"]
+
+logger = logging.getLogger(__name__)
+
+
+def pick_nodes(per_node: dict[str, dict[str, float]], cpus: float, gpus: float,
+               replicas: int) -> list[str]:
+    """``replicas`` distinct nodes with at least ``cpus``/``gpus`` free, most CPUs first."""
+    fit = [nid for nid, res in per_node.items()
+           if res.get("CPU", 0.0) >= cpus and res.get("GPU", 0.0) >= gpus]
+    fit.sort(key=lambda nid: (-per_node[nid].get("CPU", 0.0), nid))
+    if len(fit) < replicas:
+        raise ConsistencyError(
+            f"--replicas {replicas} needs {replicas} distinct nodes that can each hold the whole "
+            f"task ({cpus:g} CPUs, {gpus:g} GPUs), but only {len(fit)} of {len(per_node)} alive "
+            "nodes can; lower --replicas or resources.num_workers / cpus_per_worker")
+    return fit[:replicas]
+
+
+def verify(task: Any, replicas: int = 2, *, storage_path: str | Path | None = None,
+           address: str | None = None) -> ConsistencyReport:
+    """Run ``task`` on ``replicas`` distinct nodes and report whether the results agree."""
+    import ray
+
+    from cluster.actors import free_resources_per_node
+    from consistency.actors import get_result_registry
+    from trainer.api import connect, prepare, resolve_storage, train
+    from trainer.errors import ConfigError
+
+    if replicas < 1:
+        raise ConfigError(f"--replicas {replicas}: must be at least 1")
+    storage = resolve_storage(storage_path)
+    prepared = prepare(task)
+    connect(address)
+    res = task.resources
+    need_cpu = res.num_workers * res.cpus_per_worker
+    need_gpu = res.num_workers * ((res.gpus_per_worker or 1.0) if res.use_gpu else 0.0)
+    try:
+        nodes = pick_nodes(free_resources_per_node(), need_cpu, need_gpu, replicas)
+    except ConsistencyError as err:
+        raise ConfigError(str(err)) from None
+    registry = get_result_registry(storage) if task.consistency.sharing.enabled else None
+    stored = ray.get(registry.lookup.remote(prepared.cache_key)) if registry else None
+
+    results: list[dict[str, Any]] = []
+    names: list[str] = []
+    if stored is not None:
+        results.append(stored["result"])
+        names.append(f"registry:{stored.get('node_id', '?')[:12]}")
+    for i, node in enumerate(nodes):
+        logger.info("verify %s: replica %d on node %s", task.task_id, i, node[:12])
+        r = train(task, storage_path=storage, run_name=f"{task.task_id}-verify-{i}",
+                  use_cache=False, node_ids=[node] * res.num_workers)
+        results.append(r.model_dump(mode="json"))
+        names.append(node)
+    spec = task.consistency.consensus
+    report = compare_results(results, names, spec.tolerance_percentage,
+                             spec.min_consensus_nodes, spec.confidence_threshold)
+    if registry is not None:
+        if stored is None and report.is_consistent:
+            # nothing shared yet: the first replica becomes the shared result
+            first = results[0]
+            ray.get(registry.register.remote(prepared.cache_key, {
+                "key": prepared.cache_key, "task_id": task.task_id, "result": first,
+                "model_path": first["model_path"], "run_dir": first["run_dir"],
+                "shared_at": time.time(), "node_id": nodes[0]}))
+            stored = first
+        if stored is not None:
+            ray.get(registry.mark_verified.remote(prepared.cache_key,
+                                                  report.to_json_dict()))
+    return report
