@@ -1,0 +1,77 @@
+"""Consensus verification on a two-node ``ray.cluster_utils.Cluster``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import digits_task_dict
+from trainer import ConfigError, parse_task
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+TASK: dict[str, Any] = {**digits_task_dict(epochs=3, batch_size=32), "name": "verify-me",
+                        "consistency": {"cache": {"enabled": True},
+                                        "sharing": {"enabled": True}}}
+
+
+@pytest.fixture(scope="module")
+def two_nodes() -> Iterator[Any]:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True,
+                      head_node_args={"num_cpus": 2, "include_dashboard": False})
+    node = cluster.add_node(num_cpus=2)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, namespace="mtp", logging_level="WARNING")
+    yield cluster, node
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def test_verify_on_two_nodes_is_bitwise_consistent_and_catches_tampering(
+    two_nodes: Any, tmp_path: Path
+) -> None:
+    import ray
+
+    from consistency.verify import verify
+    from trainer import prepare
+
+    cluster, node = two_nodes
+    task = parse_task(TASK)
+    report = verify(task, replicas=2, storage_path=tmp_path)
+    assert report.is_consistent and report.bitwise_equal
+    assert report.confidence == 1.0
+    assert len(set(report.nodes)) == 2 and node.node_id in report.nodes
+    key = prepare(task).cache_key
+    registry = ray.get_actor("mtp-result-registry", namespace="mtp")
+    entry = ray.get(registry.lookup.remote(key))
+    assert entry is not None and entry["verified"] is True
+
+    # tamper with the shared result: its accuracy no longer follows from its weights
+    tampered = dict(entry)
+    result = dict(entry["result"])
+    result["final_metrics"] = {**result["final_metrics"],
+                               "val_accuracy": result["final_metrics"]["val_accuracy"] - 0.05}
+    tampered["result"] = result
+    ray.get(registry.register.remote(key, tampered))
+    before = ray.get(registry.stats.remote())["violations"]
+    again = verify(task, replicas=1, storage_path=tmp_path)
+    assert not again.is_consistent
+    bad = [m for m in again.metrics if not m.within_tolerance]
+    assert [m.name for m in bad] == ["val_accuracy"] and abs(bad[0].diff - 0.05) < 1e-9
+    assert ray.get(registry.stats.remote())["violations"] == before + 1
+    assert ray.get(registry.lookup.remote(key))["verified"] is False
+
+
+def test_more_replicas_than_nodes_is_a_clear_error(two_nodes: Any, tmp_path: Path) -> None:
+    from consistency.verify import verify
+
+    with pytest.raises(ConfigError, match=r"--replicas 3 needs 3 distinct nodes .* only 2 of 2"):
+        verify(parse_task(TASK), replicas=3, storage_path=tmp_path)
