@@ -46,6 +46,7 @@ __all__ = [
     "TrainingTask",
     "apply_overrides",
     "format_validation_error",
+    "load_raw_config",
     "load_task",
     "parse_task",
 ]
@@ -562,7 +563,20 @@ def parse_task(raw: Any, origin: str = "<dict>", base_dir: Path | None = None) -
 
 
 def load_task(path: str | Path, overrides: Iterable[str] = ()) -> TrainingTask:
-    """Load a task from a YAML (.yaml/.yml) or JSON (.json) file and apply overrides."""
+    """Load a task from a YAML (.yaml/.yml) or JSON (.json) file and apply overrides.
+
+    A ``search`` section (a study config for ``mtp tune``) is not part of the task: it is
+    ignored here, so ``mtp run`` on a study config trains its base task.
+    """
+    p = Path(path)
+    raw = load_raw_config(p, overrides)
+    if isinstance(raw, dict):
+        raw.pop("search", None)
+    return parse_task(raw, origin=str(p), base_dir=p.resolve().parent)
+
+
+def load_raw_config(path: str | Path, overrides: Iterable[str] = ()) -> Any:
+    """The parsed YAML/JSON mapping of a config file with overrides applied (not validated)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"task config file {str(p)!r} does not exist (or is not a file)")
@@ -583,4 +597,4 @@ def load_task(path: str | Path, overrides: Iterable[str] = ()) -> TrainingTask:
         raise ConfigError(f"task config file {str(p)!r} is empty")
     if isinstance(raw, dict):
         raw = apply_overrides(raw, overrides)
-    return parse_task(raw, origin=str(p), base_dir=p.resolve().parent)
+    return raw

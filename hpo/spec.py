@@ -1,0 +1,150 @@
+"""The ``search`` section of a study config: the space, the searcher, the budget.
+
+A study config is a task config (see ``trainer.spec``) with one more top-level section::
+
+    search:
+      space:
+        training.learning_rate: {type: loguniform, low: 1.0e-4, high: 1.0e-1}
+        model.dropout: {type: uniform, low: 0.0, high: 0.5}
+        training.batch_size: {type: choice, values: [16, 32, 64]}
+        model.hidden_sizes: {type: choice, values: [[64], [128], [128, 64]]}
+      searcher: bayesian        # bayesian | tpe | random | grid
+      metric: val_accuracy
+      mode: max
+      num_samples: 20
+      max_concurrent_trials: 1
+      scheduler: asha           # fifo | asha
+
+Parameter names are dotted paths into the task (the same paths as ``--set``); each trial's
+task is the base task with its sampled values applied, validated like any task.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "ChoiceParam",
+    "FloatParam",
+    "GridParam",
+    "IntParam",
+    "ParamSpec",
+    "SchedulerName",
+    "SearchSpec",
+    "SearcherName",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class FloatParam(_Strict):
+    """``uniform`` or ``loguniform`` on [low, high]."""
+
+    type: Literal["uniform", "loguniform"]
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _range(self) -> FloatParam:
+        if not self.low < self.high:
+            raise ValueError(f"empty range: low={self.low:g} must be below high={self.high:g}")
+        if self.type == "loguniform" and self.low <= 0:
+            raise ValueError(f"loguniform needs low > 0 (log of a non-positive bound), "
+                             f"got low={self.low:g}")
+        return self
+
+
+class IntParam(_Strict):
+    """An integer in [low, high], both included; ``log`` samples on a log scale."""
+
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _range(self) -> IntParam:
+        if not self.low < self.high:
+            raise ValueError(f"empty range: low={self.low} must be below high={self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"int with log=true needs low > 0, got low={self.low}")
+        return self
+
+
+class ChoiceParam(_Strict):
+    """One of ``values`` (numbers, strings, lists such as hidden sizes)."""
+
+    type: Literal["choice"]
+    values: list[Any] = Field(min_length=1)
+
+
+class GridParam(_Strict):
+    """Every one of ``values`` (searcher ``grid`` crosses all grid parameters)."""
+
+    type: Literal["grid"]
+    values: list[Any] = Field(min_length=1)
+
+
+ParamSpec = Annotated[FloatParam | IntParam | ChoiceParam | GridParam,
+                      Field(discriminator="type")]
+
+
+class SearcherName(enum.StrEnum):
+    BAYESIAN = "bayesian"  # Gaussian process + expected improvement (Optuna GPSampler)
+    TPE = "tpe"
+    RANDOM = "random"
+    GRID = "grid"
+
+
+class SchedulerName(enum.StrEnum):
+    FIFO = "fifo"
+    ASHA = "asha"
+
+
+class SearchSpec(_Strict):
+    """How a study searches; validated on its own, then against the base task (``space``)."""
+
+    space: dict[str, ParamSpec] = Field(min_length=1, description="dotted task path -> range")
+    searcher: SearcherName = SearcherName.BAYESIAN
+    metric: str = Field("val_accuracy", description="An epoch metric, e.g. val_loss.")
+    mode: Literal["max", "min"] = "max"
+    num_samples: int = Field(16, ge=1, le=100_000, description="Trials (grid: repeats).")
+    max_concurrent_trials: int | None = Field(
+        None, ge=1, le=10_000, description="Default: as many as the cluster's CPUs hold.")
+    time_budget_s: float | None = Field(None, gt=0, description="Stop starting new trials.")
+    seed: int = Field(0, ge=0, lt=2**32, description="Seeds the searcher's suggestions.")
+    scheduler: SchedulerName = SchedulerName.FIFO
+    grace_period: int = Field(1, ge=1, description="asha: epochs before a trial may stop.")
+    reduction_factor: float = Field(3.0, gt=1.0, description="asha: keep 1/rf per rung.")
+    max_failures: int = Field(1, ge=-1, description="Retries of a failed trial.")
+
+    @model_validator(mode="after")
+    def _grid_fits_searcher(self) -> SearchSpec:
+        grid = sorted(k for k, p in self.space.items() if isinstance(p, GridParam))
+        if grid and self.searcher is not SearcherName.GRID:
+            raise ValueError(
+                f"parameters {grid} are type grid, which only searcher=grid takes; use "
+                f"type choice with searcher={self.searcher.value}, or searcher: grid")
+        if self.searcher is SearcherName.GRID:
+            other = sorted(k for k, p in self.space.items()
+                           if not isinstance(p, GridParam | ChoiceParam))
+            if other:
+                raise ValueError(
+                    f"searcher=grid needs finite values: parameters {other} are ranges; give "
+                    "them type grid (or choice) with values")
+        return self
+
+    def grid_size(self) -> int:
+        sizes = [len(p.values) for p in self.space.values()
+                 if isinstance(p, GridParam | ChoiceParam)]
+        return math.prod(sizes) if sizes else 0
+
+    def total_trials(self) -> int:
+        return (self.grid_size() * self.num_samples if self.searcher is SearcherName.GRID
+                else self.num_samples)

@@ -1,0 +1,400 @@
+"""Running a study with Ray Tune: searchers, scheduler, trials, resume, and the study's outputs.
+
+``run_study`` drives ``ray.tune.Tuner`` with one of four searchers (``bayesian``: Optuna's
+Gaussian-process sampler, whose acquisition is (log) expected improvement, behind Tune's
+``OptunaSearch``; ``tpe``; ``random``, also seeded through Optuna; ``grid``: Tune's grid
+variants) and an optional ASHA scheduler. The objective is either a training task (each trial
+trains the base task with its parameters through ``trainer.train``, Ray Train inside a Tune
+function trainable, reporting every epoch) or, for tests and benchmarks, a plain Python
+function of the parameters.
+
+The study directory (``<storage>/_studies/<name>/``) holds Tune's experiment state (so an
+interrupted study resumes with ``resume=True`` without rerunning finished trials), and, at the
+end, ``trials.csv``, ``trials.parquet``, ``study.json`` and ``progress.png`` (the metric per
+trial with the best-so-far line).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpo.errors import HpoError, SearchConfigError
+from hpo.space import apply_params, check_space, decode, tune_space
+from hpo.spec import SchedulerName, SearcherName, SearchSpec
+
+__all__ = ["StudyResult", "TrialRecord", "build_searcher", "run_study", "tune_task"]
+
+logger = logging.getLogger(__name__)
+
+Objective = Callable[[dict[str, Any]], Mapping[str, float]]
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    index: int  # order of creation
+    params: dict[str, Any]
+    value: float  # best of the metric over the trial's reports (by mode)
+    last: dict[str, float]
+    status: str
+    iterations: int
+    time_s: float
+    cache_hit: str | None = None
+
+
+@dataclass
+class StudyResult:
+    name: str
+    study_dir: str
+    metric: str
+    mode: str
+    searcher: str
+    best_params: dict[str, Any]
+    best_value: float
+    best_trial: str
+    trials: list[TrialRecord] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_searcher(spec: SearchSpec) -> Any:
+    """Tune search algorithm for ``spec`` (None: Tune's variant generator, for grid)."""
+    if spec.searcher is SearcherName.GRID:
+        return None
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler: Any
+    if spec.searcher is SearcherName.BAYESIAN:
+        sampler = optuna.samplers.GPSampler(seed=spec.seed)
+    elif spec.searcher is SearcherName.TPE:
+        sampler = optuna.samplers.TPESampler(seed=spec.seed)
+    else:
+        sampler = optuna.samplers.RandomSampler(seed=spec.seed)
+    return OptunaSearch(metric=spec.metric, mode=spec.mode, sampler=sampler)
+
+
+def _scheduler(spec: SearchSpec, max_t: int) -> Any:
+    if spec.scheduler is SchedulerName.FIFO:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr="training_iteration", metric=spec.metric, mode=spec.mode,
+                         max_t=max(max_t, spec.grace_period), grace_period=spec.grace_period,
+                         reduction_factor=spec.reduction_factor)
+
+
+def _function_trainable(objective: Objective, spec: SearchSpec) -> Callable[[dict], None]:
+    def trainable(config: dict[str, Any]) -> None:
+        from ray import tune
+
+        metrics = dict(objective(decode(spec, config)))
+        tune.report(metrics)
+
+    return trainable
+
+
+def _task_trainable(base: dict[str, Any], spec: SearchSpec, storage: str,
+                    study: str) -> Callable[[dict], None]:
+    def trainable(config: dict[str, Any]) -> None:
+        from ray import tune
+
+        from trainer.api import train
+        from trainer.spec import parse_task
+
+        params = decode(spec, config)
+        task = parse_task(apply_params(base, params), origin=f"study {study}")
+        reported = {"n": 0}
+
+        def on_epoch(rec: dict[str, Any]) -> None:
+            tune.report(_numeric(rec))  # Tune's session is process-wide: any thread may report
+            reported["n"] += 1
+
+        trial = tune.get_context().get_trial_id()
+        result = train(task, storage_path=storage, run_name=f"{study}-{trial}",
+                       on_epoch=on_epoch)
+        if reported["n"] == 0:  # reused from the cache or registry: replay its curve
+            for h in result.history:
+                tune.report({"epoch": h.epoch, "train_loss": h.train_loss, **h.metrics,
+                             "cache_hit": 1.0})
+
+    return trainable
+
+
+def _numeric(rec: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in rec.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def _trial_cpus(base: Mapping[str, Any] | None) -> float:
+    if base is None:
+        return 1.0
+    from trainer.spec import parse_task
+
+    task = parse_task(base)
+    return task.resources.num_workers * task.resources.cpus_per_worker
+
+
+def run_study(spec: SearchSpec, *, name: str, storage: str | Path,
+              base_task: Mapping[str, Any] | None = None, objective: Objective | None = None,
+              resume: bool = False, verbose: int = 0,
+              on_trial: Callable[[TrialRecord, TrialRecord | None, int], None] | None = None,
+              ) -> StudyResult:
+    """Run (or resume) a study; exactly one of ``base_task`` (a raw task dict) and
+    ``objective`` says what a trial does. Returns the best parameters and every trial."""
+    import ray
+    from ray import tune
+
+    if (base_task is None) == (objective is None):
+        raise HpoError("run_study needs exactly one of base_task and objective")
+    storage_root = Path(storage).expanduser().resolve()
+    studies = storage_root / "_studies"
+    study_dir = studies / name
+    if base_task is not None:
+        check_space(spec, base_task)
+        trainable = _task_trainable(dict(base_task), spec, str(storage_root), name)
+        from trainer.spec import parse_task
+
+        max_t = parse_task(base_task).training.epochs
+        # the trial function only drives Ray Train; its workers hold the CPUs
+        trainable = tune.with_resources(trainable, {"cpu": 0.001})
+    else:
+        assert objective is not None
+        trainable = _function_trainable(objective, spec)
+        trainable = tune.with_resources(trainable, {"cpu": 1})
+        max_t = 1
+    if not ray.is_initialized():
+        from trainer.api import connect
+
+        connect()
+    per_trial = _trial_cpus(base_task)
+    have = float(ray.cluster_resources().get("CPU", 1.0))
+    fits = max(1, int(have // per_trial)) if per_trial > 0 else 1
+    if per_trial > have:
+        raise SearchConfigError(
+            f"one trial needs {per_trial:g} CPUs (resources.num_workers x cpus_per_worker) but "
+            f"the cluster has {have:g}; lower them or add nodes")
+    concurrent = spec.max_concurrent_trials or fits
+    if concurrent > fits:
+        logger.warning("search.max_concurrent_trials=%d trials of %g CPUs need %g CPUs, the "
+                       "cluster has %g: at most %d run at once (the rest queue)", concurrent,
+                       per_trial, concurrent * per_trial, have, fits)
+        concurrent = fits
+
+    callbacks = [_Progress(spec, on_trial)] if on_trial is not None else []
+    run_config = tune.RunConfig(
+        name=name, storage_path=str(studies), verbose=verbose, callbacks=callbacks,
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures))
+    t0 = time.time()
+    if resume:
+        if not tune.Tuner.can_restore(str(study_dir)):
+            raise SearchConfigError(f"--resume: no study to resume at {study_dir} (start it "
+                                    "without --resume)")
+        tuner = tune.Tuner.restore(str(study_dir), trainable=trainable, resume_errored=True,
+                                   param_space=tune_space(spec))
+    else:
+        if tune.Tuner.can_restore(str(study_dir)):
+            raise SearchConfigError(
+                f"a study named {name!r} already exists at {study_dir}: pass --resume to "
+                "continue it, or choose another --name")
+        tuner = tune.Tuner(
+            trainable,
+            param_space=tune_space(spec),
+            tune_config=tune.TuneConfig(
+                search_alg=build_searcher(spec), scheduler=_scheduler(spec, max_t),
+                metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples,
+                max_concurrent_trials=concurrent, time_budget_s=spec.time_budget_s),
+            run_config=run_config,
+        )
+    grid = tuner.fit()
+    logger.info("study %s: %d trials in %.1f s", name, len(grid), time.time() - t0)
+    return _summarise(spec, name, study_dir, grid)
+
+
+class _Progress:
+    """A Tune callback that hands each finished trial to ``on_trial`` (CLI table lines)."""
+
+    def __new__(cls, spec: SearchSpec, on_trial: Any) -> Any:
+        from ray.tune import Callback
+
+        class Progress(Callback):  # type: ignore[misc]
+            def __init__(self) -> None:
+                self.best: TrialRecord | None = None
+                self.done = 0
+
+            def on_trial_complete(self, iteration: int, trials: list, trial: Any,
+                                  **info: Any) -> None:
+                rec = _record_of_trial(spec, trial, self.done)
+                self.done += 1
+                if rec is None:
+                    return
+                if self.best is None or _better(spec.mode, rec.value, self.best.value):
+                    self.best = rec
+                on_trial(rec, self.best, spec.total_trials())
+
+        return Progress()
+
+
+def _better(mode: str, a: float, b: float) -> bool:
+    if math.isnan(b):
+        return not math.isnan(a)
+    return (a > b) if mode == "max" else (a < b)
+
+
+def _record_of_trial(spec: SearchSpec, trial: Any, index: int) -> TrialRecord | None:
+    last = trial.last_result or {}
+    if spec.metric not in last:
+        return None
+    return TrialRecord(
+        trial_id=trial.trial_id, index=index, params=decode(spec, trial.config),
+        value=float(last[spec.metric]), last=_numeric(last), status=str(trial.status),
+        iterations=int(last.get("training_iteration", 0)),
+        time_s=float(last.get("time_total_s", 0.0)),
+        cache_hit="reused" if last.get("cache_hit") else None)
+
+
+def _summarise(spec: SearchSpec, name: str, study_dir: Path, grid: Any) -> StudyResult:
+    records: list[TrialRecord] = []
+    for r in grid:
+        df = r.metrics_dataframe
+        if r.metrics is None or df is None or spec.metric not in df:
+            logger.warning("trial %s reported no %s (error: %s)", r.path, spec.metric, r.error)
+            continue
+        series = df[spec.metric].astype(float)
+        value = float(series.max() if spec.mode == "max" else series.min())
+        m = r.metrics
+        records.append(TrialRecord(
+            trial_id=str(m.get("trial_id")), index=0, params=decode(spec, r.config),
+            value=value, last=_numeric(m), status="ERROR" if r.error else "TERMINATED",
+            iterations=int(m.get("training_iteration", len(df))),
+            time_s=float(m.get("time_total_s", 0.0)),
+            cache_hit="reused" if m.get("cache_hit") else None))
+    if not records:
+        raise HpoError(f"study {name}: no trial reported {spec.metric!r}; see the trial errors "
+                       f"under {study_dir}")
+    # creation order: Tune's trial ids end in a zero-padded counter
+    records.sort(key=lambda t: t.trial_id)
+    for i, rec in enumerate(records):
+        rec.index = i
+    best = records[0]
+    for rec in records[1:]:
+        if _better(spec.mode, rec.value, best.value):
+            best = rec
+    result = StudyResult(name=name, study_dir=str(study_dir), metric=spec.metric,
+                         mode=spec.mode, searcher=spec.searcher.value,
+                         best_params=best.params, best_value=best.value,
+                         best_trial=best.trial_id, trials=records)
+    result.files = write_outputs(result)
+    return result
+
+
+def best_so_far(values: list[float], mode: str) -> list[float]:
+    out: list[float] = []
+    for v in values:
+        if not out or _better(mode, v, out[-1]):
+            out.append(v)
+        else:
+            out.append(out[-1])
+    return out
+
+
+def write_outputs(result: StudyResult) -> dict[str, str]:
+    """trials.csv, trials.parquet, study.json and progress.png in the study directory."""
+    import pandas as pd
+
+    from trainer.checkpoint import atomic_write_text
+
+    d = Path(result.study_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    rows = [{"trial": t.index, "trial_id": t.trial_id, result.metric: t.value,
+             "status": t.status, "iterations": t.iterations, "time_s": t.time_s,
+             "reused": t.cache_hit is not None,
+             **{f"param.{k}": (json.dumps(v) if isinstance(v, list | dict) else v)
+                for k, v in t.params.items()}}
+            for t in result.trials]
+    df = pd.DataFrame(rows)
+    files = {"csv": str(d / "trials.csv"), "parquet": str(d / "trials.parquet"),
+             "json": str(d / "study.json"), "plot": str(d / "progress.png")}
+    tmp = d / ".trials.csv.tmp"
+    df.to_csv(tmp, index=False)
+    tmp.replace(files["csv"])
+    tmp = d / ".trials.parquet.tmp"
+    df.to_parquet(tmp, index=False)
+    tmp.replace(files["parquet"])
+    atomic_write_text(Path(files["json"]), json.dumps(
+        {k: v for k, v in result.to_dict().items() if k != "files"}, indent=1, default=str))
+    _plot(result, Path(files["plot"]))
+    return files
+
+
+def _plot(result: StudyResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [t.index + 1 for t in result.trials]
+    ys = [t.value for t in result.trials]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    ax.scatter(xs, ys, s=18, label=f"{result.metric} per trial", color="#4477aa")
+    ax.step(xs, best_so_far(ys, result.mode), where="post", color="#cc3311",
+            label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"{result.metric} ({result.mode})")
+    ax.set_title(f"study {result.name}: {result.searcher} search")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def tune_task(config_path: str | Path, *, overrides: list[str] | None = None,
+              storage_path: str | Path | None = None, name: str | None = None,
+              resume: bool = False, verbose: int = 0,
+              on_trial: Callable[[TrialRecord, TrialRecord | None, int], None] | None = None,
+              ) -> StudyResult:
+    """The ``mtp tune`` entry point: a study config file (task + ``search``) to a result."""
+    from trainer.api import resolve_storage
+    from trainer.spec import load_raw_config
+
+    raw = load_raw_config(config_path, overrides or [])
+    search_raw = raw.pop("search", None)
+    if search_raw is None:
+        raise SearchConfigError(f"{config_path}: no search section (see `mtp tune --help` and "
+                                "the README's hyperparameter-search section)")
+    spec = parse_search(search_raw, str(config_path))
+    from trainer.spec import parse_task
+
+    base = parse_task(raw, origin=str(config_path),
+                      base_dir=Path(config_path).resolve().parent).canonical_dict()
+    study = name or f"{base.get('id') or base['name']}-study"
+    return run_study(spec, name=study, storage=resolve_storage(storage_path), base_task=base,
+                     resume=resume, verbose=verbose, on_trial=on_trial)
+
+
+def parse_search(raw: Any, origin: str) -> SearchSpec:
+    from pydantic import ValidationError
+
+    from trainer.spec import format_validation_error
+
+    try:
+        return SearchSpec.model_validate(raw)
+    except ValidationError as err:
+        text = format_validation_error(err, raw, origin)
+        lines = text.splitlines()
+        # the field paths are relative to the search section
+        lines = [lines[0]] + [line.replace("  ", "  search.", 1) for line in lines[1:]]
+        raise SearchConfigError("\n".join(lines)) from None
