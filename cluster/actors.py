@@ -389,6 +389,9 @@ def get_fault_detector(thresholds: HealthThresholds, storage_path: str | Path | 
     handle = ray.remote(FaultDetectorActor).options(
         name=DETECTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
         num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=32,
+        # never inside the caller's placement group (a Tune trial's, say): a detached actor
+        # captured there would die, and never come back, when that group is removed
+        scheduling_strategy="DEFAULT",
     ).remote(vars(thresholds), _state_dir(storage_path))
     handle.configure.remote(vars(thresholds))
     return handle
@@ -398,4 +401,7 @@ def get_task_migrator(strategy: str, storage_path: str | Path | None) -> Any:
     return ray.remote(TaskMigratorActor).options(
         name=MIGRATOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
         num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=16,
+        # never inside the caller's placement group (a Tune trial's, say): a detached actor
+        # captured there would die, and never come back, when that group is removed
+        scheduling_strategy="DEFAULT",
     ).remote(strategy, _state_dir(storage_path))

@@ -1,3 +1,22 @@
-"""Hyperparameter search with Ray Tune (see the hyperparameter-search issue)."""
+"""Hyperparameter search with Ray Tune over training tasks.
 
-__all__: list[str] = []
+``tune_task(path)`` runs the study a config's ``search`` section describes; ``run_study``
+takes a :class:`SearchSpec` and either a base task (each trial trains it) or a plain objective.
+Import from ``hpo.study`` for the full API.
+"""
+
+from hpo.errors import HpoError, SearchConfigError
+from hpo.spec import SchedulerName, SearcherName, SearchSpec
+from hpo.study import StudyResult, TrialRecord, run_study, tune_task
+
+__all__ = [
+    "HpoError",
+    "SchedulerName",
+    "SearchConfigError",
+    "SearchSpec",
+    "SearcherName",
+    "StudyResult",
+    "TrialRecord",
+    "run_study",
+    "tune_task",
+]

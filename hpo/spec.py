@@ -114,7 +114,8 @@ class SearchSpec(_Strict):
     searcher: SearcherName = SearcherName.BAYESIAN
     metric: str = Field("val_accuracy", description="An epoch metric, e.g. val_loss.")
     mode: Literal["max", "min"] = "max"
-    num_samples: int = Field(16, ge=1, le=100_000, description="Trials (grid: repeats).")
+    num_samples: int = Field(
+        16, ge=1, le=100_000, description="Trials; grid: repeats of the whole grid (1).")
     max_concurrent_trials: int | None = Field(
         None, ge=1, le=10_000, description="Default: as many as the cluster's CPUs hold.")
     time_budget_s: float | None = Field(None, gt=0, description="Stop starting new trials.")
@@ -123,6 +124,13 @@ class SearchSpec(_Strict):
     grace_period: int = Field(1, ge=1, description="asha: epochs before a trial may stop.")
     reduction_factor: float = Field(3.0, gt=1.0, description="asha: keep 1/rf per rung.")
     max_failures: int = Field(1, ge=-1, description="Retries of a failed trial.")
+
+    @model_validator(mode="after")
+    def _grid_repeats_once(self) -> SearchSpec:
+        # for grid, num_samples repeats the whole grid: once unless asked
+        if self.searcher is SearcherName.GRID and "num_samples" not in self.model_fields_set:
+            object.__setattr__(self, "num_samples", 1)
+        return self
 
     @model_validator(mode="after")
     def _grid_fits_searcher(self) -> SearchSpec:

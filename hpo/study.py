@@ -81,7 +81,7 @@ def build_searcher(spec: SearchSpec) -> Any:
         sampler = optuna.samplers.TPESampler(seed=spec.seed)
     else:
         sampler = optuna.samplers.RandomSampler(seed=spec.seed)
-    return OptunaSearch(metric=spec.metric, mode=spec.mode, sampler=sampler)
+    return OptunaSearch(sampler=sampler)  # metric and mode come from the TuneConfig
 
 
 def _scheduler(spec: SearchSpec, max_t: int) -> Any:
@@ -89,8 +89,11 @@ def _scheduler(spec: SearchSpec, max_t: int) -> Any:
         return None
     from ray.tune.schedulers import ASHAScheduler
 
-    return ASHAScheduler(time_attr="training_iteration", metric=spec.metric, mode=spec.mode,
-                         max_t=max(max_t, spec.grace_period), grace_period=spec.grace_period,
+    # metric and mode come from the TuneConfig (Tune refuses them in both places)
+    # max_t one past the last epoch: a trial that survives every rung ends by returning (its
+    # result stored and shared), not by being stopped at its last report
+    return ASHAScheduler(time_attr="training_iteration",
+                         max_t=max(max_t, spec.grace_period) + 1, grace_period=spec.grace_period,
                          reduction_factor=spec.reduction_factor)
 
 
@@ -113,7 +116,12 @@ def _task_trainable(base: dict[str, Any], spec: SearchSpec, storage: str,
         from trainer.spec import parse_task
 
         params = decode(spec, config)
-        task = parse_task(apply_params(base, params), origin=f"study {study}")
+        raw = apply_params(base, params)
+        # Tune owns a trial's lifecycle: it retries failed trials (search.max_failures) and
+        # stops poor ones (asha). Ray Train's own worker restarts cover worker loss inside a
+        # trial; the task migrator, which would restart a stopped trial's run, stays out.
+        raw.setdefault("fault_tolerance", {})["enable_auto_recovery"] = False
+        task = parse_task(raw, origin=f"study {study}")
         reported = {"n": 0}
 
         def on_epoch(rec: dict[str, Any]) -> None:
@@ -213,7 +221,10 @@ def run_study(spec: SearchSpec, *, name: str, storage: str | Path,
             tune_config=tune.TuneConfig(
                 search_alg=build_searcher(spec), scheduler=_scheduler(spec, max_t),
                 metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples,
-                max_concurrent_trials=concurrent, time_budget_s=spec.time_budget_s),
+                max_concurrent_trials=concurrent, time_budget_s=spec.time_budget_s,
+                # a plain objective keeps its worker process between trials (no re-imports);
+                # a training trial gets a fresh one (it drives a whole Ray Train run)
+                reuse_actors=objective is not None),
             run_config=run_config,
         )
     grid = tuner.fit()
@@ -227,7 +238,7 @@ class _Progress:
     def __new__(cls, spec: SearchSpec, on_trial: Any) -> Any:
         from ray.tune import Callback
 
-        class Progress(Callback):  # type: ignore[misc]
+        class Progress(Callback):
             def __init__(self) -> None:
                 self.best: TrialRecord | None = None
                 self.done = 0

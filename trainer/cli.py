@@ -199,6 +199,50 @@ def _cmd_registry_stats(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _fmt_param(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return json.dumps(v) if isinstance(v, list | dict) else str(v)
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from hpo.study import TrialRecord, tune_task
+
+    header = {"printed": False}
+
+    def on_trial(rec: TrialRecord, best: TrialRecord | None, total: int) -> None:
+        if args.quiet or args.json:
+            return
+        if not header["printed"]:
+            print(f"{'trial':>9}  {'value':>8}  {'best':>8}  {'epochs':>6}  {'s':>6}  params",
+                  flush=True)
+            header["printed"] = True
+        params = "  ".join(f"{k.split('.')[-1]}={_fmt_param(v)}" for k, v in rec.params.items())
+        print(f"{rec.index + 1:>4}/{total:<4}  {rec.value:>8.4f}  "
+              f"{(best.value if best else rec.value):>8.4f}  {rec.iterations:>6}  "
+              f"{rec.time_s:>6.1f}  {params}" + ("  (reused)" if rec.cache_hit else ""),
+              flush=True)
+
+    if args.address or os.environ.get("RAY_ADDRESS"):
+        from trainer.api import connect
+
+        connect(args.address)
+    result = tune_task(args.config, overrides=args.set or [], storage_path=args.storage_path,
+                       name=args.name, resume=args.resume, on_trial=on_trial)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=1, default=str))
+        return EXIT_OK
+    print(f"study      {result.name}  ({result.study_dir})")
+    print(f"searcher   {result.searcher}  trials {len(result.trials)}")
+    print(f"best       {result.metric} {result.best_value:.4f} ({result.mode}) in trial "
+          f"{result.best_trial}")
+    for k, v in result.best_params.items():
+        print(f"  {k} = {_fmt_param(v)}")
+    for k, path in result.files.items():
+        print(f"{k:<10} {path}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mtp", description="Ray-based model-training platform.")
@@ -253,6 +297,21 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--storage-path", default=None)
     ver.add_argument("--json", action="store_true", help="print the ConsistencyReport as JSON")
     ver.set_defaults(func=_cmd_verify)
+
+    tune = sub.add_parser("tune", help="hyperparameter search over a task (Ray Tune)")
+    tune.add_argument("config", help="study config: a task config with a search section")
+    tune.add_argument("--set", action="append", metavar="KEY=VALUE",
+                      help="override a task or search field, e.g. --set search.num_samples=8")
+    tune.add_argument("--name", default=None, help="study name (default: <task id>-study)")
+    tune.add_argument("--resume", action="store_true",
+                      help="continue an interrupted study; finished trials are not rerun")
+    tune.add_argument("--storage-path", default=None,
+                      help="studies live in <storage>/_studies/<name> (default ./mtp_results)")
+    tune.add_argument("--address", default=None,
+                      help="Ray cluster (host:port or 'auto'); default: $RAY_ADDRESS, else local")
+    tune.add_argument("-q", "--quiet", action="store_true", help="no per-trial lines")
+    tune.add_argument("--json", action="store_true", help="print the study result as JSON")
+    tune.set_defaults(func=_cmd_tune)
 
     reg = sub.add_parser("registry", help="the cluster-wide result registry")
     rsub = reg.add_subparsers(dest="registry_command", required=True)
