@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -276,7 +277,12 @@ def _record_of_trial(spec: SearchSpec, trial: Any, index: int) -> TrialRecord | 
 
 def _summarise(spec: SearchSpec, name: str, study_dir: Path, grid: Any) -> StudyResult:
     records: list[TrialRecord] = []
+    orders: dict[str, int] = {}
     for r in grid:
+        tid = str((r.metrics or {}).get("trial_id", ""))
+        found = re.search(rf"_{re.escape(tid)}_(\d+)", Path(r.path).name) if tid else None
+        if found:
+            orders[tid] = int(found.group(1))
         df = r.metrics_dataframe
         if r.metrics is None or df is None or spec.metric not in df:
             logger.warning("trial %s reported no %s (error: %s)", r.path, spec.metric, r.error)
@@ -293,8 +299,8 @@ def _summarise(spec: SearchSpec, name: str, study_dir: Path, grid: Any) -> Study
     if not records:
         raise HpoError(f"study {name}: no trial reported {spec.metric!r}; see the trial errors "
                        f"under {study_dir}")
-    # creation order: Tune's trial ids end in a zero-padded counter
-    records.sort(key=lambda t: t.trial_id)
+    # creation order: Tune names each trial's directory <trainable>_<trial id>_<counter>_...
+    records.sort(key=lambda t: (orders.get(t.trial_id, 1 << 30), t.trial_id))
     for i, rec in enumerate(records):
         rec.index = i
     best = records[0]

@@ -82,10 +82,12 @@ def test_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path: P
 
     spec = _spec("random", num_samples=8)
     finished: list[TrialRecord] = []
+    fired = tmp_path / "interrupted"  # on disk: Tune restores this callback on resume
 
     def interrupt_after_three(rec: TrialRecord, best: Any, total: int) -> None:
         finished.append(rec)
-        if len(finished) == 3:
+        if len(finished) == 3 and not fired.exists():
+            fired.touch()
             os.kill(os.getpid(), signal.SIGINT)  # as a user's Ctrl-C
 
     try:
