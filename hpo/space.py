@@ -33,14 +33,6 @@ def apply_params(base: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str
     return raw
 
 
-def _example(p: Any) -> Any:
-    if isinstance(p, FloatParam):
-        return p.low
-    if isinstance(p, IntParam):
-        return p.low
-    return p.values[0]
-
-
 def check_space(spec: SearchSpec, base: Mapping[str, Any]) -> None:
     """Every parameter must be a field of the task, and every listed value valid there."""
     from trainer.errors import ConfigError

@@ -286,6 +286,13 @@ def train(
         if hit is not None:
             logger.info("task %s: result reused from the local cache (%s)", task.task_id,
                         hit.run_dir)
+            import ray
+
+            if ray.is_initialized() and spec.sharing.enabled:  # counted cluster-wide; a
+                # driver without Ray is not connected just to count
+                from consistency.actors import get_result_registry
+
+                get_result_registry(storage).note_cache.remote(True)
             return hit
     connect(address)
     registry = None
