@@ -108,7 +108,7 @@ class ResultRegistryActor:
         return self.store.release(key, owner)
 
     def claimed(self, key: str) -> bool:
-        return key in self.store.in_flight()
+        return self.store.is_claimed(key)
 
     def register(self, key: str, entry: dict[str, Any]) -> dict[str, Any]:
         stored = self.store.register(key, entry)

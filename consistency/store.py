@@ -272,6 +272,13 @@ class RegistryStore:
             del self._claims[key]
             return True
 
+    def is_claimed(self, key: str, now: float | None = None) -> bool:
+        """Whether a fresh claim (renewed within ``claim_timeout_s``) is on ``key``: a waiter
+        stops waiting for a claim whose driver died, and takes it over."""
+        with self._lock:
+            held = self._claims.get(key)
+            return held is not None and self._now(now) - held.claimed_at <= self.claim_timeout_s
+
     def in_flight(self) -> dict[str, Claim]:
         """Current claims by key (stale ones included until taken over)."""
         with self._lock:

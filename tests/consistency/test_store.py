@@ -84,6 +84,15 @@ def test_claims_first_wins_renew_release_and_stale_takeover() -> None:
     assert store.claim(K1, "driver-c", now=T0 + 112) is True
 
 
+def test_a_waiter_sees_a_dead_drivers_claim_go_stale() -> None:
+    store = _store(claim_timeout_s=60)
+    assert store.claim(K1, "driver-a", now=T0)
+    assert store.is_claimed(K1, now=T0 + 59)
+    assert not store.is_claimed(K1, now=T0 + 61)  # never renewed: its driver is gone
+    assert not store.is_claimed(K2, now=T0)
+    assert store.try_claim(K1, "driver-b", now=T0 + 61) is ClaimOutcome.TAKEN_OVER
+
+
 def test_register_ends_the_claim() -> None:
     store = _store()
     assert store.claim(K1, "driver-a")
