@@ -395,23 +395,31 @@ def _kill(handles: list[Any]) -> None:
 
 
 def _await_names_free(names: list[str]) -> None:
-    """A killed actor's name is released asynchronously; wait before reusing it."""
+    """A killed actor's name is released asynchronously; wait before reusing it.
+
+    Only waits: an actor that holds one of these names and stays alive belongs to another
+    driver's run of the same run name, which must not be disturbed.
+    """
     deadline = time.monotonic() + _NAME_FREE_WAIT_S
     for name in names:
         while True:
             try:
-                handle = ray.get_actor(name, namespace=NAMESPACE)
+                ray.get_actor(name, namespace=NAMESPACE)
             except ValueError:
                 break
             if time.monotonic() > deadline:
                 raise ClusterError(f"actor name {name} is still taken after "
-                                   f"{_NAME_FREE_WAIT_S:.0f} s; is another run of this task "
-                                   "going on? Use another --run-name")
-            try:
-                ray.kill(handle, no_restart=True)
-            except Exception as err:  # noqa: BLE001
-                logger.debug("kill %s: %s", name, err)
+                                   f"{_NAME_FREE_WAIT_S:.0f} s: another driver is running a "
+                                   "parameter-server run of the same name; use another "
+                                   "--run-name")
             time.sleep(0.1)
+
+
+def _new_rendezvous(name: str, world_size: int) -> Any:
+    _await_names_free([name])
+    return ray.remote(RendezvousActor).options(
+        name=name, namespace=NAMESPACE, num_cpus=0, max_restarts=0,
+        max_concurrency=max(64, 4 * world_size)).remote(world_size)
 
 
 def _await_shards(shards: list[Any]) -> None:
@@ -449,14 +457,15 @@ def run_parameter_server(task: TrainingTask, task_key: str, base_config: dict[st
         .remote(k, spec.mode.value, res.num_workers, spec.max_staleness, task_dict)
         for k in range(spec.num_shards)
     ]
-    rendezvous = ray.remote(RendezvousActor).options(
-        name=names["rendezvous"][0], namespace=NAMESPACE, num_cpus=0, max_restarts=-1,
-        max_concurrency=max(64, 4 * res.num_workers)).remote(res.num_workers)
     gpus = (res.gpus_per_worker or 1.0) if res.use_gpu else 0.0
     attempt = 0
     workers: list[Any] = []
+    rendezvous: Any = None
     try:
         while True:
+            # a fresh rendezvous per attempt: gathers that a failed attempt left waiting die
+            # with the old one instead of holding its concurrency slots
+            rendezvous = _new_rendezvous(names["rendezvous"][0], res.num_workers)
             _await_names_free(names["workers"])
             workers = [ray.remote(PSWorkerActor).options(
                 name=names["workers"][r], namespace=NAMESPACE, num_cpus=res.cpus_per_worker,
@@ -473,7 +482,7 @@ def run_parameter_server(task: TrainingTask, task_key: str, base_config: dict[st
                 return dict(summaries[refs[0]])
             except (ray.exceptions.RayError, ClusterError) as err:
                 cause = f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:300]}"
-                _kill(workers)
+                _kill(workers + [rendezvous])
                 limit = task.failure.max_failures
                 if limit != -1 and attempt >= limit:
                     raise ClusterError(
@@ -486,4 +495,4 @@ def run_parameter_server(task: TrainingTask, task_key: str, base_config: dict[st
                 _await_shards(shards)
                 attempt += 1
     finally:
-        _kill(workers + shards + [rendezvous])
+        _kill(workers + shards + ([rendezvous] if rendezvous is not None else []))

@@ -118,6 +118,12 @@ class ResultRegistryActor:
 
     def mark_verified(self, key: str, report: dict[str, Any]) -> dict[str, Any]:
         entry = self.store.mark_verified(key, report)
+        self.record_report(report)
+        self._save()
+        return entry
+
+    def record_report(self, report: dict[str, Any]) -> None:
+        """Count a consensus report (verified or violation) and its confidence."""
         m = self.metrics.get()
         confidence = float(report.get("confidence", 0.0))
         self.last_confidence = confidence
@@ -127,8 +133,6 @@ class ResultRegistryActor:
         else:
             self.counts["violations"] += 1
             m["violations"].inc()
-        self._save()
-        return entry
 
     def remove(self, key: str) -> bool:
         removed = self.store.remove(key)

@@ -48,9 +48,14 @@ def verify(task: Any, replicas: int = 2, *, storage_path: str | Path | None = No
     from consistency.actors import get_result_registry
     from trainer.api import connect, prepare, resolve_storage, train
     from trainer.errors import ConfigError
+    from trainer.reuse import usable_result
+    from trainer.spec import Strategy
 
     if replicas < 1:
         raise ConfigError(f"--replicas {replicas}: must be at least 1")
+    if task.strategy is not Strategy.DDP:
+        raise ConfigError(f"strategy={task.strategy.value}: verify pins every rank to one node, "
+                          "which only the ddp strategy supports; verify with strategy: ddp")
     storage = resolve_storage(storage_path)
     prepared = prepare(task)
     connect(address)
@@ -67,11 +72,22 @@ def verify(task: Any, replicas: int = 2, *, storage_path: str | Path | None = No
     results: list[dict[str, Any]] = []
     names: list[str] = []
     if stored is not None:
-        results.append(stored["result"])
+        # the stored result, as published: its metrics as written, and (checked here) a model
+        # file that still hashes to its weights_hash; a swapped model makes it unusable
+        if usable_result(stored, "registry") is None:
+            logger.warning("verify %s: the registry's result for this task is unusable (model "
+                           "missing or altered); it counts as a disagreeing replica",
+                           task.task_id)
+            results.append({**stored["result"], "final_metrics": {}, "weights_hash": "altered"})
+        else:
+            results.append(stored["result"])
         names.append(f"registry:{stored.get('node_id', '?')[:12]}")
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     for i, node in enumerate(nodes):
         logger.info("verify %s: replica %d on node %s", task.task_id, i, node[:12])
-        r = train(task, storage_path=storage, run_name=f"{task.task_id}-verify-{i}",
+        # a new run directory per call: an old replica's final checkpoint must not be resumed
+        r = train(task, storage_path=storage,
+                  run_name=f"{task.task_id}-verify-{stamp}-{i}",
                   use_cache=False, node_ids=[node] * res.num_workers)
         results.append(r.model_dump(mode="json"))
         names.append(node)
@@ -85,9 +101,12 @@ def verify(task: Any, replicas: int = 2, *, storage_path: str | Path | None = No
             ray.get(registry.register.remote(prepared.cache_key, {
                 "key": prepared.cache_key, "task_id": task.task_id, "result": first,
                 "model_path": first["model_path"], "run_dir": first["run_dir"],
-                "shared_at": time.time(), "node_id": nodes[0]}))
+                "shared_at": time.time(), "node_id": nodes[0],
+                "expires_at": time.time() + task.consistency.cache.ttl_s}))
             stored = first
         if stored is not None:
             ray.get(registry.mark_verified.remote(prepared.cache_key,
                                                   report.to_json_dict()))
+        else:  # nothing to mark, but the disagreement is counted
+            ray.get(registry.record_report.remote(report.to_json_dict()))
     return report

@@ -123,9 +123,14 @@ def _task_trainable(base: dict[str, Any], spec: SearchSpec, storage: str,
         # trial; the task migrator, which would restart a stopped trial's run, stays out.
         raw.setdefault("fault_tolerance", {})["enable_auto_recovery"] = False
         task = parse_task(raw, origin=f"study {study}")
-        reported = {"n": 0}
+        reported = {"n": 0, "epoch": 0}
 
         def on_epoch(rec: dict[str, Any]) -> None:
+            # after a worker restart the epochs since the last checkpoint run again: Tune
+            # (and ASHA's rungs) must see each epoch once
+            if int(rec.get("epoch", 0)) <= reported["epoch"]:
+                return
+            reported["epoch"] = int(rec.get("epoch", 0))
             tune.report(_numeric(rec))  # Tune's session is process-wide: any thread may report
             reported["n"] += 1
 
@@ -151,7 +156,10 @@ def _trial_cpus(base: Mapping[str, Any] | None) -> float:
     from trainer.spec import parse_task
 
     task = parse_task(base)
-    return task.resources.num_workers * task.resources.cpus_per_worker
+    cpus = task.resources.num_workers * task.resources.cpus_per_worker
+    if task.ps is not None:  # parameter-server shards hold CPUs too
+        cpus += task.ps.num_shards * task.ps.cpus_per_shard
+    return cpus
 
 
 def run_study(spec: SearchSpec, *, name: str, storage: str | Path,

@@ -32,7 +32,7 @@ from consistency.store import ClaimOutcome
 from trainer.result import TrainingResult
 from trainer.spec import TrainingTask
 
-__all__ = ["ResultReuse", "cache_dir"]
+__all__ = ["ResultReuse", "cache_dir", "usable_result"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def cache_dir(storage: Path) -> Path:
     return storage / "_cache"
 
 
-def _usable(entry: dict[str, Any] | None, where: str) -> TrainingResult | None:
+def usable_result(entry: dict[str, Any] | None, where: str) -> TrainingResult | None:
     """The stored result, if its model file is there and matches its weights hash."""
     if entry is None:
         return None
@@ -84,7 +84,7 @@ class ResultReuse:
     def local(self) -> TrainingResult | None:
         if self.cache is None:
             return None
-        hit = _usable(self.cache.get(self.key), "local cache")
+        hit = usable_result(self.cache.get(self.key), "local cache")
         return None if hit is None else hit.model_copy(update={"cache_hit": "local"})
 
     def shared(self, registry: Any) -> TrainingResult | None:
@@ -92,21 +92,26 @@ class ResultReuse:
 
         if self.cache is not None:
             registry.note_cache.remote(False)
-        hit = _usable(ray.get(registry.lookup.remote(self.key)), "registry")
+        hit = usable_result(ray.get(registry.lookup.remote(self.key)), "registry")
         if hit is None:
             return None
         self._remember(hit)
         return hit.model_copy(update={"cache_hit": "registry"})
 
-    def claim_or_wait(self, registry: Any, timeout_s: float | None = None) -> TrainingResult | None:
+    def claim_or_wait(self, registry: Any) -> TrainingResult | None:
         """None: this call holds the claim and trains. A result: another driver trained it."""
         import ray
 
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         announced = False
         while True:
             outcome = ClaimOutcome(ray.get(registry.claim.remote(self.key, self.owner)))
             if outcome.should_train:
+                # the previous owner may have registered between our lookup and this claim
+                hit = usable_result(ray.get(registry.lookup.remote(self.key)), "registry")
+                if hit is not None:
+                    ray.get(registry.release.remote(self.key, self.owner))
+                    self._remember(hit)
+                    return hit.model_copy(update={"cache_hit": "registry"})
                 self._claimed = True
                 self._start_renewing(registry)
                 return None
@@ -116,10 +121,8 @@ class ResultReuse:
                                self.task.task_id, self.key[:12])
                 announced = True
             while ray.get(registry.claimed.remote(self.key)):
-                if deadline is not None and time.monotonic() > deadline:
-                    return None
                 time.sleep(_WAIT_POLL_S)
-            hit = _usable(ray.get(registry.lookup.remote(self.key)), "registry")
+            hit = usable_result(ray.get(registry.lookup.remote(self.key)), "registry")
             if hit is not None:
                 self._remember(hit)
                 return hit.model_copy(update={"cache_hit": "waited"})
@@ -160,12 +163,21 @@ class ResultReuse:
             self._claimed = False
 
     def _start_renewing(self, registry: Any) -> None:
+        import ray
+
         def renew() -> None:
             while not self._renew_stop.wait(CLAIM_TIMEOUT_S / 4):
                 try:
-                    registry.claim.remote(self.key, self.owner)
+                    outcome = ClaimOutcome(ray.get(registry.claim.remote(self.key, self.owner)))
                 except Exception as err:  # noqa: BLE001 - retried next round
                     logger.debug("claim renewal failed: %s", err)
+                    continue
+                if outcome is ClaimOutcome.HELD_BY_OTHER:
+                    # claims live in the registry's memory: after its restart another driver
+                    # may have claimed this key and be training it too
+                    logger.warning("task %s: another driver now holds the claim on key %s "
+                                   "(the registry restarted?); both runs train it",
+                                   self.task.task_id, self.key[:12])
 
         self._renewer = threading.Thread(target=renew, name="mtp-claim-renew", daemon=True)
         self._renewer.start()
