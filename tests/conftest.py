@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +32,23 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float, interval_s: float =
 # cache and cluster registry) is off unless a test turns it on (tests/integration/
 # test_consistency.py does).
 NO_REUSE: dict[str, Any] = {"cache": {"enabled": False}, "sharing": {"enabled": False}}
+
+
+def train_in_thread(task: dict[str, Any], storage: Path) -> tuple[threading.Thread, dict]:
+    """``trainer.train`` in a background thread; its result or error lands in the dict."""
+    from trainer import parse_task, train
+
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["result"] = train(parse_task(task), storage_path=storage)
+        except Exception as err:  # noqa: BLE001 - handed to the test thread
+            out["error"] = err
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
 
 
 def digits_task_dict(**training: Any) -> dict[str, Any]:

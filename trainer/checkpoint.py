@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from consistency.cache import atomic_write_bytes
 from trainer.errors import CheckpointError
 from trainer.spec import CheckpointPolicy, Compression
 
@@ -52,22 +53,6 @@ class SaveReason(enum.StrEnum):
     TIME = "time"
     BEST = "best"
     FINAL = "final"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide results from other users of the share
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FAST_FAULT_TOLERANCE, digits_task_dict, wait_for
+from tests.conftest import FAST_FAULT_TOLERANCE, digits_task_dict, train_in_thread, wait_for
 from trainer import TrainingFailedError, TrainingResult, parse_task
 from trainer import train as mtp_train
 from trainer.cli import main
@@ -89,20 +89,6 @@ def _snapshot_when_up(name: str) -> dict[str, Any] | None:
         return None
 
 
-def _train_async(task: dict[str, Any], storage: Path) -> tuple[threading.Thread, dict]:
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            out["result"] = mtp_train(parse_task(task), storage_path=storage)
-        except Exception as err:  # noqa: BLE001 - handed to the test thread
-            out["error"] = err
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, out
-
-
 def _worker_node_of_task(mn: MultiNode, attempt: int) -> str:
     """A killable (non-head) node that hosts a rank of the task's given attempt."""
     import ray
@@ -136,7 +122,7 @@ def test_node_killed_mid_training_is_detected_and_the_run_migrates(
     mn = make_cluster(worker_nodes=2)
     reference = mtp_train(parse_task(TASK), storage_path=tmp_path / "ref")
 
-    thread, out = _train_async(TASK, tmp_path / "run")
+    thread, out = train_in_thread(TASK, tmp_path / "run")
     victim = _worker_node_of_task(mn, attempt=0)
     wait_for(lambda: (tmp_path / "run" / "digits-test" / "checkpoints" / "ckpt-000001").is_dir(),
              180, what="checkpoint of epoch 1")
@@ -176,7 +162,7 @@ def test_detector_and_migrator_killed_mid_run_come_back(
 
     make_cluster(worker_nodes=1)
     reference = mtp_train(parse_task(TASK), storage_path=tmp_path / "ref")
-    thread, out = _train_async(TASK, tmp_path / "run")
+    thread, out = train_in_thread(TASK, tmp_path / "run")
     wait_for(lambda: (tmp_path / "run" / "digits-test" / "checkpoints" / "ckpt-000001").is_dir(),
              180, what="checkpoint of epoch 1")
     ray.kill(_actor("mtp-fault-detector"), no_restart=False)
@@ -198,7 +184,7 @@ def test_detector_and_migrator_killed_mid_run_come_back(
 def test_two_nodes_lost_one_after_the_other(make_cluster: Any, tmp_path: Path) -> None:
     mn = make_cluster(worker_nodes=3)
     reference = mtp_train(parse_task(TASK), storage_path=tmp_path / "ref")
-    thread, out = _train_async(TASK, tmp_path / "run")
+    thread, out = train_in_thread(TASK, tmp_path / "run")
     wait_for(lambda: (tmp_path / "run" / "digits-test" / "checkpoints" / "ckpt-000001").is_dir(),
              180, what="checkpoint of epoch 1")
     first = _worker_node_of_task(mn, attempt=0)
@@ -218,7 +204,7 @@ def test_no_healthy_capacity_left_fails_with_reason_and_keeps_checkpoints(
     make_cluster: Any, tmp_path: Path
 ) -> None:
     mn = make_cluster(worker_nodes=1)  # head 1 CPU + 1 worker node: exactly 2 workers' worth
-    thread, out = _train_async(TASK, tmp_path)
+    thread, out = train_in_thread(TASK, tmp_path)
     wait_for(lambda: (tmp_path / "digits-test" / "checkpoints" / "ckpt-000001").is_dir(),
              180, what="checkpoint of epoch 1")
     mn.kill(mn.workers[0].node_id)

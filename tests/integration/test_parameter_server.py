@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import digits_task_dict, ensure_local_ray, wait_for
+from tests.conftest import digits_task_dict, ensure_local_ray, train_in_thread, wait_for
 from trainer import TrainingResult, load_result, parse_task
 from trainer import train as mtp_train
 
@@ -57,20 +55,6 @@ def test_async_ps_converges(tmp_path: Path) -> None:
     assert result.epochs_completed == 6
 
 
-def _train_in_thread(task: dict[str, Any], storage: Path) -> tuple[threading.Thread, dict]:
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            out["result"] = mtp_train(parse_task(task), storage_path=storage)
-        except Exception as err:  # noqa: BLE001 - handed to the test thread
-            out["error"] = err
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, out
-
-
 def _kill_actor_after(run_dir: Path, epoch: int, name: str) -> None:
     import ray
 
@@ -83,7 +67,7 @@ def _kill_actor_after(run_dir: Path, epoch: int, name: str) -> None:
 def test_killed_actor_mid_run_completes_with_identical_weights(
     victim: str, sync_ref: TrainingResult, tmp_path: Path
 ) -> None:
-    thread, out = _train_in_thread(SYNC, tmp_path)
+    thread, out = train_in_thread(SYNC, tmp_path)
     _kill_actor_after(tmp_path / "digits-test", 2, f"mtp-ps-digits-test-{victim}")
     thread.join(timeout=300)
     assert not thread.is_alive(), f"training did not finish after {victim} was killed"

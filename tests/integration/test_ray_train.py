@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import EXAMPLES, digits_task_dict, ensure_local_ray, wait_for
+from tests.conftest import EXAMPLES, digits_task_dict, ensure_local_ray, train_in_thread, wait_for
 from trainer import TrainingFailedError, TrainingResult, load_model, load_result, parse_task
 from trainer import train as mtp_train
 from trainer.cli import main
@@ -70,24 +68,10 @@ def _kill_a_worker_after(run_dir: Path, epoch: int) -> int:
     return pid
 
 
-def _train_in_thread(task: dict[str, Any], storage: Path) -> tuple[threading.Thread, dict]:
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            out["result"] = mtp_train(parse_task(task), storage_path=storage)
-        except Exception as err:  # noqa: BLE001 - handed to the test thread
-            out["error"] = err
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, out
-
-
 def test_killed_worker_is_restarted_and_weights_match(
     reference: TrainingResult, tmp_path: Path
 ) -> None:
-    thread, out = _train_in_thread(TASK, tmp_path)
+    thread, out = train_in_thread(TASK, tmp_path)
     _kill_a_worker_after(tmp_path / "digits-test", epoch=2)
     thread.join(timeout=300)
     assert not thread.is_alive(), "training did not finish after the worker was killed"
@@ -103,7 +87,7 @@ def test_failed_run_resumes_on_rerun_with_same_name(
 ) -> None:
     no_retry = {**TASK, "failure": {"max_failures": 0},
                 "fault_tolerance": {"enable_auto_recovery": False}}
-    thread, out = _train_in_thread(no_retry, tmp_path)
+    thread, out = train_in_thread(no_retry, tmp_path)
     _kill_a_worker_after(tmp_path / "digits-test", epoch=3)
     thread.join(timeout=300)
     assert isinstance(out.get("error"), TrainingFailedError)
