@@ -6,36 +6,53 @@ They appear on each node's metrics endpoint (and so in Ray's dashboard and Grafa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ClusterMetrics"]
+__all__ = ["ClusterMetrics", "LazyMetrics"]
 
 _HEALTH_LEVELS = ("HEALTHY", "WARNING", "CRITICAL", "FAILED")
 
 
-class ClusterMetrics:
-    def __init__(self) -> None:
+class LazyMetrics:
+    """Metric objects built on first use: ``ray.util.metrics`` records in the process that
+    creates them, so an actor builds its own (a pickled copy would record nowhere)."""
+
+    def __init__(self, build: Callable[[], dict[str, Any]]) -> None:
+        self._build = build
         self._m: dict[str, Any] | None = None
 
-    def _metrics(self) -> dict[str, Any]:
+    def get(self) -> dict[str, Any]:
         if self._m is None:
-            from ray.util.metrics import Counter, Gauge, Histogram
-
-            self._m = {
-                "heartbeats": Counter("mtp_heartbeats_received",
-                                      description="Heartbeats received by the fault detector."),
-                "nodes": Gauge("mtp_nodes_by_health", description="Nodes per health level.",
-                               tag_keys=("health",)),
-                "failures": Counter("mtp_failures_detected",
-                                    description="Node and worker failures detected.",
-                                    tag_keys=("kind",)),
-                "migrations": Counter("mtp_migrations", description="Task migrations planned."),
-                "migration_s": Histogram(
-                    "mtp_migration_duration_s",
-                    description="Seconds from a failure to the task training again.",
-                    boundaries=[1, 2, 5, 10, 20, 30, 60, 120, 300]),
-            }
+            self._m = self._build()
         return self._m
+
+
+def _build_cluster_metrics() -> dict[str, Any]:
+    from ray.util.metrics import Counter, Gauge, Histogram
+
+    return {
+        "heartbeats": Counter("mtp_heartbeats_received",
+                              description="Heartbeats received by the fault detector."),
+        "nodes": Gauge("mtp_nodes_by_health", description="Nodes per health level.",
+                       tag_keys=("health",)),
+        "failures": Counter("mtp_failures_detected",
+                            description="Node and worker failures detected.",
+                            tag_keys=("kind",)),
+        "migrations": Counter("mtp_migrations", description="Task migrations planned."),
+        "migration_s": Histogram(
+            "mtp_migration_duration_s",
+            description="Seconds from a failure to the task training again.",
+            boundaries=[1, 2, 5, 10, 20, 30, 60, 120, 300]),
+    }
+
+
+class ClusterMetrics:
+    def __init__(self) -> None:
+        self._lazy = LazyMetrics(_build_cluster_metrics)
+
+    def _metrics(self) -> dict[str, Any]:
+        return self._lazy.get()
 
     def heartbeat(self) -> None:
         self._metrics()["heartbeats"].inc()

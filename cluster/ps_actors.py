@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from cluster.errors import ClusterError
+from cluster.metrics import LazyMetrics
 from cluster.parameter_server import (
     ParameterShard,
     PushOutcome,
@@ -65,30 +66,23 @@ def actor_names(task_key: str, num_shards: int, num_workers: int) -> dict[str, l
             "rendezvous": [f"{prefix}-rendezvous"]}
 
 
-class _PSMetrics:
-    """``ray.util.metrics`` of the parameter server, created lazily in the recording process."""
+def _ps_metrics() -> dict[str, Any]:
+    """``ray.util.metrics`` of the parameter server (built in the recording process)."""
+    from ray.util.metrics import Counter, Histogram
 
-    def __init__(self) -> None:
-        self._m: dict[str, Any] | None = None
-
-    def get(self) -> dict[str, Any]:
-        if self._m is None:
-            from ray.util.metrics import Counter, Histogram
-
-            self._m = {
-                "pushes": Counter("mtp_ps_pushes", description="Gradient pushes received.",
-                                  tag_keys=("shard", "applied")),
-                "pulls": Counter("mtp_ps_pulls", description="Parameter pulls served.",
-                                 tag_keys=("shard",)),
-                "staleness": Histogram("mtp_ps_staleness",
-                                       description="Versions between a push's base and newest.",
-                                       boundaries=[0.5, 1.5, 2.5, 4.5, 8.5, 16.5, 32.5],
-                                       tag_keys=("shard",)),
-                "step_s": Histogram("mtp_ps_step_time_s",
-                                    description="Worker step: compute, push, pull, copy back.",
-                                    boundaries=[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5]),
-            }
-        return self._m
+    return {
+        "pushes": Counter("mtp_ps_pushes", description="Gradient pushes received.",
+                          tag_keys=("shard", "applied")),
+        "pulls": Counter("mtp_ps_pulls", description="Parameter pulls served.",
+                         tag_keys=("shard",)),
+        "staleness": Histogram("mtp_ps_staleness",
+                               description="Versions between a push's base and newest.",
+                               boundaries=[0.5, 1.5, 2.5, 4.5, 8.5, 16.5, 32.5],
+                               tag_keys=("shard",)),
+        "step_s": Histogram("mtp_ps_step_time_s",
+                            description="Worker step: compute, push, pull, copy back.",
+                            boundaries=[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5]),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,7 +103,7 @@ class ShardActor:
         self._applied = asyncio.Event()
         self._outgoing: Any = None
         self._tags = {"shard": str(shard_index)}
-        self._metrics = _PSMetrics()
+        self._metrics = LazyMetrics(_ps_metrics)
 
     def _share(self, params: np.ndarray) -> Any:
         """What every rank of a sync step receives: large buffers go into the object store
@@ -251,7 +245,7 @@ class PSOptimizer:
         self.dropped = 0
         self.max_staleness_seen = 0
         self._resume_state: dict[str, Any] | None = None
-        self._metrics = _PSMetrics()
+        self._metrics = LazyMetrics(_ps_metrics)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params.values():

@@ -17,6 +17,7 @@ from typing import Any
 
 import ray
 
+from cluster.metrics import LazyMetrics
 from consistency.store import RegistryStore
 
 __all__ = ["REGISTRY_NAME", "ResultRegistryActor", "get_result_registry", "registry_path"]
@@ -33,30 +34,25 @@ def registry_path(storage: str | Path) -> Path:
     return Path(storage) / "_registry" / "registry.json"
 
 
-class _RegistryMetrics:
-    def __init__(self) -> None:
-        self._m: dict[str, Any] | None = None
+def _registry_metrics() -> dict[str, Any]:
+    """``ray.util.metrics`` of the registry (built in the actor process)."""
+    from ray.util.metrics import Counter, Gauge
 
-    def get(self) -> dict[str, Any]:
-        if self._m is None:
-            from ray.util.metrics import Counter, Gauge
-
-            self._m = {
-                "lookups": Counter("mtp_registry_lookups", description="Registry lookups.",
-                                   tag_keys=("outcome",)),
-                "cache": Counter("mtp_cache_requests",
-                                 description="Result-cache lookups by drivers (local cache).",
-                                 tag_keys=("outcome",)),
-                "hit_rate": Gauge("mtp_cache_hit_rate",
-                                  description="Hits / lookups over local caches and registry."),
-                "entries": Gauge("mtp_registry_entries", description="Results in the registry."),
-                "shared": Counter("mtp_results_shared", description="Results registered."),
-                "violations": Counter("mtp_consistency_violations",
-                                      description="Consensus checks that found disagreement."),
-                "confidence": Gauge("mtp_consistency_confidence",
-                                    description="Confidence of the latest consensus check."),
-            }
-        return self._m
+    return {
+        "lookups": Counter("mtp_registry_lookups", description="Registry lookups.",
+                           tag_keys=("outcome",)),
+        "cache": Counter("mtp_cache_requests",
+                         description="Result-cache lookups by drivers (local cache).",
+                         tag_keys=("outcome",)),
+        "hit_rate": Gauge("mtp_cache_hit_rate",
+                          description="Hits / lookups over local caches and registry."),
+        "entries": Gauge("mtp_registry_entries", description="Results in the registry."),
+        "shared": Counter("mtp_results_shared", description="Results registered."),
+        "violations": Counter("mtp_consistency_violations",
+                              description="Consensus checks that found disagreement."),
+        "confidence": Gauge("mtp_consistency_confidence",
+                            description="Confidence of the latest consensus check."),
+    }
 
 
 class ResultRegistryActor:
@@ -66,7 +62,7 @@ class ResultRegistryActor:
         self.path = Path(path)
         self.store = RegistryStore(claim_timeout_s=CLAIM_TIMEOUT_S)
         loaded = self.store.load(self.path)
-        self.metrics = _RegistryMetrics()
+        self.metrics = LazyMetrics(_registry_metrics)
         self.counts = {"cache_hits": 0, "cache_misses": 0, "registry_hits": 0,
                        "registry_misses": 0, "violations": 0, "verified": 0}
         self.last_confidence: float | None = None

@@ -8,28 +8,16 @@ from typing import Any
 
 from hpo.errors import SearchConfigError
 from hpo.spec import ChoiceParam, FloatParam, GridParam, IntParam, SearchSpec
+from trainer.spec import set_dotted
 
 __all__ = ["apply_params", "check_space", "tune_space"]
-
-
-def _set_path(raw: dict[str, Any], path: str, value: Any) -> None:
-    node = raw
-    parts = path.split(".")
-    for p in parts[:-1]:
-        child = node.get(p)
-        if child is None:
-            child = node[p] = {}
-        if not isinstance(child, dict):
-            raise SearchConfigError(f"search.space.{path}: {p!r} is a value, not a section")
-        node = child
-    node[parts[-1]] = value
 
 
 def apply_params(base: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     """The base task's raw dict with each dotted ``params`` path set to its value."""
     raw: dict[str, Any] = json.loads(json.dumps(base))
     for path, value in params.items():
-        _set_path(raw, path, value)
+        set_dotted(raw, path, value, where=f"search.space.{path}")
     return raw
 
 

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ray.tune import Callback
+
 from hpo.errors import HpoError, SearchConfigError
 from hpo.space import apply_params, check_space, decode, tune_space
 from hpo.spec import SchedulerName, SearcherName, SearchSpec
@@ -241,28 +243,23 @@ def run_study(spec: SearchSpec, *, name: str, storage: str | Path,
     return _summarise(spec, name, study_dir, grid)
 
 
-class _Progress:
-    """A Tune callback that hands each finished trial to ``on_trial`` (CLI table lines)."""
+class _Progress(Callback):
+    """Hands each finished trial to ``on_trial`` (the CLI's table rows)."""
 
-    def __new__(cls, spec: SearchSpec, on_trial: Any) -> Any:
-        from ray.tune import Callback
+    def __init__(self, spec: SearchSpec, on_trial: Any) -> None:
+        self.spec = spec
+        self.on_trial = on_trial
+        self.best: TrialRecord | None = None
+        self.done = 0
 
-        class Progress(Callback):
-            def __init__(self) -> None:
-                self.best: TrialRecord | None = None
-                self.done = 0
-
-            def on_trial_complete(self, iteration: int, trials: list, trial: Any,
-                                  **info: Any) -> None:
-                rec = _record_of_trial(spec, trial, self.done)
-                self.done += 1
-                if rec is None:
-                    return
-                if self.best is None or _better(spec.mode, rec.value, self.best.value):
-                    self.best = rec
-                on_trial(rec, self.best, spec.total_trials())
-
-        return Progress()
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        rec = _record_of_trial(self.spec, trial, self.done)
+        self.done += 1
+        if rec is None:
+            return
+        if self.best is None or _better(self.spec.mode, rec.value, self.best.value):
+            self.best = rec
+        self.on_trial(rec, self.best, self.spec.total_trials())
 
 
 def _better(mode: str, a: float, b: float) -> bool:

@@ -51,6 +51,7 @@ from trainer import TrainingTask, connect, parse_task, prepare, train  # noqa: E
 from trainer.data import split_indices  # noqa: E402
 from trainer.loop import build_loss  # noqa: E402
 from trainer.models import build_model, count_parameters  # noqa: E402
+from trainer.spec import TaskKind  # noqa: E402
 
 logger = logging.getLogger("bench_ps")
 
@@ -109,7 +110,7 @@ class NaiveServer:
     def __init__(self, task: dict[str, Any], shape: tuple[int, ...], classes: int) -> None:
         spec = parse_task(task)
         torch.manual_seed(0)
-        self.model = build_model(spec.model, shape, build_kind(), classes,
+        self.model = build_model(spec.model, shape, TaskKind.CLASSIFICATION, classes,
                                  np.zeros(shape, np.float32), np.ones(shape, np.float32))
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=spec.training.learning_rate)
 
@@ -131,9 +132,9 @@ class NaiveWorker:
         spec = parse_task(task)
         self.batch = spec.training.batch_size
         shape = tuple(x.shape[1:])
-        self.model = build_model(spec.model, shape, build_kind(), classes,
+        self.model = build_model(spec.model, shape, TaskKind.CLASSIFICATION, classes,
                                  np.zeros(shape, np.float32), np.ones(shape, np.float32))
-        self.loss_fn = build_loss(spec, build_kind())
+        self.loss_fn = build_loss(spec, TaskKind.CLASSIFICATION)
         self.x, self.y = torch.from_numpy(x.copy()), torch.from_numpy(y.copy())
         self.pos = 0
 
@@ -150,12 +151,6 @@ class NaiveWorker:
         self.loss_fn(self.model(xb), yb).backward()
         return [p.grad.detach().numpy().copy() for p in self.model.parameters()
                 if p.grad is not None]
-
-
-def build_kind() -> Any:
-    from trainer.spec import TaskKind
-
-    return TaskKind.CLASSIFICATION
 
 
 def run_naive(task: TrainingTask, steps: int, windows: int) -> dict[str, Any]:
@@ -198,7 +193,7 @@ def run_benchmark(sizes: Sequence[str], epochs: int, naive_steps: int,
     for size in sizes:
         ddp_task = make_task(size, epochs, "ddp")
         params = count_parameters(build_model(
-            ddp_task.model, (FEATURES,), build_kind(), 10,
+            ddp_task.model, (FEATURES,), TaskKind.CLASSIFICATION, 10,
             np.zeros(FEATURES, np.float32), np.ones(FEATURES, np.float32)))
         row: dict[str, Any] = {"num_parameters": params}
         logger.info("size %s: %d parameters", size, params)

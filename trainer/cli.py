@@ -243,6 +243,13 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _address_arg(p: argparse.ArgumentParser, local: bool) -> None:
+    """``--address``: commands that can train start an embedded local Ray without one."""
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join (host:port or 'auto'); default: $RAY_ADDRESS"
+                   + (", else an embedded local Ray" if local else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mtp", description="Ray-based model-training platform.")
@@ -253,9 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="task config file (.yaml, .yml or .json)")
     run.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="override a config field, e.g. --set training.epochs=5 (repeatable)")
-    run.add_argument("--address", default=None,
-                     help="Ray cluster to join (host:port or 'auto'); default: $RAY_ADDRESS, "
-                     "else an embedded local Ray")
+    _address_arg(run, local=True)
     run.add_argument("--storage-path", default=None,
                      help="where runs are stored (default: $MTP_STORAGE_PATH or ./mtp_results); "
                      "must be shared by all nodes on a multi-node cluster")
@@ -282,8 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster = sub.add_parser("cluster", help="cluster health and fault handling")
     csub = cluster.add_subparsers(dest="cluster_command", required=True)
     status = csub.add_parser("status", help="nodes, health levels, tasks, failures, migrations")
-    status.add_argument("--address", default=None,
-                        help="Ray cluster (host:port or 'auto'); default: $RAY_ADDRESS")
+    _address_arg(status, local=False)
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_cmd_cluster_status)
 
@@ -292,8 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--set", action="append", metavar="KEY=VALUE")
     ver.add_argument("--replicas", type=int, default=2,
                      help="distinct nodes to train on (default 2)")
-    ver.add_argument("--address", default=None,
-                     help="Ray cluster (host:port or 'auto'); default: $RAY_ADDRESS, else local")
+    _address_arg(ver, local=True)
     ver.add_argument("--storage-path", default=None)
     ver.add_argument("--json", action="store_true", help="print the ConsistencyReport as JSON")
     ver.set_defaults(func=_cmd_verify)
@@ -307,8 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="continue an interrupted study; finished trials are not rerun")
     tune.add_argument("--storage-path", default=None,
                       help="studies live in <storage>/_studies/<name> (default ./mtp_results)")
-    tune.add_argument("--address", default=None,
-                      help="Ray cluster (host:port or 'auto'); default: $RAY_ADDRESS, else local")
+    _address_arg(tune, local=True)
     tune.add_argument("-q", "--quiet", action="store_true", help="no per-trial lines")
     tune.add_argument("--json", action="store_true", help="print the study result as JSON")
     tune.set_defaults(func=_cmd_tune)
@@ -316,8 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     reg = sub.add_parser("registry", help="the cluster-wide result registry")
     rsub = reg.add_subparsers(dest="registry_command", required=True)
     rstats = rsub.add_parser("stats", help="entries, cache hits and misses, verifications")
-    rstats.add_argument("--address", default=None,
-                        help="Ray cluster (host:port or 'auto'); default: $RAY_ADDRESS")
+    _address_arg(rstats, local=False)
     rstats.add_argument("--json", action="store_true")
     rstats.set_defaults(func=_cmd_registry_stats)
     return parser

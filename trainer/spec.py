@@ -49,6 +49,7 @@ __all__ = [
     "load_raw_config",
     "load_task",
     "parse_task",
+    "set_dotted",
 ]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -529,17 +530,22 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
         key = key.strip()
         if not sep or not key or any(not p for p in key.split(".")):
             raise ConfigError(f"--set {item!r}: expected key.sub=value, e.g. training.epochs=5")
-        node = out
-        parts = key.split(".")
-        for p in parts[:-1]:
-            child = node.get(p)
-            if child is None:
-                child = node[p] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: {p!r} is a value, not a section")
-            node = child
-        node[parts[-1]] = _parse_value(value)
+        set_dotted(out, key, _parse_value(value), where=f"--set {item!r}")
     return out
+
+
+def set_dotted(raw: dict[str, Any], path: str, value: Any, where: str) -> None:
+    """Set ``a.b.c`` in a raw config dict, creating sections; ``where`` prefixes errors."""
+    node = raw
+    parts = path.split(".")
+    for p in parts[:-1]:
+        child = node.get(p)
+        if child is None:
+            child = node[p] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{where}: {p!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
 
 
 def parse_task(raw: Any, origin: str = "<dict>", base_dir: Path | None = None) -> TrainingTask:
