@@ -91,18 +91,16 @@ def _snapshot_when_up(name: str) -> dict[str, Any] | None:
 
 def _worker_node_of_task(mn: MultiNode, attempt: int) -> str:
     """A killable (non-head) node that hosts a rank of the task's given attempt."""
-    import ray
-
     mine = {n.node_id for n in mn.workers}
 
     def find() -> str | None:
-        info = ray.get(_actor("mtp-fault-detector").task_info.remote("digits-test"))
+        # the reference run left a FINISHED record of the same task id behind, and the new
+        # run's register() resets it with no nodes: only the ranks' own report counts
         snap = _snapshot("mtp-task-migrator")
         rec = next((t for t in snap["tasks"] if t["task_id"] == "digits-test"), None)
-        if rec is None or rec["attempt"] != attempt:
+        if rec is None or rec["attempt"] != attempt or rec["state"] != "RUNNING":
             return None
-        nodes = [n for n in rec["nodes"] if n in mine] or [
-            n for n in info["nodes"].values() if n in mine]
+        nodes = [n for n in rec["nodes"] if n in mine]
         return nodes[0] if nodes else None
 
     return str(wait_for(find, 120, interval_s=0.2, what=f"attempt {attempt} on a worker node"))
