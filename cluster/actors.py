@@ -26,7 +26,7 @@ import ray
 
 from cluster.detector import FailureEvent, FaultDetector, Health, HealthThresholds
 from cluster.metrics import ClusterMetrics
-from cluster.migrator import NoCapacityError, Placement, TaskMigrator
+from cluster.migrator import NoCapacityError, Placement, TaskMigrator, TaskState
 
 __all__ = [
     "DETECTOR_NAME",
@@ -35,6 +35,7 @@ __all__ = [
     "FaultDetectorActor",
     "NodeAgent",
     "TaskMigratorActor",
+    "control_plane_options",
     "free_resources_per_node",
     "get_fault_detector",
     "get_task_migrator",
@@ -47,6 +48,8 @@ DETECTOR_NAME = "mtp-fault-detector"
 MIGRATOR_NAME = "mtp-task-migrator"
 _PERSIST_EVERY_S = 1.0
 _RELEASE_WAIT_S = 20.0
+_HEAD_RESOURCE = "node:__internal_head__"  # Ray gives it to the head node only
+_PROBE_TIMEOUT_S = 1.0  # a live node's agent answers a ping in milliseconds
 
 
 def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
@@ -79,6 +82,22 @@ def free_resources_per_node() -> dict[str, dict[str, float]]:
     return {nid: {k: float(v) for k, v in res.items() if k in ("CPU", "GPU")}
             for nid, res in raw.items()}
 
+
+def control_plane_options() -> dict[str, Any]:
+    """Where the platform's detached actors live: the head node, as Ray's own control plane.
+
+    A detector or migrator on a worker node dies with that node, and Ray restarts it only once
+    it has noticed the node is gone (a minute for a hung machine): exactly when it is needed.
+    They ask for a sliver of the head's own resource (soft node affinity is not honoured for
+    detached actors; hard affinity to a node id would strand them if the head came back with a
+    new id). The explicit ``DEFAULT`` strategy keeps them out of the caller's placement group (a
+    Tune trial's, say), where a detached actor would die, and never come back, when that group
+    is removed. Without a head resource (never seen), anywhere.
+    """
+    heads = [n for n in ray.nodes()
+             if n.get("Alive") and _HEAD_RESOURCE in n.get("Resources", {})]
+    return {"scheduling_strategy": "DEFAULT",
+            **({"resources": {_HEAD_RESOURCE: 0.001}} if heads else {})}
 
 class NodeAgent:
     """Sends this node's heartbeat to the detector every interval, until the node dies."""
@@ -230,9 +249,13 @@ class FaultDetectorActor:
     def _publish(self, events: list[FailureEvent]) -> None:
         for event in events:
             self.metrics.failure(event.kind)
+            payload = event.to_dict()
+            if event.kind == "node":
+                # lets a subscriber probe the node before acting on the verdict
+                payload["agent"] = self.agents.get(event.node_id)
             for name, handle in list(self.subscribers.items()):
                 try:
-                    handle.on_failure.remote(event.to_dict())
+                    handle.on_failure.remote(payload)
                 except Exception as err:  # noqa: BLE001 - a dead subscriber must not stop us
                     logger.warning("dropping subscriber %s: %s", name, err)
                     self.subscribers.pop(name, None)
@@ -268,6 +291,10 @@ class TaskMigratorActor:
         self.state_path = Path(state_dir) / "task_migrator.json" if state_dir else None
         self.metrics = ClusterMetrics()
         self.restored = False
+        # in memory only: the running attempts' Ray Train worker actors, and which tasks are
+        # stopped at once on a FAILED verdict (lost with a restart: Ray Train's error remains)
+        self._workers: dict[str, dict[int, tuple[int, Any]]] = {}
+        self._preempt: dict[str, bool] = {}
         if self.state_path is not None:
             state = _read_json(self.state_path)
             if state is not None:
@@ -285,16 +312,84 @@ class TaskMigratorActor:
             _atomic_write_json(self.state_path, self.core.state_dict())
 
     def on_failure(self, event: dict[str, Any]) -> list[str]:
+        node_id, task_ids = event["node_id"], list(event.get("task_ids", []))
+        preempt = self._to_preempt(node_id, task_ids) if event["kind"] == "node" else []
+        if preempt and self._answers(event.get("agent")):
+            # late heartbeats from a live but overloaded node look like a dead node
+            logger.warning("node %s was declared FAILED (%s) but its agent answers: tasks %s "
+                           "keep running", node_id[:12], event["cause"], preempt)
+            return []
         with self.lock:
-            hit = self.core.on_failure(event["node_id"], list(event.get("task_ids", [])))
+            hit = self.core.on_failure(node_id, task_ids)
             self._persist()
+        for task_id in preempt:
+            self._stop_attempt(task_id, node_id, float(event["time"]))
         return hit
 
+    def _to_preempt(self, node_id: str, task_ids: list[str]) -> list[str]:
+        """Tasks to stop now: preemption on, the current attempt runs on the node, not stopped.
+
+        Independent of the task's state: a silent rank on a live node (its worker event comes
+        first) may already have marked the task MIGRATING without stopping anything.
+        """
+        with self.lock:
+            out = []
+            for task_id in task_ids:
+                rec = self.core.tasks.get(task_id)
+                if (self._preempt.get(task_id) and rec is not None and node_id in rec.nodes
+                        and rec.preempted_at is None
+                        and rec.state in (TaskState.RUNNING, TaskState.MIGRATING)):
+                    out.append(task_id)
+            return out
+
+    @staticmethod
+    def _answers(agent: Any) -> bool:
+        """Whether the node agent answers a ping within :data:`_PROBE_TIMEOUT_S`."""
+        if agent is None:
+            return False
+        ref = agent.ping.remote()
+        ready, _ = ray.wait([ref], timeout=_PROBE_TIMEOUT_S)
+        if not ready:
+            return False
+        try:
+            ray.get(ready[0])
+        except Exception:  # noqa: BLE001 - any error means the node cannot answer
+            return False
+        return True
+
+    def _stop_attempt(self, task_id: str, node_id: str, verdict_at: float) -> None:
+        """Kill the running attempt's workers: Ray Train then ends the run at once."""
+        with self.lock:
+            rec = self.core.tasks.get(task_id)
+            if rec is None:
+                return
+            handles = [h for a, h in self._workers.get(task_id, {}).values() if a == rec.attempt]
+            if handles:
+                self.core.preempted(task_id, verdict_at)
+                self._persist()
+            attempt = rec.attempt
+        if not handles:
+            return
+        logger.warning("node %s FAILED: stopping attempt %d of task %s (%d workers) to resume "
+                       "it elsewhere now", node_id[:12], attempt, task_id, len(handles))
+        for handle in handles:
+            try:
+                ray.kill(handle, no_restart=True)
+            except Exception as err:  # noqa: BLE001 - already gone is as good as killed
+                logger.debug("kill of a worker of %s: %s", task_id, err)
+
     def register(self, task_id: str, world_size: int, cpus_per_worker: float,
-                 gpus_per_worker: float) -> None:
+                 gpus_per_worker: float, preempt_on_detection: bool = False) -> None:
         with self.lock:
             self.core.register(task_id, world_size, cpus_per_worker, gpus_per_worker)
+            self._workers.pop(task_id, None)
+            self._preempt[task_id] = preempt_on_detection
             self._persist()
+
+    def attach_worker(self, task_id: str, attempt: int, rank: int, handle: Any) -> None:
+        """A rank of a running attempt: its Ray Train worker actor, to stop it on a verdict."""
+        with self.lock:
+            self._workers.setdefault(task_id, {})[rank] = (attempt, handle)
 
     def attempt_started(self, task_id: str, attempt: int, nodes: list[str]) -> None:
         with self.lock:
@@ -346,11 +441,9 @@ class TaskMigratorActor:
         return {"node_ids": placement.node_ids, "reason": placement.reason}
 
     def _fits(self, task_id: str, nodes: list[dict[str, Any]]) -> bool:
-        probe = TaskMigrator()
-        rec = self.core.tasks[task_id]
-        probe.register(task_id, rec.world_size, rec.cpus_per_worker, rec.gpus_per_worker)
         try:
-            probe.plan(task_id, nodes, now=0.0, failure_at=0.0, cause="", final=False)
+            with self.lock:
+                self.core.plan(task_id, nodes, now=0.0, failure_at=0.0, cause="", record=False)
         except NoCapacityError:
             return False
         return True
@@ -371,6 +464,7 @@ class TaskMigratorActor:
     def finished(self, task_id: str, ok: bool, message: str = "") -> None:
         with self.lock:
             self.core.finished(task_id, ok, message)
+            self._workers.pop(task_id, None)
             self._persist()
 
     def snapshot(self) -> dict[str, Any]:
@@ -389,9 +483,7 @@ def get_fault_detector(thresholds: HealthThresholds, storage_path: str | Path | 
     handle = ray.remote(FaultDetectorActor).options(
         name=DETECTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
         num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=32,
-        # never inside the caller's placement group (a Tune trial's, say): a detached actor
-        # captured there would die, and never come back, when that group is removed
-        scheduling_strategy="DEFAULT",
+        **control_plane_options(),
     ).remote(vars(thresholds), _state_dir(storage_path))
     handle.configure.remote(vars(thresholds))
     return handle
@@ -401,7 +493,5 @@ def get_task_migrator(strategy: str, storage_path: str | Path | None) -> Any:
     return ray.remote(TaskMigratorActor).options(
         name=MIGRATOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
         num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=16,
-        # never inside the caller's placement group (a Tune trial's, say): a detached actor
-        # captured there would die, and never come back, when that group is removed
-        scheduling_strategy="DEFAULT",
+        **control_plane_options(),
     ).remote(strategy, _state_dir(storage_path))

@@ -11,6 +11,14 @@ redone, which completes the record. The Ray actor in :mod:`cluster.actors` wraps
 Restarts are the migrator's alone: with auto-recovery on, the driver runs Ray Train with
 ``max_failures=0`` and restarts only on the migrator's plan, so a failure never triggers both
 Ray Train's restart and a migration.
+
+Preemption on detection: Ray notices a lost node only when its own health checks give up (tens
+of seconds by default), and until then the surviving ranks of a run sit blocked in a collective.
+When the detector declares a node FAILED that hosts a rank of a running task, the migrator
+actor probes the node's agent; if it does not answer, it stops the attempt at once (kills its
+workers, so Ray Train's controller ends the run with a worker-group error) and
+:meth:`TaskMigrator.preempted` records when. The migration that follows counts its time from
+that detection and says so (``trigger: "detector"``; ``"error"`` when Ray Train failed first).
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ class Migration:
     checkpoint_epoch: int | None = None
     steps_redone: int | None = None
     resumed_at: float | None = None
+    trigger: str = "error"  # "detector": stopped on the detector's verdict, before Ray noticed
 
     @property
     def time_to_resume_s(self) -> float | None:
@@ -78,6 +87,7 @@ class TaskRecord:
     nodes: list[str] = field(default_factory=list)
     last_step: int = 0
     message: str = ""
+    preempted_at: float | None = None  # when the migrator stopped this attempt on a verdict
 
 
 class TaskMigrator:
@@ -98,6 +108,7 @@ class TaskMigrator:
         rec = self.tasks[task_id]
         rec.attempt, rec.nodes = attempt, list(nodes)
         rec.state = TaskState.RUNNING
+        rec.preempted_at = None
 
     def on_failure(self, node_id: str, task_ids: list[str]) -> list[str]:
         """A failure event: mark the affected running tasks; returns their ids."""
@@ -111,6 +122,12 @@ class TaskMigrator:
             logger.warning("node %s failed: tasks %s need migration", node_id[:12], hit)
         return hit
 
+    def preempted(self, task_id: str, now: float) -> None:
+        """The migrator stopped the task's running attempt on a FAILED verdict at ``now``."""
+        rec = self.tasks.get(task_id)
+        if rec is not None and rec.preempted_at is None:
+            rec.preempted_at = now
+
     def plan(
         self,
         task_id: str,
@@ -122,6 +139,7 @@ class TaskMigrator:
         last_step: int = 0,
         strategy: str | None = None,
         final: bool = True,
+        record: bool = True,
     ) -> Placement:
         """Choose nodes for every rank among ``nodes`` (``node_id``, ``health``, ``free``).
 
@@ -129,11 +147,13 @@ class TaskMigrator:
         reservations already returned. Raises NoCapacityError with the reason when the healthy
         nodes cannot hold the task; with ``final`` the task is then marked FAILED, otherwise
         the caller may try again (for example while Ray still releases the failed attempt's
-        reservations).
+        reservations). Without ``record`` it only answers whether the nodes could hold the
+        task: no state changes, no log, no migration record.
         """
         rec = self.tasks[task_id]
-        rec.state = TaskState.MIGRATING
-        rec.last_step = max(rec.last_step, last_step)
+        if record:
+            rec.state = TaskState.MIGRATING
+            rec.last_step = max(rec.last_step, last_step)
         strategy = strategy or self.strategy
         healthy = [n for n in nodes if Health(n["health"]) is Health.HEALTHY]
         failed = [n["node_id"] for n in nodes if Health(n["health"]) is Health.FAILED]
@@ -150,13 +170,14 @@ class TaskMigrator:
 
         chosen: list[str] = []
         order = sorted(free)  # node ids: a stable base order
+        cursor = self._rr_cursor
         for _ in range(rec.world_size):
             candidates = [n for n in order if fits(n)]
             if not candidates:
                 break
             if strategy == "round_robin":
-                pick = candidates[self._rr_cursor % len(candidates)]
-                self._rr_cursor += 1
+                pick = candidates[cursor % len(candidates)]
+                cursor += 1
             else:  # load_balanced: the node with the most free CPU (then GPU), ties by id
                 pick = max(candidates, key=lambda n: (free[n].get("CPU", 0.0),
                                                       free[n].get("GPU", 0.0), n))
@@ -170,11 +191,18 @@ class TaskMigrator:
                 + (f" + {rec.gpus_per_worker:g} GPU" if rec.gpus_per_worker else "")
                 + f"; healthy nodes: {len(healthy)} with {total_cpu:g} free CPUs; "
                 f"failed nodes: {[f[:12] for f in failed]}")
-            if final:
+            if final and record:
                 rec.state, rec.message = TaskState.FAILED, message
             raise NoCapacityError(message)
+        if not record:
+            return Placement(chosen, "dry run")
+        self._rr_cursor = cursor
+        trigger = "error"
+        if rec.preempted_at is not None and rec.preempted_at <= failure_at:
+            # the attempt ended because it was stopped: the failure was known at the verdict
+            failure_at, trigger = rec.preempted_at, "detector"
         migration = Migration(task_id, rec.attempt + 1, list(rec.nodes), chosen, failed, cause,
-                              now, failure_at)
+                              now, failure_at, trigger=trigger)
         self.migrations.append(migration)
         del self.migrations[: max(0, len(self.migrations) - self.max_records)]
         logger.warning("task %s: migrating from %s to %s (%s; strategy %s)", task_id,

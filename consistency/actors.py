@@ -17,6 +17,7 @@ from typing import Any
 
 import ray
 
+from cluster.actors import control_plane_options
 from cluster.metrics import LazyMetrics
 from consistency.store import RegistryStore
 
@@ -157,7 +158,5 @@ def get_result_registry(storage: str | Path) -> Any:
     return ray.remote(ResultRegistryActor).options(
         name=REGISTRY_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
         max_restarts=-1, max_task_retries=3, num_cpus=0, max_concurrency=64,
-        # never inside the caller's placement group (a Tune trial's, say): a detached actor
-        # captured there would die, and never come back, when that group is removed
-        scheduling_strategy="DEFAULT",
+        **control_plane_options(),
     ).remote(str(path))

@@ -1,17 +1,22 @@
 """Recovery from a lost node: Ray Train's own restart against the platform's detector+migrator.
 
 One run on a local multi-node ``ray.cluster_utils.Cluster`` (a head with 1 CPU and worker nodes
-with 1 CPU each, all on this machine). For each mode, several times: a 2-worker digits task
-starts, and once its first checkpoint is on disk a worker node that hosts one of its ranks is
-killed (``remove_node(allow_graceful=False)``); a fresh node is added afterwards so every trial
-has the same spare capacity.
+with 1 CPU each, all on this machine). For each kind of node failure and each mode, several
+times: a 2-worker digits task starts, and once its first checkpoint is on disk a worker node
+that hosts one of its ranks fails; a fresh node is added afterwards so every trial has the
+same spare capacity. Two kinds of failure:
+
+- ``kill``: ``remove_node(allow_graceful=False)``; the node's processes die, and their peers
+  see refused connections at once (a crashed process; Ray notices within seconds);
+- ``freeze``: the node's processes are stopped (SIGSTOP), as on a hung machine or behind a
+  network partition: nothing answers and nothing is refused, so only timeouts reveal it.
 
 (a) Ray Train alone: ``fault_tolerance.enable_auto_recovery=false``, ``failure.max_failures=3``:
     Ray Train restarts its worker group wherever the placement group fits.
 (b) the platform: the fault detector (1 s heartbeats, FAILED after 2 s) and the task migrator
     (Ray Train's restarts off; the migrator picks healthy nodes and the run resumes there).
 
-Measured per kill:
+Measured per failure:
 - detection: (a) until Ray's node table reports the node dead (polled every 50 ms);
   (b) until the fault detector's FAILED event for the node;
 - resumed: until rank 0 of the new attempt has loaded its checkpoint and starts training
@@ -21,7 +26,7 @@ Measured per kill:
 
 Usage::
 
-    python scripts/bench_recovery.py [--kills 3] [--json OUT]
+    python scripts/bench_recovery.py [--kills 3] [--failures kill,freeze] [--json OUT]
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from typing import Any
 import ray
 from ray.cluster_utils import Cluster
 
+from cluster.simulate import freeze_node
 from trainer import TrainingResult, parse_task, train
 
 logger = logging.getLogger("bench_recovery")
@@ -70,6 +76,7 @@ def task_dict(auto_recovery: bool) -> dict[str, Any]:
 
 @dataclass
 class Trial:
+    failure: str
     mode: str
     detection_s: float
     resume_s: float
@@ -77,6 +84,10 @@ class Trial:
     resumed_from_epoch: int
     steps_per_epoch: int
     weights_hash: str
+    # (b) only, from the migrator's record, seconds after the kill: when the migration was
+    # planned (the stopped attempt had ended), and what stopped the attempt
+    planned_s: float = math.nan
+    trigger: str = ""
 
 
 def _steps_per_epoch(result: TrainingResult) -> int:
@@ -94,7 +105,18 @@ def _wait(predicate: Any, timeout_s: float, what: str) -> Any:
     raise TimeoutError(f"timed out waiting for {what}")
 
 
-def run_trial(cluster: Cluster, workers: list[Any], mode: str, storage: Path) -> Trial:
+def fail_node(cluster: Cluster, node: Any, failure: str) -> None:
+    """``kill``: the node's processes die (peers see refused connections at once).
+    ``freeze``: they are stopped (:func:`cluster.simulate.freeze_node`), as on a hung machine
+    or behind a network partition; the frozen node is removed once the trial is over."""
+    if failure == "kill":
+        cluster.remove_node(node, allow_graceful=False)
+        return
+    freeze_node(node)
+
+
+def run_trial(cluster: Cluster, workers: list[Any], mode: str, storage: Path,
+              failure: str) -> Trial:
     detector = ray.get_actor("mtp-fault-detector", namespace="mtp") if mode == "b" else None
     out: dict[str, Any] = {}
 
@@ -122,7 +144,8 @@ def run_trial(cluster: Cluster, workers: list[Any], mode: str, storage: Path) ->
     node = next(n for n in workers if n.node_id == node_id)
     workers.remove(node)
     killed_at = time.time()
-    cluster.remove_node(node, allow_graceful=False)
+    fail_node(cluster, node, failure)
+    logger.info("mode %s: %s node %s", mode, failure, node_id[:12])
 
     table_dead_at: list[float] = []
 
@@ -139,6 +162,8 @@ def run_trial(cluster: Cluster, workers: list[Any], mode: str, storage: Path) ->
     poller.start()
     thread.join(timeout=600)
     poller.join(timeout=120)
+    if failure == "freeze":
+        cluster.remove_node(node, allow_graceful=False)
     if "error" in out:
         raise RuntimeError(f"mode {mode}: training failed: {out['error']}")
     result: TrainingResult = out["result"]
@@ -157,13 +182,22 @@ def run_trial(cluster: Cluster, workers: list[Any], mode: str, storage: Path) ->
     else:
         detection = table_dead_at[0] - killed_at if table_dead_at else math.nan
     from_epoch = int(resumed[0]["from_epoch"])
-    return Trial(mode, detection, resumed[0]["time_unix"] - killed_at,
-                 max(0, step_at_kill - from_epoch * spe), from_epoch, spe, result.weights_hash)
+    trial = Trial(failure, mode, detection, resumed[0]["time_unix"] - killed_at,
+                  max(0, step_at_kill - from_epoch * spe), from_epoch, spe, result.weights_hash)
+    if mode == "b":
+        moves = [m for m in ray.get(ray.get_actor("mtp-task-migrator", namespace="mtp")
+                                    .snapshot.remote())["migrations"]
+                 if m["task_id"] == "bench-recovery" and m["planned_at"] >= killed_at]
+        if moves:
+            trial.planned_s, trial.trigger = moves[0]["planned_at"] - killed_at, moves[0]["trigger"]
+    return trial
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kills", type=int, default=3, help="kills per mode")
+    parser.add_argument("--kills", type=int, default=3, help="node failures per kind and mode")
+    parser.add_argument("--failures", default="kill,freeze",
+                        help="kinds of node failure, comma-separated: kill, freeze")
     parser.add_argument("--json", default=None, help="write every trial here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -176,14 +210,15 @@ def main() -> int:
     ray.init(address=cluster.address, namespace="mtp", logging_level="WARNING")
     trials: list[Trial] = []
     try:
-        for k in range(args.kills):
-            for mode in ("a", "b"):  # interleaved: drift in machine load hits both alike
-                with tempfile.TemporaryDirectory(prefix="mtp-bench-recovery-") as tmp:
-                    trial = run_trial(cluster, workers, mode, Path(tmp))
-                trials.append(trial)
-                logger.info("kill %d mode %s: %s", k + 1, mode, trial)
-                workers.append(cluster.add_node(num_cpus=1))  # restore the spare capacity
-                cluster.wait_for_nodes()
+        for failure in args.failures.split(","):
+            for k in range(args.kills):
+                for mode in ("a", "b"):  # interleaved: drift in machine load hits both alike
+                    with tempfile.TemporaryDirectory(prefix="mtp-bench-recovery-") as tmp:
+                        trial = run_trial(cluster, workers, mode, Path(tmp), failure)
+                    trials.append(trial)
+                    logger.info("%s %d mode %s: %s", failure, k + 1, mode, trial)
+                    workers.append(cluster.add_node(num_cpus=1))  # restore spare capacity
+                    cluster.wait_for_nodes()
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -191,23 +226,28 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(t) for t in trials], indent=1))
 
-    def med(mode: str, attr: str) -> float:
-        return float(statistics.median(getattr(t, attr) for t in trials if t.mode == mode))
+    def med(failure: str, mode: str, attr: str) -> float:
+        return float(statistics.median(getattr(t, attr) for t in trials
+                                       if t.mode == mode and t.failure == failure))
 
     hashes = {t.weights_hash for t in trials}
-    print(f"\n{args.kills} node kills per mode; heartbeat {HEARTBEAT_S:g} s, FAILED after "
-          f"{FAILURE_TIMEOUT_S:g} s; checkpoint every epoch "
-          f"({trials[0].steps_per_epoch} steps per epoch per rank)")
-    print(f"{'mode':<40}{'detection s':>12}{'resumed s':>11}{'steps redone':>14}")
-    for mode, label in (("a", "(a) Ray Train restart alone"),
-                        ("b", "(b) mtp fault detector + task migrator")):
-        print(f"{label:<40}{med(mode, 'detection_s'):>12.2f}{med(mode, 'resume_s'):>11.2f}"
-              f"{med(mode, 'steps_redone'):>14.0f}")
+    print(f"\n{args.kills} node failures per kind and mode; heartbeat {HEARTBEAT_S:g} s, FAILED "
+          f"after {FAILURE_TIMEOUT_S:g} s; checkpoint every epoch "
+          f"({trials[0].steps_per_epoch} steps per epoch per rank); medians")
+    print(f"{'failure':<8}{'mode':<40}{'detection s':>12}{'resumed s':>11}{'steps redone':>14}")
+    for failure in args.failures.split(","):
+        for mode, label in (("a", "(a) Ray Train restart alone"),
+                            ("b", "(b) mtp fault detector + task migrator")):
+            print(f"{failure:<8}{label:<40}{med(failure, mode, 'detection_s'):>12.2f}"
+                  f"{med(failure, mode, 'resume_s'):>11.2f}"
+                  f"{med(failure, mode, 'steps_redone'):>14.0f}")
     print("(a) detection = Ray's node table reports the node dead; (b) = the detector's FAILED")
     print(f"final weights identical across all {len(trials)} runs: {len(hashes) == 1}")
-    ratio = med("b", "resume_s") / med("a", "resume_s")
-    print(f"resume time ratio (b)/(a) = {ratio:.2f}   detection (b) = "
-          f"{med('b', 'detection_s'):.2f} s (target <= 3 s)")
+    for failure in args.failures.split(","):
+        ratio = med(failure, "b", "resume_s") / med(failure, "a", "resume_s")
+        print(f"{failure}: resume time ratio (b)/(a) = {ratio:.2f}; detection (b) = "
+              f"{med(failure, 'b', 'detection_s'):.2f} s (target <= 3 s); (b) planned "
+              f"{med(failure, 'b', 'planned_s'):.2f} s after the failure")
     return 0
 
 

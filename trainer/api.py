@@ -209,6 +209,9 @@ def ray_train_worker(config: dict[str, Any]) -> None:
             lambda: loop.state.global_step, task.fault_tolerance.heartbeat_interval_s).start()
     nodes = collective.all_gather_object(node_id)
     migrator = config.get("migrator")
+    if migrator is not None:
+        migrator.attach_worker.remote(config["task_key"], attempt, collective.rank,
+                                      ray.get_runtime_context().current_actor)
     if migrator is not None and collective.rank == 0:
         migrator.attempt_started.remote(config["task_key"], attempt, nodes)
         if attempt > 0:
@@ -347,7 +350,8 @@ def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: 
     if ft.enable_auto_recovery and task.strategy is Strategy.DDP:
         migrator = get_task_migrator(ft.migration_strategy.value, storage)
         ray.get(migrator.register.remote(task_key, res.num_workers, res.cpus_per_worker,
-                                         res.gpus_per_worker or (1.0 if res.use_gpu else 0.0)))
+                                         res.gpus_per_worker or (1.0 if res.use_gpu else 0.0),
+                                         ft.preempt_on_detection))
     data_ref = ray.put((prepared.dataset.features, prepared.dataset.targets))
     progress: Any = Queue(actor_options={"num_cpus": 0}) if on_epoch is not None else None
     loop_config = {
@@ -468,6 +472,9 @@ def _supervise(task: TrainingTask, task_key: str, storage: Path, run_name: str,
                 ) from err
             node_ids = list(plan["node_ids"])
             detector.retire_task.remote(task_key, attempt)
+            # a fresh copy of the data, held by this driver only: Ray may otherwise fetch the
+            # old object from a copy on the lost node, and wait out a timeout before retrying
+            loop_config["data"] = ray.put(ray.get(loop_config["data"]))
             time.sleep(ft.retry_backoff_s * (2 ** attempt))
             attempt += 1
 

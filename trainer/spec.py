@@ -333,7 +333,11 @@ class FaultToleranceSpec(_Strict):
     Ray's node table reports the node dead). With ``enable_auto_recovery`` the TaskMigrator alone
     restarts a failed run (Ray Train's own restarts are turned off, so one failure never causes
     two restarts): it picks healthy nodes by ``migration_strategy`` and resumes from the latest
-    good checkpoint, up to ``max_retry_attempts`` times with exponential backoff.
+    good checkpoint, up to ``max_retry_attempts`` times with exponential backoff. With
+    ``preempt_on_detection`` the migrator does not wait for Ray to notice a lost node (its own
+    health checks take tens of seconds): once the detector declares a node FAILED and a probe of
+    the node's agent confirms it does not answer, the task's attempt is stopped at once and
+    resumed elsewhere.
     """
 
     heartbeat_interval_s: float = Field(1.0, gt=0.0, le=600.0)
@@ -344,6 +348,9 @@ class FaultToleranceSpec(_Strict):
     max_retry_attempts: int = Field(3, ge=0, le=100)
     retry_backoff_s: float = Field(1.0, ge=0.0, le=600.0, description="Doubles per retry.")
     migration_strategy: MigrationStrategy = MigrationStrategy.LOAD_BALANCED
+    preempt_on_detection: bool = Field(
+        True, description="Stop and migrate the affected attempt as soon as the detector "
+        "declares one of its nodes FAILED, instead of waiting for Ray to notice the node is gone.")
 
     @model_validator(mode="after")
     def _consistent_thresholds(self) -> FaultToleranceSpec:

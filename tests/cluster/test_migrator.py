@@ -67,3 +67,31 @@ def test_failure_event_marks_running_tasks_and_state_roundtrips() -> None:
     again = TaskMigrator()
     again.load_state_dict(m.state_dict())
     assert again.snapshot() == m.snapshot()
+
+
+def test_a_preempted_attempt_counts_its_migration_from_the_verdict() -> None:
+    m = TaskMigrator()
+    m.register("t", world_size=1, cpus_per_worker=1)
+    m.attempt_started("t", 0, ["a"])
+    m.preempted("t", now=5.0)
+    m.plan("t", nodes(b=("HEALTHY", 2)), now=9.0, failure_at=8.0, cause="worker died")
+    rec = m.resumed("t", attempt=1, checkpoint_epoch=1, checkpoint_step=0, now=12.0)
+    assert rec is not None and rec.trigger == "detector"
+    assert (rec.failure_at, rec.time_to_resume_s) == (5.0, 7.0)
+    # the next attempt starts clean: a later failure Ray Train raised is an "error"
+    m.attempt_started("t", 1, ["b"])
+    m.plan("t", nodes(c=("HEALTHY", 2)), now=20.0, failure_at=19.0, cause="worker died")
+    assert m.migrations[-1].trigger == "error" and m.migrations[-1].failure_at == 19.0
+
+
+def test_a_dry_run_plan_changes_nothing() -> None:
+    m = TaskMigrator("round_robin")
+    m.register("t", world_size=2, cpus_per_worker=1)
+    m.attempt_started("t", 0, ["a", "b"])
+    m.plan("t", nodes(a=("HEALTHY", 4), b=("HEALTHY", 4)), now=1, failure_at=0, cause="",
+           record=False)
+    with pytest.raises(NoCapacityError):
+        m.plan("t", nodes(a=("HEALTHY", 1)), now=1, failure_at=0, cause="", record=False)
+    assert m.tasks["t"].state is TaskState.RUNNING and m.migrations == []
+    assert m.plan("t", nodes(a=("HEALTHY", 4), b=("HEALTHY", 4)), now=1, failure_at=0,
+                  cause="").node_ids == ["a", "b"]

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from cluster.simulate import freeze_node
 from tests.conftest import FAST_FAULT_TOLERANCE, digits_task_dict, train_in_thread, wait_for
 from trainer import TrainingFailedError, TrainingResult, parse_task
 from trainer import train as mtp_train
@@ -39,6 +40,7 @@ class MultiNode:
         self.cluster = Cluster(initialize_head=True,
                                head_node_args={"num_cpus": head_cpus, "include_dashboard": False})
         self.workers = [self.cluster.add_node(num_cpus=1) for _ in range(worker_nodes)]
+        self.frozen: list[Any] = []
         self.cluster.wait_for_nodes()
         ray.init(address=self.cluster.address, namespace="mtp", logging_level="WARNING")
 
@@ -49,10 +51,21 @@ class MultiNode:
         self.cluster.remove_node(node, allow_graceful=False)
         return killed_at
 
+    def freeze(self, node_id: str) -> float:
+        """The node hangs: its processes stop, nothing answers and nothing is refused."""
+        node = next(n for n in self.workers if n.node_id == node_id)
+        self.workers.remove(node)
+        self.frozen.append(node)
+        frozen_at = time.time()
+        freeze_node(node)
+        return frozen_at
+
     def shutdown(self) -> None:
         import ray
 
         ray.shutdown()
+        for node in self.frozen:  # a graceful stop would wait on processes that cannot run
+            self.cluster.remove_node(node, allow_graceful=False)
         self.cluster.shutdown()
 
 
@@ -67,6 +80,17 @@ def make_cluster() -> Iterator[Any]:
     yield make
     for c in made:
         c.shutdown()
+
+
+_REFERENCE: dict[str, str] = {}
+
+
+def _reference_hash(storage: Path) -> str:
+    """The weight hash of an uninterrupted run: the same on any cluster (same world size), so
+    trained once per module."""
+    if "hash" not in _REFERENCE:
+        _REFERENCE["hash"] = mtp_train(parse_task(TASK), storage_path=storage).weights_hash
+    return _REFERENCE["hash"]
 
 
 def _actor(name: str) -> Any:
@@ -96,7 +120,9 @@ def _worker_node_of_task(mn: MultiNode, attempt: int) -> str:
     def find() -> str | None:
         # the reference run left a FINISHED record of the same task id behind, and the new
         # run's register() resets it with no nodes: only the ranks' own report counts
-        snap = _snapshot("mtp-task-migrator")
+        snap = _snapshot_when_up("mtp-task-migrator")  # None until the run has created it
+        if snap is None:
+            return None
         rec = next((t for t in snap["tasks"] if t["task_id"] == "digits-test"), None)
         if rec is None or rec["attempt"] != attempt or rec["state"] != "RUNNING":
             return None
@@ -118,7 +144,7 @@ def test_node_killed_mid_training_is_detected_and_the_run_migrates(
     make_cluster: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     mn = make_cluster(worker_nodes=2)
-    reference = mtp_train(parse_task(TASK), storage_path=tmp_path / "ref")
+    reference = _reference_hash(tmp_path / "ref")
 
     thread, out = train_in_thread(TASK, tmp_path / "run")
     victim = _worker_node_of_task(mn, attempt=0)
@@ -127,7 +153,7 @@ def test_node_killed_mid_training_is_detected_and_the_run_migrates(
     killed_at = mn.kill(victim)
     result = _finish(thread, out)
 
-    assert result.weights_hash == reference.weights_hash
+    assert result.weights_hash == reference
     assert result.attempts >= 2 and result.resumed_from_epoch is not None
     events = [e for e in _snapshot("mtp-fault-detector")["events"]
               if e["kind"] == "node" and e["node_id"] == victim]
@@ -153,20 +179,44 @@ def test_node_killed_mid_training_is_detected_and_the_run_migrates(
     assert sum("HEALTHY" in line for line in shown.splitlines()) == 2  # head + survivor
 
 
+def test_a_hung_node_is_stopped_and_migrated_before_ray_notices(
+    make_cluster: Any, tmp_path: Path
+) -> None:
+    """A frozen node refuses nothing, so Ray Train would wait for Ray's node health check
+    (about a minute here); the detector's verdict and the migrator's probe move the run."""
+    mn = make_cluster(worker_nodes=2)
+    reference = _reference_hash(tmp_path / "ref")
+    thread, out = train_in_thread(TASK, tmp_path / "run")
+    victim = _worker_node_of_task(mn, attempt=0)
+    wait_for(lambda: (tmp_path / "run" / "digits-test" / "checkpoints" / "ckpt-000001").is_dir(),
+             180, what="checkpoint of epoch 1")
+    mn.freeze(victim)
+    result = _finish(thread, out)
+
+    assert result.weights_hash == reference
+    migrations = [m for m in _snapshot("mtp-task-migrator")["migrations"]
+                  if m["task_id"] == "digits-test"]
+    assert len(migrations) == 1
+    m = migrations[0]
+    assert m["trigger"] == "detector", m
+    assert victim in m["failed_nodes"] and victim not in m["to_nodes"]
+    assert m["checkpoint_epoch"] is not None and m["checkpoint_epoch"] >= 1
+
+
 def test_detector_and_migrator_killed_mid_run_come_back(
     make_cluster: Any, tmp_path: Path
 ) -> None:
     import ray
 
     make_cluster(worker_nodes=1)
-    reference = mtp_train(parse_task(TASK), storage_path=tmp_path / "ref")
+    reference = _reference_hash(tmp_path / "ref")
     thread, out = train_in_thread(TASK, tmp_path / "run")
     wait_for(lambda: (tmp_path / "run" / "digits-test" / "checkpoints" / "ckpt-000001").is_dir(),
              180, what="checkpoint of epoch 1")
     ray.kill(_actor("mtp-fault-detector"), no_restart=False)
     ray.kill(_actor("mtp-task-migrator"), no_restart=False)
     result = _finish(thread, out)
-    assert result.weights_hash == reference.weights_hash
+    assert result.weights_hash == reference
     detector = wait_for(lambda: _snapshot_when_up("mtp-fault-detector"), 60,
                         what="detector restart")
     assert detector["restored"], "the restarted detector did not reload its persisted state"
@@ -181,7 +231,7 @@ def test_detector_and_migrator_killed_mid_run_come_back(
 
 def test_two_nodes_lost_one_after_the_other(make_cluster: Any, tmp_path: Path) -> None:
     mn = make_cluster(worker_nodes=3)
-    reference = mtp_train(parse_task(TASK), storage_path=tmp_path / "ref")
+    reference = _reference_hash(tmp_path / "ref")
     thread, out = train_in_thread(TASK, tmp_path / "run")
     wait_for(lambda: (tmp_path / "run" / "digits-test" / "checkpoints" / "ckpt-000001").is_dir(),
              180, what="checkpoint of epoch 1")
@@ -190,7 +240,7 @@ def test_two_nodes_lost_one_after_the_other(make_cluster: Any, tmp_path: Path) -
     second = _worker_node_of_task(mn, attempt=1)
     mn.kill(second)
     result = _finish(thread, out)
-    assert result.weights_hash == reference.weights_hash
+    assert result.weights_hash == reference
     migrations = [m for m in _snapshot("mtp-task-migrator")["migrations"]
                   if m["task_id"] == "digits-test"]
     assert len(migrations) == 2
