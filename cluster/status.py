@@ -82,5 +82,7 @@ def format_status(status: dict[str, Any]) -> str:
                        f"{m['checkpoint_epoch']}, {m['steps_redone']} steps redone")
             lines.append(f"  {_ts(m['planned_at'])}  {m['task_id']} attempt {m['attempt']}: "
                          f"{[n[:12] for n in m['from_nodes']]} -> "
-                         f"{[n[:12] for n in m['to_nodes']]}; {resumed}")
+                         f"{[n[:12] for n in m['to_nodes']]}; {resumed}"
+                         + ("; stopped on the detector's verdict"
+                            if m.get("trigger") == "detector" else ""))
     return "\n".join(lines)
