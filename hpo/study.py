@@ -79,9 +79,11 @@ def build_searcher(spec: SearchSpec) -> Any:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler: Any
     if spec.searcher is SearcherName.BAYESIAN:
-        sampler = optuna.samplers.GPSampler(seed=spec.seed)
+        sampler = optuna.samplers.GPSampler(seed=spec.seed,
+                                            n_startup_trials=spec.startup_trials())
     elif spec.searcher is SearcherName.TPE:
-        sampler = optuna.samplers.TPESampler(seed=spec.seed)
+        sampler = optuna.samplers.TPESampler(seed=spec.seed,
+                                             n_startup_trials=spec.startup_trials())
     else:
         sampler = optuna.samplers.RandomSampler(seed=spec.seed)
     return OptunaSearch(sampler=sampler)  # metric and mode come from the TuneConfig

@@ -9,7 +9,7 @@ import pytest
 
 from hpo.errors import SearchConfigError
 from hpo.space import apply_params, check_space, decode
-from hpo.study import best_so_far, parse_search
+from hpo.study import best_so_far, build_searcher, parse_search
 from tests.conftest import EXAMPLES, digits_task_dict
 from trainer.cli import main
 
@@ -38,6 +38,9 @@ def _spec(space: dict[str, Any], **kw: Any) -> Any:
      r"search.searcher: got \"hyperband\""),
     ({"model.dropout": {"type": "uniform", "low": 0, "high": 0.5}}, {"num_samples": 0},
      r"search.num_samples: got 0: Input should be greater than or equal to 1"),
+    ({"model.dropout": {"type": "uniform", "low": 0, "high": 0.5}},
+     {"searcher": "random", "initial_random_trials": 5},
+     r"initial_random_trials=5 applies to searcher bayesian or tpe, not random; remove it"),
 ])
 def test_bad_search_sections_name_the_field(space: dict, kw: dict, message: str) -> None:
     with pytest.raises(SearchConfigError, match=message):
@@ -83,3 +86,17 @@ def test_mtp_tune_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["tune", str(EXAMPLES / "digits_mlp.yaml"), "--storage-path",
                  str(tmp_path)]) == 2
     assert "no search section" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("num_samples", "given", "startup"), [
+    (12, None, 4), (30, None, 4), (48, None, 6), (500, None, 10), (30, 7, 7)])
+def test_model_based_searchers_start_with_a_budget_sized_random_phase(
+    num_samples: int, given: int | None, startup: int
+) -> None:
+    spec = _spec({"model.dropout": {"type": "uniform", "low": 0, "high": 0.5}},
+                 num_samples=num_samples,
+                 **({"initial_random_trials": given} if given else {}))
+    assert spec.startup_trials() == startup
+    searcher = build_searcher(spec)
+    assert searcher is not None
+    assert searcher._sampler._n_startup_trials == startup
