@@ -20,7 +20,8 @@ Printed last: the median trials-to-target per searcher and the ratio bayesian / 
 
 Usage::
 
-    python scripts/bench_hpo.py [--seeds 3] [--budget 20] [--reference-trials 40] [--json OUT]
+    python scripts/bench_hpo.py [--seeds 3] [--first-seed 0] [--budget 20]
+                                [--reference-trials 40] [--json OUT]
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ def trials_to(values: list[float], target: float) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds are first-seed .. first-seed + seeds - 1")
     p.add_argument("--budget", type=int, default=20)
     p.add_argument("--reference-trials", type=int, default=40)
     p.add_argument("--epochs", type=int, default=4)
@@ -118,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.info("reference: best %.4f over %d random trials", best, args.reference_trials)
     per: dict[str, list[int]] = {}
     runs: dict[str, list[dict[str, Any]]] = {}
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for searcher in ("bayesian", "tpe", "random"):
             r = study(space, searcher, seed, args.budget, objective, storage)
             n = trials_to(r["values"], target)

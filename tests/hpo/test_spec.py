@@ -89,8 +89,8 @@ def test_mtp_tune_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 @pytest.mark.parametrize(("num_samples", "given", "startup"), [
-    (12, None, 4), (30, None, 4), (48, None, 6), (500, None, 10), (30, 7, 7)])
-def test_model_based_searchers_start_with_a_budget_sized_random_phase(
+    (12, None, 10), (500, None, 10), (30, 4, 4), (30, 7, 7)])
+def test_model_based_searchers_start_with_the_configured_random_phase(
     num_samples: int, given: int | None, startup: int
 ) -> None:
     spec = _spec({"model.dropout": {"type": "uniform", "low": 0, "high": 0.5}},
