@@ -26,7 +26,7 @@ import ray
 
 from cluster.detector import FailureEvent, FaultDetector, Health, HealthThresholds
 from cluster.metrics import ClusterMetrics
-from cluster.migrator import NoCapacityError, Placement, TaskMigrator, TaskState
+from cluster.migrator import NoCapacityError, Placement, TaskMigrator
 
 __all__ = [
     "DETECTOR_NAME",
@@ -291,10 +291,9 @@ class TaskMigratorActor:
         self.state_path = Path(state_dir) / "task_migrator.json" if state_dir else None
         self.metrics = ClusterMetrics()
         self.restored = False
-        # in memory only: the running attempts' Ray Train worker actors, and which tasks are
-        # stopped at once on a FAILED verdict (lost with a restart: Ray Train's error remains)
+        # in memory only: the running attempts' Ray Train worker actors (lost with a restart,
+        # and then a lost node ends the attempt through Ray Train's own error)
         self._workers: dict[str, dict[int, tuple[int, Any]]] = {}
-        self._preempt: dict[str, bool] = {}
         if self.state_path is not None:
             state = _read_json(self.state_path)
             if state is not None:
@@ -313,7 +312,10 @@ class TaskMigratorActor:
 
     def on_failure(self, event: dict[str, Any]) -> list[str]:
         node_id, task_ids = event["node_id"], list(event.get("task_ids", []))
-        preempt = self._to_preempt(node_id, task_ids) if event["kind"] == "node" else []
+        preempt: list[str] = []
+        if event["kind"] == "node":
+            with self.lock:
+                preempt = self.core.to_preempt(node_id, task_ids)
         if preempt and self._answers(event.get("agent")):
             # late heartbeats from a live but overloaded node look like a dead node
             logger.warning("node %s was declared FAILED (%s) but its agent answers: tasks %s "
@@ -325,22 +327,6 @@ class TaskMigratorActor:
         for task_id in preempt:
             self._stop_attempt(task_id, node_id, float(event["time"]))
         return hit
-
-    def _to_preempt(self, node_id: str, task_ids: list[str]) -> list[str]:
-        """Tasks to stop now: preemption on, the current attempt runs on the node, not stopped.
-
-        Independent of the task's state: a silent rank on a live node (its worker event comes
-        first) may already have marked the task MIGRATING without stopping anything.
-        """
-        with self.lock:
-            out = []
-            for task_id in task_ids:
-                rec = self.core.tasks.get(task_id)
-                if (self._preempt.get(task_id) and rec is not None and node_id in rec.nodes
-                        and rec.preempted_at is None
-                        and rec.state in (TaskState.RUNNING, TaskState.MIGRATING)):
-                    out.append(task_id)
-            return out
 
     @staticmethod
     def _answers(agent: Any) -> bool:
@@ -381,9 +367,9 @@ class TaskMigratorActor:
     def register(self, task_id: str, world_size: int, cpus_per_worker: float,
                  gpus_per_worker: float, preempt_on_detection: bool = False) -> None:
         with self.lock:
-            self.core.register(task_id, world_size, cpus_per_worker, gpus_per_worker)
+            self.core.register(task_id, world_size, cpus_per_worker, gpus_per_worker,
+                               preempt_on_detection)
             self._workers.pop(task_id, None)
-            self._preempt[task_id] = preempt_on_detection
             self._persist()
 
     def attach_worker(self, task_id: str, attempt: int, rank: int, handle: Any) -> None:

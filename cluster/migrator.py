@@ -87,6 +87,7 @@ class TaskRecord:
     nodes: list[str] = field(default_factory=list)
     last_step: int = 0
     message: str = ""
+    preempt_on_detection: bool = False  # stop the attempt at once on a FAILED node verdict
     preempted_at: float | None = None  # when the migrator stopped this attempt on a verdict
 
 
@@ -101,8 +102,9 @@ class TaskMigrator:
         self._rr_cursor = 0
 
     def register(self, task_id: str, world_size: int, cpus_per_worker: float,
-                 gpus_per_worker: float = 0.0) -> None:
-        self.tasks[task_id] = TaskRecord(task_id, world_size, cpus_per_worker, gpus_per_worker)
+                 gpus_per_worker: float = 0.0, preempt_on_detection: bool = False) -> None:
+        self.tasks[task_id] = TaskRecord(task_id, world_size, cpus_per_worker, gpus_per_worker,
+                                         preempt_on_detection=preempt_on_detection)
 
     def attempt_started(self, task_id: str, attempt: int, nodes: list[str]) -> None:
         rec = self.tasks[task_id]
@@ -121,6 +123,22 @@ class TaskMigrator:
         if hit:
             logger.warning("node %s failed: tasks %s need migration", node_id[:12], hit)
         return hit
+
+    def to_preempt(self, node_id: str, task_ids: list[str]) -> list[str]:
+        """Tasks to stop now on a FAILED verdict for ``node_id``: preemption on, the current
+        attempt runs on the node, and it was not stopped yet.
+
+        Independent of the task's state: a silent rank on a live node (its worker event comes
+        first) may already have marked the task MIGRATING without stopping anything.
+        """
+        out = []
+        for task_id in task_ids:
+            rec = self.tasks.get(task_id)
+            if (rec is not None and rec.preempt_on_detection and node_id in rec.nodes
+                    and rec.preempted_at is None
+                    and rec.state in (TaskState.RUNNING, TaskState.MIGRATING)):
+                out.append(task_id)
+        return out
 
     def preempted(self, task_id: str, now: float) -> None:
         """The migrator stopped the task's running attempt on a FAILED verdict at ``now``."""

@@ -21,7 +21,7 @@ Printed last: the median trials-to-target per searcher and the ratio bayesian / 
 Usage::
 
     python scripts/bench_hpo.py [--seeds 3] [--first-seed 0] [--budget 20]
-                                [--reference-trials 40] [--json OUT]
+                                [--reference-trials 40] [--initial-random-trials N] [--json OUT]
 """
 
 from __future__ import annotations
@@ -73,11 +73,13 @@ def make_objective(base: dict[str, Any]) -> Any:
 
 
 def study(space: dict[str, Any], searcher: str, seed: int, trials: int, objective: Any,
-          storage: str) -> dict[str, Any]:
+          storage: str, initial_random_trials: int | None = None) -> dict[str, Any]:
+    extra = ({"initial_random_trials": initial_random_trials}
+             if initial_random_trials is not None and searcher in ("bayesian", "tpe") else {})
     spec = SearchSpec.model_validate({"space": space, "searcher": searcher,
                                       "metric": "val_accuracy", "mode": "max",
                                       "num_samples": trials, "max_concurrent_trials": 1,
-                                      "seed": seed})
+                                      "seed": seed, **extra})
     t0 = time.perf_counter()
     r = run_study(spec, name=f"{searcher}-{seed}", storage=storage, objective=objective)
     wall = time.perf_counter() - t0
@@ -103,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--budget", type=int, default=20)
     p.add_argument("--reference-trials", type=int, default=40)
     p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--initial-random-trials", type=int, default=None,
+                   help="bayesian and tpe: search.initial_random_trials (default: Optuna's 10)")
     p.add_argument("--full-trials", type=int, default=3)
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
@@ -123,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: dict[str, list[dict[str, Any]]] = {}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for searcher in ("bayesian", "tpe", "random"):
-            r = study(space, searcher, seed, args.budget, objective, storage)
+            r = study(space, searcher, seed, args.budget, objective, storage,
+                      args.initial_random_trials)
             n = trials_to(r["values"], target)
             per.setdefault(searcher, []).append(n)
             runs.setdefault(searcher, []).append(r)

@@ -111,8 +111,8 @@ def fail_node(cluster: Cluster, node: Any, failure: str) -> None:
     or behind a network partition; the frozen node is removed once the trial is over."""
     if failure == "kill":
         cluster.remove_node(node, allow_graceful=False)
-        return
-    freeze_node(node)
+    else:
+        freeze_node(node)
 
 
 def run_trial(cluster: Cluster, workers: list[Any], mode: str, storage: Path,
@@ -200,6 +200,10 @@ def main() -> int:
                         help="kinds of node failure, comma-separated: kill, freeze")
     parser.add_argument("--json", default=None, help="write every trial here")
     args = parser.parse_args()
+    failures = args.failures.split(",")
+    unknown = sorted(set(failures) - {"kill", "freeze"})
+    if unknown:
+        parser.error(f"--failures: unknown kinds {unknown}; allowed: kill, freeze")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("trainer").setLevel(logging.WARNING)
 
@@ -210,7 +214,7 @@ def main() -> int:
     ray.init(address=cluster.address, namespace="mtp", logging_level="WARNING")
     trials: list[Trial] = []
     try:
-        for failure in args.failures.split(","):
+        for failure in failures:
             for k in range(args.kills):
                 for mode in ("a", "b"):  # interleaved: drift in machine load hits both alike
                     with tempfile.TemporaryDirectory(prefix="mtp-bench-recovery-") as tmp:
@@ -235,7 +239,7 @@ def main() -> int:
           f"after {FAILURE_TIMEOUT_S:g} s; checkpoint every epoch "
           f"({trials[0].steps_per_epoch} steps per epoch per rank); medians")
     print(f"{'failure':<8}{'mode':<40}{'detection s':>12}{'resumed s':>11}{'steps redone':>14}")
-    for failure in args.failures.split(","):
+    for failure in failures:
         for mode, label in (("a", "(a) Ray Train restart alone"),
                             ("b", "(b) mtp fault detector + task migrator")):
             print(f"{failure:<8}{label:<40}{med(failure, mode, 'detection_s'):>12.2f}"
@@ -243,7 +247,7 @@ def main() -> int:
                   f"{med(failure, mode, 'steps_redone'):>14.0f}")
     print("(a) detection = Ray's node table reports the node dead; (b) = the detector's FAILED")
     print(f"final weights identical across all {len(trials)} runs: {len(hashes) == 1}")
-    for failure in args.failures.split(","):
+    for failure in failures:
         ratio = med(failure, "b", "resume_s") / med(failure, "a", "resume_s")
         print(f"{failure}: resume time ratio (b)/(a) = {ratio:.2f}; detection (b) = "
               f"{med(failure, 'b', 'detection_s'):.2f} s (target <= 3 s); (b) planned "

@@ -95,3 +95,19 @@ def test_a_dry_run_plan_changes_nothing() -> None:
     assert m.tasks["t"].state is TaskState.RUNNING and m.migrations == []
     assert m.plan("t", nodes(a=("HEALTHY", 4), b=("HEALTHY", 4)), now=1, failure_at=0,
                   cause="").node_ids == ["a", "b"]
+
+
+def test_only_running_attempts_on_the_node_with_preemption_on_are_stopped() -> None:
+    m = TaskMigrator()
+    m.register("on", world_size=1, cpus_per_worker=1, preempt_on_detection=True)
+    m.register("off", world_size=1, cpus_per_worker=1)
+    m.register("elsewhere", world_size=1, cpus_per_worker=1, preempt_on_detection=True)
+    m.attempt_started("on", 0, ["a"])
+    m.attempt_started("off", 0, ["a"])
+    m.attempt_started("elsewhere", 0, ["b"])
+    m.on_failure("a", ["on"])  # a silent rank marked it MIGRATING first: still stopped
+    assert m.to_preempt("a", ["on", "off", "elsewhere", "unknown"]) == ["on"]
+    m.preempted("on", now=3.0)
+    assert m.to_preempt("a", ["on"]) == []  # stopped once
+    m.finished("elsewhere", ok=True)
+    assert m.to_preempt("b", ["elsewhere"]) == []

@@ -132,6 +132,16 @@ def _worker_node_of_task(mn: MultiNode, attempt: int) -> str:
     return str(wait_for(find, 120, interval_s=0.2, what=f"attempt {attempt} on a worker node"))
 
 
+def _await_first_checkpoint(run_root: Path) -> None:
+    wait_for(lambda: (run_root / "digits-test" / "checkpoints" / "ckpt-000001").is_dir(),
+             180, what="checkpoint of epoch 1")
+
+
+def _migrations() -> list[dict[str, Any]]:
+    return [m for m in _snapshot("mtp-task-migrator")["migrations"]
+            if m["task_id"] == "digits-test"]
+
+
 def _finish(thread: threading.Thread, out: dict) -> TrainingResult:
     thread.join(timeout=400)
     assert not thread.is_alive(), "training did not finish"
@@ -148,8 +158,7 @@ def test_node_killed_mid_training_is_detected_and_the_run_migrates(
 
     thread, out = train_in_thread(TASK, tmp_path / "run")
     victim = _worker_node_of_task(mn, attempt=0)
-    wait_for(lambda: (tmp_path / "run" / "digits-test" / "checkpoints" / "ckpt-000001").is_dir(),
-             180, what="checkpoint of epoch 1")
+    _await_first_checkpoint(tmp_path / "run")
     killed_at = mn.kill(victim)
     result = _finish(thread, out)
 
@@ -160,8 +169,7 @@ def test_node_killed_mid_training_is_detected_and_the_run_migrates(
     assert events, "the detector never marked the killed node FAILED"
     assert events[0]["time"] - killed_at <= 3 * INTERVAL
     assert "digits-test" in events[0]["task_ids"] or events[0]["task_ids"] == []
-    migrations = [m for m in _snapshot("mtp-task-migrator")["migrations"]
-                  if m["task_id"] == "digits-test"]
+    migrations = _migrations()
     assert len(migrations) == 1
     m = migrations[0]
     assert victim in m["from_nodes"] and victim not in m["to_nodes"]
@@ -188,14 +196,12 @@ def test_a_hung_node_is_stopped_and_migrated_before_ray_notices(
     reference = _reference_hash(tmp_path / "ref")
     thread, out = train_in_thread(TASK, tmp_path / "run")
     victim = _worker_node_of_task(mn, attempt=0)
-    wait_for(lambda: (tmp_path / "run" / "digits-test" / "checkpoints" / "ckpt-000001").is_dir(),
-             180, what="checkpoint of epoch 1")
+    _await_first_checkpoint(tmp_path / "run")
     mn.freeze(victim)
     result = _finish(thread, out)
 
     assert result.weights_hash == reference
-    migrations = [m for m in _snapshot("mtp-task-migrator")["migrations"]
-                  if m["task_id"] == "digits-test"]
+    migrations = _migrations()
     assert len(migrations) == 1
     m = migrations[0]
     assert m["trigger"] == "detector", m
@@ -211,8 +217,7 @@ def test_detector_and_migrator_killed_mid_run_come_back(
     make_cluster(worker_nodes=1)
     reference = _reference_hash(tmp_path / "ref")
     thread, out = train_in_thread(TASK, tmp_path / "run")
-    wait_for(lambda: (tmp_path / "run" / "digits-test" / "checkpoints" / "ckpt-000001").is_dir(),
-             180, what="checkpoint of epoch 1")
+    _await_first_checkpoint(tmp_path / "run")
     ray.kill(_actor("mtp-fault-detector"), no_restart=False)
     ray.kill(_actor("mtp-task-migrator"), no_restart=False)
     result = _finish(thread, out)
@@ -233,16 +238,14 @@ def test_two_nodes_lost_one_after_the_other(make_cluster: Any, tmp_path: Path) -
     mn = make_cluster(worker_nodes=3)
     reference = _reference_hash(tmp_path / "ref")
     thread, out = train_in_thread(TASK, tmp_path / "run")
-    wait_for(lambda: (tmp_path / "run" / "digits-test" / "checkpoints" / "ckpt-000001").is_dir(),
-             180, what="checkpoint of epoch 1")
+    _await_first_checkpoint(tmp_path / "run")
     first = _worker_node_of_task(mn, attempt=0)
     mn.kill(first)
     second = _worker_node_of_task(mn, attempt=1)
     mn.kill(second)
     result = _finish(thread, out)
     assert result.weights_hash == reference
-    migrations = [m for m in _snapshot("mtp-task-migrator")["migrations"]
-                  if m["task_id"] == "digits-test"]
+    migrations = _migrations()
     assert len(migrations) == 2
     assert first not in migrations[0]["to_nodes"]
     assert first not in migrations[1]["to_nodes"] and second not in migrations[1]["to_nodes"]
@@ -253,8 +256,7 @@ def test_no_healthy_capacity_left_fails_with_reason_and_keeps_checkpoints(
 ) -> None:
     mn = make_cluster(worker_nodes=1)  # head 1 CPU + 1 worker node: exactly 2 workers' worth
     thread, out = train_in_thread(TASK, tmp_path)
-    wait_for(lambda: (tmp_path / "digits-test" / "checkpoints" / "ckpt-000001").is_dir(),
-             180, what="checkpoint of epoch 1")
+    _await_first_checkpoint(tmp_path)
     mn.kill(mn.workers[0].node_id)
     thread.join(timeout=300)
     assert isinstance(out.get("error"), TrainingFailedError), out
