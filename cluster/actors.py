@@ -47,7 +47,7 @@ NAMESPACE = "mtp"
 DETECTOR_NAME = "mtp-fault-detector"
 MIGRATOR_NAME = "mtp-task-migrator"
 _PERSIST_EVERY_S = 1.0
-_RELEASE_WAIT_S = 20.0
+_SETTLE_WAIT_S = 20.0  # for reservations to be freed and loaded nodes to answer
 _HEAD_RESOURCE = "node:__internal_head__"  # Ray gives it to the head node only
 _PROBE_TIMEOUT_S = 1.0  # a live node's agent answers a ping in milliseconds
 
@@ -130,7 +130,9 @@ class FaultDetectorActor:
     """Ray actor around :class:`FaultDetector`: heartbeats in, failure events out."""
 
     def __init__(self, thresholds: dict[str, Any], state_dir: str | None = None) -> None:
-        self.core = FaultDetector(HealthThresholds(**thresholds))
+        t = HealthThresholds(**thresholds)
+        # the loop steps every interval / 4: a gap of four ticks is the detector's own pause
+        self.core = FaultDetector(t, max_pause_s=t.heartbeat_interval_s)
         self.lock = threading.Lock()
         self.state_path = Path(state_dir) / "fault_detector.json" if state_dir else None
         self.subscribers: dict[str, Any] = {}
@@ -170,6 +172,7 @@ class FaultDetectorActor:
             if new != self.core.thresholds:
                 logger.warning("fault detector thresholds changed to %s", new)
                 self.core.thresholds = new
+                self.core.max_pause_s = new.heartbeat_interval_s
                 for agent in self.agents.values():
                     agent.set_interval.remote(new.heartbeat_interval_s)
 
@@ -398,17 +401,18 @@ class TaskMigratorActor:
         health = ray.get(detector.node_health.remote())
         totals = {n["NodeID"]: {k: float(v) for k, v in n["Resources"].items()
                                 if k in ("CPU", "GPU")} for n in ray.nodes() if n.get("Alive")}
-        # Ray releases the failed attempt's reservations asynchronously: while the healthy
-        # nodes' total capacity could hold the task, wait a little for it to become free.
-        deadline = time.time() + _RELEASE_WAIT_S
+        # Ray releases the failed attempt's reservations asynchronously, and a live node that
+        # missed heartbeats under load is healthy again seconds later: while the live nodes
+        # could hold the task once settled, wait a little for that instead of failing the task.
+        deadline = time.time() + _SETTLE_WAIT_S
         while True:
             free = free_resources_per_node()
             nodes = [{"node_id": nid, "health": health.get(nid, Health.HEALTHY.value),
                       "free": free.get(nid, {})} for nid in free]
             nodes += [{"node_id": nid, "health": h, "free": {}} for nid, h in health.items()
                       if nid not in free]
-            could_fit = self._fits(task_id, [{**n, "free": totals.get(n["node_id"], {})}
-                                             for n in nodes])
+            with self.lock:
+                could_fit = self.core.could_fit_once_settled(task_id, totals)
             final = not could_fit or time.time() >= deadline
             with self.lock:
                 try:
@@ -418,6 +422,7 @@ class TaskMigratorActor:
                 except NoCapacityError as err:
                     if not final:
                         time.sleep(0.25)
+                        health = ray.get(detector.node_health.remote())
                         continue
                     self._persist()
                     return {"error": str(err)}
@@ -425,14 +430,6 @@ class TaskMigratorActor:
             break
         self.metrics.migration_planned()
         return {"node_ids": placement.node_ids, "reason": placement.reason}
-
-    def _fits(self, task_id: str, nodes: list[dict[str, Any]]) -> bool:
-        try:
-            with self.lock:
-                self.core.plan(task_id, nodes, now=0.0, failure_at=0.0, cause="", record=False)
-        except NoCapacityError:
-            return False
-        return True
 
     def resumed(self, task_id: str, attempt: int, checkpoint_epoch: int | None,
                 checkpoint_step: int) -> dict[str, Any] | None:

@@ -11,6 +11,14 @@ CRITICAL after ``critical_missed``, FAILED after ``node_failure_timeout_s``. A F
 heartbeats come back (a network partition that healed) is HEALTHY again, unless the node table
 says it is dead. Workers are graded the same way by their own heartbeats, and are FAILED when
 their node is.
+
+Local pauses: when the detector itself stops looking for a while (its process starved of CPU,
+a garbage-collection pause, a slow call to Ray's control store), every node's heartbeats look
+late at once although no node failed. With ``max_pause_s`` set, a step that comes more than
+``max_pause_s`` after the previous one does not count the gap against anyone: each heartbeat
+age is shortened by the pause (never below zero). A node that really died meanwhile is FAILED
+one timeout later, or at once when Ray's node table says so. Cassandra's failure detector
+does the same for the same reason.
 """
 
 from __future__ import annotations
@@ -107,8 +115,12 @@ class FailureEvent:
 class FaultDetector:
     """Health bookkeeping for nodes and training workers (see module docstring)."""
 
-    def __init__(self, thresholds: HealthThresholds, max_events: int = 200) -> None:
+    def __init__(self, thresholds: HealthThresholds, max_events: int = 200,
+                 max_pause_s: float | None = None) -> None:
         self.thresholds = thresholds
+        self.max_pause_s = max_pause_s
+        self.last_step_at: float | None = None
+        self.pauses = 0
         self.nodes: dict[str, NodeRecord] = {}
         self.workers: dict[str, WorkerRecord] = {}
         self.events: list[FailureEvent] = []
@@ -169,6 +181,7 @@ class FaultDetector:
         """Recompute every health level; return failures first discovered by this step."""
         new: list[FailureEvent] = []
         t = self.thresholds
+        self._forgive_local_pause(now)
         for rec in self.nodes.values():
             before = rec.health
             age = now - (rec.last_heartbeat if rec.last_heartbeat is not None else rec.first_seen)
@@ -209,6 +222,20 @@ class FaultDetector:
         del self.events[: max(0, len(self.events) - self.max_events)]
         return new
 
+    def _forgive_local_pause(self, now: float) -> None:
+        last, self.last_step_at = self.last_step_at, now
+        if self.max_pause_s is None or last is None or now - last <= self.max_pause_s:
+            return
+        pause = now - last
+        self.pauses += 1
+        logger.warning("fault detector paused for %.1f s (> %.1f s between steps): heartbeats "
+                       "missed meanwhile are not held against any node", pause, self.max_pause_s)
+        for rec in self.nodes.values():
+            if rec.last_heartbeat is not None:
+                rec.last_heartbeat = min(rec.last_heartbeat + pause, max(rec.last_heartbeat, now))
+        for w in self.workers.values():
+            w.last_heartbeat = min(w.last_heartbeat + pause, max(w.last_heartbeat, now))
+
     # -- queries ---------------------------------------------------------------------------------
 
     def health_of(self, node_id: str) -> Health:
@@ -247,6 +274,7 @@ class FaultDetector:
             "workers": [{**asdict(w), "health": w.health.value} for w in self.workers.values()],
             "events": [e.to_dict() for e in self.events[-50:]],
             "heartbeats_received": self.heartbeats_received,
+            "detector_pauses": self.pauses,
         }
 
     # -- persistence -----------------------------------------------------------------------------

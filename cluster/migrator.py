@@ -146,6 +146,23 @@ class TaskMigrator:
         if rec is not None and rec.preempted_at is None:
             rec.preempted_at = now
 
+    def could_fit_once_settled(self, task_id: str, totals: dict[str, dict[str, float]]) -> bool:
+        """Whether the task would fit on the nodes Ray still counts alive (``totals``: each
+        node's total resources) once they are healthy again and their reservations are free.
+
+        The detector's verdict on a live node is not final: a node that misses heartbeats while
+        its machine is overloaded (WARNING, or even FAILED for a few seconds) answers again, and
+        Ray releases the failed attempt's reservations a moment after the attempt ends. While
+        this holds, a placement that does not fit yet is worth retrying.
+        """
+        nodes = [{"node_id": nid, "health": Health.HEALTHY.value, "free": total}
+                 for nid, total in totals.items()]
+        try:
+            self.plan(task_id, nodes, now=0.0, failure_at=0.0, cause="", record=False)
+        except NoCapacityError:
+            return False
+        return True
+
     def plan(
         self,
         task_id: str,

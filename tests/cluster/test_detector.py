@@ -110,3 +110,36 @@ def test_state_survives_restart_without_false_failures() -> None:
     assert restored.health_of("n2") is Health.FAILED  # already failed stays failed
     assert restored.task_step("t") == 7
     assert [e.node_id for e in restored.events] == [e.node_id for e in d.events]
+
+
+def test_a_pause_of_the_detector_itself_fails_no_node(caplog: pytest.LogCaptureFixture) -> None:
+    """Steps 0.25 s apart, then the detector stalls 3 s (longer than the failure timeout)
+    while heartbeats queue up: no node is FAILED, and a node that stays silent after the
+    pause still fails one timeout later."""
+    d = FaultDetector(T, max_pause_s=1.0)
+    d.observe_nodes(table(("n1", True), ("n2", True)), now=0.0)
+    for now in (0.0, 0.25, 0.5):
+        d.node_heartbeat("n1", now=now)
+        d.node_heartbeat("n2", now=now)
+        assert d.step(now) == []
+    with caplog.at_level(logging.WARNING):
+        assert d.step(4.5) == []  # 4 s after the last step and the last heartbeats
+    assert "fault detector paused for 4.0 s" in caplog.text
+    assert d.health_of("n1") is Health.HEALTHY and d.snapshot(4.5)["detector_pauses"] == 1
+    now = 4.5
+    while now < 9.0:  # n2 answers again, n1 stays silent
+        now += 0.25
+        d.node_heartbeat("n2", now=now)
+        events = d.step(now)
+        if events:
+            break
+    assert [e.node_id for e in events] == ["n1"] and 3.5 < now - 4.5 <= 3.75
+    assert d.health_of("n2") is Health.HEALTHY
+
+
+def test_without_max_pause_a_long_gap_between_steps_counts() -> None:
+    d = FaultDetector(T)
+    d.observe_nodes(table(("n1", True)), now=0.0)
+    d.node_heartbeat("n1", now=0.0)
+    d.step(0.0)
+    assert [e.node_id for e in d.step(4.0)] == ["n1"]

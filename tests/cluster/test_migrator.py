@@ -111,3 +111,19 @@ def test_only_running_attempts_on_the_node_with_preemption_on_are_stopped() -> N
     assert m.to_preempt("a", ["on"]) == []  # stopped once
     m.finished("elsewhere", ok=True)
     assert m.to_preempt("b", ["elsewhere"]) == []
+
+
+def test_could_fit_once_settled_counts_live_nodes_whatever_their_verdict() -> None:
+    """A survivor that missed heartbeats under load (WARNING) and reservations not yet
+    released make a placement fail now, but the task could fit once they settle."""
+    m = TaskMigrator()
+    m.register("t", world_size=2, cpus_per_worker=1)
+    now = nodes(head=("WARNING", 1), b=("HEALTHY", 0))
+    with pytest.raises(NoCapacityError):
+        m.plan("t", now, now=1, failure_at=0, cause="", final=False)
+    assert m.tasks["t"].state is TaskState.MIGRATING  # not final: the caller retries
+    assert m.could_fit_once_settled("t", {"head": {"CPU": 1.0}, "b": {"CPU": 1.0}})
+    # the killed node is gone from Ray's live nodes: one CPU cannot hold two workers
+    assert not m.could_fit_once_settled("t", {"head": {"CPU": 1.0}})
+    assert not m.could_fit_once_settled("t", {"head": {"CPU": 1.0, "GPU": 0.0}, "b": {}})
+    assert m.migrations == [] and m.tasks["t"].state is TaskState.MIGRATING
