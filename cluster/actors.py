@@ -399,13 +399,14 @@ class TaskMigratorActor:
         suspects = sorted(set(suspects) | set(info["nodes"].values()))
         ray.get(detector.wait_verdict.remote(suspects, failure_at, verdict_timeout_s))
         health = ray.get(detector.node_health.remote())
-        totals = {n["NodeID"]: {k: float(v) for k, v in n["Resources"].items()
-                                if k in ("CPU", "GPU")} for n in ray.nodes() if n.get("Alive")}
         # Ray releases the failed attempt's reservations asynchronously, and a live node that
         # missed heartbeats under load is healthy again seconds later: while the live nodes
         # could hold the task once settled, wait a little for that instead of failing the task.
         deadline = time.time() + _SETTLE_WAIT_S
         while True:
+            totals = {n["NodeID"]: {k: float(v) for k, v in n["Resources"].items()
+                                    if k in ("CPU", "GPU")}
+                      for n in ray.nodes() if n.get("Alive")}
             free = free_resources_per_node()
             nodes = [{"node_id": nid, "health": health.get(nid, Health.HEALTHY.value),
                       "free": free.get(nid, {})} for nid in free]

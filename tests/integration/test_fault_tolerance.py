@@ -133,9 +133,11 @@ def _worker_node_of_task(mn: MultiNode, attempt: int) -> str:
     return str(wait_for(find, 120, interval_s=0.2, what=f"attempt {attempt} on a worker node"))
 
 
-def _await_first_checkpoint(run_root: Path) -> None:
-    wait_for(lambda: (run_root / "digits-test" / "checkpoints" / "ckpt-000001").is_dir(),
-             180, what="checkpoint of epoch 1")
+def _await_first_checkpoint(run_root: Path, thread: threading.Thread, out: dict) -> None:
+    """Until epoch 1's checkpoint exists; fails at once, with its error, if the run ended."""
+    ckpt = run_root / "digits-test" / "checkpoints" / "ckpt-000001"
+    wait_for(lambda: ckpt.is_dir() or not thread.is_alive(), 180, what="checkpoint of epoch 1")
+    assert ckpt.is_dir(), f"the run ended before its first checkpoint: {out}"
 
 
 def _migrations() -> list[dict[str, Any]]:
@@ -159,7 +161,7 @@ def test_node_killed_mid_training_is_detected_and_the_run_migrates(
 
     thread, out = train_in_thread(TASK, tmp_path / "run")
     victim = _worker_node_of_task(mn, attempt=0)
-    _await_first_checkpoint(tmp_path / "run")
+    _await_first_checkpoint(tmp_path / "run", thread, out)
     killed_at = mn.kill(victim)
     result = _finish(thread, out)
 
@@ -201,7 +203,7 @@ def test_a_hung_node_is_stopped_and_migrated_before_ray_notices(
     reference = _reference_hash(tmp_path / "ref")
     thread, out = train_in_thread(TASK, tmp_path / "run")
     victim = _worker_node_of_task(mn, attempt=0)
-    _await_first_checkpoint(tmp_path / "run")
+    _await_first_checkpoint(tmp_path / "run", thread, out)
     mn.freeze(victim)
     result = _finish(thread, out)
 
@@ -222,7 +224,7 @@ def test_detector_and_migrator_killed_mid_run_come_back(
     make_cluster(worker_nodes=1)
     reference = _reference_hash(tmp_path / "ref")
     thread, out = train_in_thread(TASK, tmp_path / "run")
-    _await_first_checkpoint(tmp_path / "run")
+    _await_first_checkpoint(tmp_path / "run", thread, out)
     ray.kill(_actor("mtp-fault-detector"), no_restart=False)
     ray.kill(_actor("mtp-task-migrator"), no_restart=False)
     result = _finish(thread, out)
@@ -243,7 +245,7 @@ def test_two_nodes_lost_one_after_the_other(make_cluster: Any, tmp_path: Path) -
     mn = make_cluster(worker_nodes=3)
     reference = _reference_hash(tmp_path / "ref")
     thread, out = train_in_thread(TASK, tmp_path / "run")
-    _await_first_checkpoint(tmp_path / "run")
+    _await_first_checkpoint(tmp_path / "run", thread, out)
     first = _worker_node_of_task(mn, attempt=0)
     mn.kill(first)
     second = _worker_node_of_task(mn, attempt=1)
@@ -261,7 +263,7 @@ def test_no_healthy_capacity_left_fails_with_reason_and_keeps_checkpoints(
 ) -> None:
     mn = make_cluster(worker_nodes=1)  # head 1 CPU + 1 worker node: exactly 2 workers' worth
     thread, out = train_in_thread(TASK, tmp_path)
-    _await_first_checkpoint(tmp_path)
+    _await_first_checkpoint(tmp_path, thread, out)
     mn.kill(mn.workers[0].node_id)
     thread.join(timeout=300)
     assert isinstance(out.get("error"), TrainingFailedError), out
