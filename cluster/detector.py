@@ -5,12 +5,13 @@
 node-table snapshots (``observe_nodes``), then call ``step(now)``; it returns the failure events
 that this step discovered. The Ray actor in :mod:`cluster.actors` is a thin loop around it.
 
-Health of a node: FAILED at once when Ray's node table says the node is dead; otherwise by the
-age of its newest heartbeat (agent or worker): WARNING after ``warning_missed`` intervals,
-CRITICAL after ``critical_missed``, FAILED after ``node_failure_timeout_s``. A FAILED node whose
-heartbeats come back (a network partition that healed) is HEALTHY again, unless the node table
-says it is dead. Workers are graded the same way by their own heartbeats, and are FAILED when
-their node is.
+Health of a node: FAILED at once when Ray's node table says the node is dead; until its first
+heartbeat (its agent is still starting) HEALTHY while the table says it is alive, for up to
+``first_heartbeat_grace_s``; otherwise by the age of its newest heartbeat (agent or worker):
+WARNING after ``warning_missed`` intervals, CRITICAL after ``critical_missed``, FAILED after
+``node_failure_timeout_s``. A FAILED node whose heartbeats come back (a network partition that
+healed) is HEALTHY again, unless the node table says it is dead. Workers are graded the same way
+by their own heartbeats, and are FAILED when their node is.
 
 Local pauses: when the detector itself stops looking for a while (its process starved of CPU,
 a garbage-collection pause, a slow call to Ray's control store), every node's heartbeats look
@@ -58,6 +59,9 @@ class HealthThresholds:
     node_failure_timeout_s: float = 5.0
     warning_missed: int = 2
     critical_missed: int = 3
+    # before a node's first heartbeat: its agent is a fresh Python process, seconds to start on
+    # a loaded machine; meanwhile Ray's node table alone judges the node
+    first_heartbeat_grace_s: float = 30.0
 
     def classify(self, age_s: float) -> Health:
         if age_s > self.node_failure_timeout_s:
@@ -77,6 +81,7 @@ class NodeRecord:
     resources: dict[str, float] = field(default_factory=dict)
     last_heartbeat: float | None = None
     first_seen: float = 0.0
+    heard_since: float | None = None  # waiting for the first heartbeat since then, or heard
     health: Health = Health.HEALTHY
     cause: str = ""
     failed_at: float | None = None
@@ -139,12 +144,14 @@ class FaultDetector:
         self.heartbeats_received += 1
         rec = self._node(node_id, now)
         rec.last_heartbeat = max(rec.last_heartbeat or now, now)
+        rec.heard_since = None
 
     def worker_heartbeat(self, task_id: str, attempt: int, rank: int, node_id: str, step: int,
                          now: float) -> None:
         self.heartbeats_received += 1
         node = self._node(node_id, now)
         node.last_heartbeat = max(node.last_heartbeat or now, now)
+        node.heard_since = None
         key = f"{task_id}/{attempt}/{rank}"
         rec = self.workers.get(key)
         if rec is None:
@@ -172,8 +179,8 @@ class FaultDetector:
             rec.resources = {k: float(v) for k, v in (entry.get("Resources") or {}).items()
                              if not k.startswith("node:")}
             if rec.last_heartbeat is None and rec.alive_in_table:
-                # a node that joined gets one timeout of grace before its first heartbeat
-                rec.last_heartbeat = now
+                # a node that joined: Ray's table vouches for it until its first heartbeat
+                rec.last_heartbeat = rec.heard_since = now
 
     # -- the control step ------------------------------------------------------------------------
 
@@ -188,6 +195,12 @@ class FaultDetector:
             if not rec.alive_in_table:
                 rec.health = Health.FAILED
                 cause = "Ray's node table reports the node dead"
+            elif rec.heard_since is not None:
+                waited = now - rec.heard_since
+                rec.health = (Health.FAILED if waited > t.first_heartbeat_grace_s
+                              else Health.HEALTHY)
+                cause = (f"no heartbeat in {waited:.1f} s since it joined > "
+                         f"first_heartbeat_grace_s={t.first_heartbeat_grace_s:g}")
             else:
                 rec.health = t.classify(age)
                 cause = (f"no heartbeat for {age:.1f} s > node_failure_timeout_s="
@@ -233,6 +246,8 @@ class FaultDetector:
         for rec in self.nodes.values():
             if rec.last_heartbeat is not None:
                 rec.last_heartbeat = min(rec.last_heartbeat + pause, max(rec.last_heartbeat, now))
+            if rec.heard_since is not None:
+                rec.heard_since = min(rec.heard_since + pause, now)
         for w in self.workers.values():
             w.last_heartbeat = min(w.last_heartbeat + pause, max(w.last_heartbeat, now))
 
@@ -296,7 +311,10 @@ class FaultDetector:
         for n in state.get("nodes", []):
             rec = NodeRecord(**{**n, "health": Health(n["health"])})
             if rec.health is not Health.FAILED:
-                rec.last_heartbeat = now
+                # the restarted detector starts new node agents: grace until they report
+                rec.last_heartbeat = rec.heard_since = now
+            else:
+                rec.heard_since = None  # failed stays failed until its heartbeats come back
             self.nodes[rec.node_id] = rec
         self.workers = {}
         for w in state.get("workers", []):

@@ -85,23 +85,34 @@ def test_recovered_node_and_retired_tasks() -> None:
 
 
 def test_new_node_gets_grace_until_first_heartbeat() -> None:
-    d = FaultDetector(T)
-    d.observe_nodes(table(("n1", True)), now=10.0)
-    d.step(11.5)
-    assert d.health_of("n1") is Health.HEALTHY
-    d.step(12.5)
-    assert d.health_of("n1") is Health.WARNING
-    d.step(13.6)
-    assert d.health_of("n1") is Health.FAILED
+    """A node's agent may take seconds to start: until its first heartbeat the node is judged
+    by Ray's node table, for up to first_heartbeat_grace_s; then by heartbeats as usual."""
+    t = HealthThresholds(heartbeat_interval_s=1.0, node_failure_timeout_s=3.5,
+                         warning_missed=2, critical_missed=3, first_heartbeat_grace_s=20.0)
+    d = FaultDetector(t)
+    d.observe_nodes(table(("slow", True), ("silent", True)), now=10.0)
+    assert d.step(25.0) == []
+    assert d.health_of("slow") is Health.HEALTHY and d.health_of("silent") is Health.HEALTHY
+    d.node_heartbeat("slow", now=28.5)
+    events = d.step(30.5)
+    assert [e.node_id for e in events] == ["silent"]
+    assert "no heartbeat in 20.5 s since it joined > first_heartbeat_grace_s=20" in events[0].cause
+    assert d.health_of("slow") is Health.HEALTHY
+    d.step(31.0)
+    assert d.health_of("slow") is Health.WARNING  # heard from: judged by its heartbeats now
+    assert [e.node_id for e in d.step(32.1)] == ["slow"]
+    d.observe_nodes(table(("late", False)), now=32.5)  # the table still decides at once
+    assert [e.node_id for e in d.step(32.5)] == ["late"]
 
 
 def test_state_survives_restart_without_false_failures() -> None:
     d = FaultDetector(T)
     d.observe_nodes(table(("n1", True), ("n2", True)), now=0.0)
     d.worker_heartbeat("t", 0, 0, "n1", 7, now=0.0)
-    d.step(9.0)  # both FAILED (no heartbeats)
-    d.node_heartbeat("n1", now=9.5)
-    d.step(9.6)
+    d.step(31.0)  # both FAILED (no heartbeats; n2 none since it joined, past the grace)
+    assert d.health_of("n2") is Health.FAILED
+    d.node_heartbeat("n1", now=31.5)
+    d.step(31.6)
     state = d.state_dict()
     restored = FaultDetector(T)
     restored.load_state_dict(state, now=100.0)  # long outage of the detector itself

@@ -8,7 +8,6 @@ an uninterrupted run of the same task.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -25,8 +24,9 @@ from trainer.cli import main
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-# batch 8: ~90 steps per rank per epoch, so a run lasts long enough to be killed mid-way
-TASK: dict[str, Any] = {**digits_task_dict(epochs=10, batch_size=8, learning_rate=0.001),
+# batch 8: ~90 steps per rank per epoch, 20 epochs: several seconds of training after the
+# first checkpoint, so a node can be killed mid-way even on a loaded machine
+TASK: dict[str, Any] = {**digits_task_dict(epochs=20, batch_size=8, learning_rate=0.001),
                         "fault_tolerance": FAST_FAULT_TOLERANCE}
 INTERVAL = FAST_FAULT_TOLERANCE["heartbeat_interval_s"]
 
@@ -134,10 +134,12 @@ def _worker_node_of_task(mn: MultiNode, attempt: int) -> str:
 
 
 def _await_first_checkpoint(run_root: Path, thread: threading.Thread, out: dict) -> None:
-    """Until epoch 1's checkpoint exists; fails at once, with its error, if the run ended."""
-    ckpt = run_root / "digits-test" / "checkpoints" / "ckpt-000001"
-    wait_for(lambda: ckpt.is_dir() or not thread.is_alive(), 180, what="checkpoint of epoch 1")
-    assert ckpt.is_dir(), f"the run ended before its first checkpoint: {out}"
+    """Until the run has a checkpoint (old ones rotate away: any will do) and still trains;
+    fails at once, with the run's outcome, if it already ended."""
+    ckpts = run_root / "digits-test" / "checkpoints"
+    wait_for(lambda: any(ckpts.glob("ckpt-*")) or not thread.is_alive(), 180,
+             what="a first checkpoint")
+    assert thread.is_alive(), f"the run ended before it could be disturbed: {out}"
 
 
 def _migrations() -> list[dict[str, Any]]:
@@ -190,10 +192,6 @@ def test_node_killed_mid_training_is_detected_and_the_run_migrates(
     assert sum("HEALTHY" in line for line in shown.splitlines()) == 2  # head + survivor
 
 
-@pytest.mark.skipif(
-    os.environ.get("MTP_HUNG_NODE_TEST") != "1",
-    reason="opt-in (MTP_HUNG_NODE_TEST=1): in one CI run its first checkpoint never appeared "
-    "within 180 s, before any node was frozen; cause not found yet")
 def test_a_hung_node_is_stopped_and_migrated_before_ray_notices(
     make_cluster: Any, tmp_path: Path
 ) -> None:
