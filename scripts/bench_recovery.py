@@ -21,8 +21,10 @@ Measured per failure:
   (b) until the fault detector's FAILED event for the node;
 - resumed: until rank 0 of the new attempt has loaded its checkpoint and starts training
   (the ``start`` event the run writes to ``events.jsonl``);
-- steps redone: optimizer steps done before the kill (the detector's last heartbeat step)
-  minus the steps in the checkpoint resumed from.
+- steps redone: the furthest step any rank of the failed attempt reported (workers send their
+  step with every heartbeat; a survivor keeps reporting the step it is blocked at), polled
+  from the failure until the new attempt starts, minus the steps in the checkpoint resumed
+  from.
 
 Usage::
 
@@ -140,7 +142,6 @@ def run_trial(cluster: Cluster, workers: list[Any], mode: str, storage: Path,
         return hit[0] if hit else None
 
     node_id = str(_wait(victim, 60, "a rank on a worker node"))
-    step_at_kill = int(ray.get(det.task_info.remote("bench-recovery"))["step"])
     node = next(n for n in workers if n.node_id == node_id)
     workers.remove(node)
     killed_at = time.time()
@@ -158,10 +159,27 @@ def run_trial(cluster: Cluster, workers: list[Any], mode: str, storage: Path,
                 return
             time.sleep(0.05)
 
+    def restarted() -> bool:
+        events = (run_dir / "events.jsonl").read_text().splitlines()
+        return any(json.loads(line)["event"] == "start" and json.loads(line)["time_unix"]
+                   > killed_at for line in events)
+
+    last_step: list[int] = [0]
+
+    def poll_progress() -> None:
+        # until the new attempt starts, every step reported is the failed attempt's
+        while not restarted() and thread.is_alive():
+            step = int(ray.get(det.task_info.remote("bench-recovery"))["step"])
+            last_step[0] = max(last_step[0], step)
+            time.sleep(0.1)
+
     poller = threading.Thread(target=poll_table, daemon=True)
     poller.start()
+    progress = threading.Thread(target=poll_progress, daemon=True)
+    progress.start()
     thread.join(timeout=600)
     poller.join(timeout=120)
+    progress.join(timeout=60)
     if failure == "freeze":
         cluster.remove_node(node, allow_graceful=False)
     if "error" in out:
@@ -183,7 +201,7 @@ def run_trial(cluster: Cluster, workers: list[Any], mode: str, storage: Path,
         detection = table_dead_at[0] - killed_at if table_dead_at else math.nan
     from_epoch = int(resumed[0]["from_epoch"])
     trial = Trial(failure, mode, detection, resumed[0]["time_unix"] - killed_at,
-                  max(0, step_at_kill - from_epoch * spe), from_epoch, spe, result.weights_hash)
+                  max(0, last_step[0] - from_epoch * spe), from_epoch, spe, result.weights_hash)
     if mode == "b":
         moves = [m for m in ray.get(ray.get_actor("mtp-task-migrator", namespace="mtp")
                                     .snapshot.remote())["migrations"]
