@@ -398,12 +398,12 @@ class TaskMigratorActor:
         info = ray.get(detector.task_info.remote(task_id))
         suspects = sorted(set(suspects) | set(info["nodes"].values()))
         ray.get(detector.wait_verdict.remote(suspects, failure_at, verdict_timeout_s))
-        health = ray.get(detector.node_health.remote())
         # Ray releases the failed attempt's reservations asynchronously, and a live node that
         # missed heartbeats under load is healthy again seconds later: while the live nodes
         # could hold the task once settled, wait a little for that instead of failing the task.
         deadline = time.time() + _SETTLE_WAIT_S
         while True:
+            health = ray.get(detector.node_health.remote())
             totals = {n["NodeID"]: {k: float(v) for k, v in n["Resources"].items()
                                     if k in ("CPU", "GPU")}
                       for n in ray.nodes() if n.get("Alive")}
@@ -423,7 +423,6 @@ class TaskMigratorActor:
                 except NoCapacityError as err:
                     if not final:
                         time.sleep(0.25)
-                        health = ray.get(detector.node_health.remote())
                         continue
                     self._persist()
                     return {"error": str(err)}

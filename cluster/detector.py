@@ -81,7 +81,8 @@ class NodeRecord:
     resources: dict[str, float] = field(default_factory=dict)
     last_heartbeat: float | None = None
     first_seen: float = 0.0
-    heard_since: float | None = None  # waiting for the first heartbeat since then, or heard
+    # no heartbeat yet: last_heartbeat is then when the node joined (or the detector restarted)
+    awaiting_first_heartbeat: bool = False
     health: Health = Health.HEALTHY
     cause: str = ""
     failed_at: float | None = None
@@ -144,14 +145,14 @@ class FaultDetector:
         self.heartbeats_received += 1
         rec = self._node(node_id, now)
         rec.last_heartbeat = max(rec.last_heartbeat or now, now)
-        rec.heard_since = None
+        rec.awaiting_first_heartbeat = False
 
     def worker_heartbeat(self, task_id: str, attempt: int, rank: int, node_id: str, step: int,
                          now: float) -> None:
         self.heartbeats_received += 1
         node = self._node(node_id, now)
         node.last_heartbeat = max(node.last_heartbeat or now, now)
-        node.heard_since = None
+        node.awaiting_first_heartbeat = False
         key = f"{task_id}/{attempt}/{rank}"
         rec = self.workers.get(key)
         if rec is None:
@@ -180,7 +181,7 @@ class FaultDetector:
                              if not k.startswith("node:")}
             if rec.last_heartbeat is None and rec.alive_in_table:
                 # a node that joined: Ray's table vouches for it until its first heartbeat
-                rec.last_heartbeat = rec.heard_since = now
+                rec.last_heartbeat, rec.awaiting_first_heartbeat = now, True
 
     # -- the control step ------------------------------------------------------------------------
 
@@ -195,11 +196,10 @@ class FaultDetector:
             if not rec.alive_in_table:
                 rec.health = Health.FAILED
                 cause = "Ray's node table reports the node dead"
-            elif rec.heard_since is not None:
-                waited = now - rec.heard_since
-                rec.health = (Health.FAILED if waited > t.first_heartbeat_grace_s
+            elif rec.awaiting_first_heartbeat:
+                rec.health = (Health.FAILED if age > t.first_heartbeat_grace_s
                               else Health.HEALTHY)
-                cause = (f"no heartbeat in {waited:.1f} s since it joined > "
+                cause = (f"no heartbeat in {age:.1f} s since it joined > "
                          f"first_heartbeat_grace_s={t.first_heartbeat_grace_s:g}")
             else:
                 rec.health = t.classify(age)
@@ -246,8 +246,6 @@ class FaultDetector:
         for rec in self.nodes.values():
             if rec.last_heartbeat is not None:
                 rec.last_heartbeat = min(rec.last_heartbeat + pause, max(rec.last_heartbeat, now))
-            if rec.heard_since is not None:
-                rec.heard_since = min(rec.heard_since + pause, now)
         for w in self.workers.values():
             w.last_heartbeat = min(w.last_heartbeat + pause, max(w.last_heartbeat, now))
 
@@ -312,9 +310,10 @@ class FaultDetector:
             rec = NodeRecord(**{**n, "health": Health(n["health"])})
             if rec.health is not Health.FAILED:
                 # the restarted detector starts new node agents: grace until they report
-                rec.last_heartbeat = rec.heard_since = now
+                rec.last_heartbeat, rec.awaiting_first_heartbeat = now, True
             else:
-                rec.heard_since = None  # failed stays failed until its heartbeats come back
+                # failed stays failed until its heartbeats come back
+                rec.awaiting_first_heartbeat = False
             self.nodes[rec.node_id] = rec
         self.workers = {}
         for w in state.get("workers", []):

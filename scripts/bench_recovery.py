@@ -92,6 +92,12 @@ class Trial:
     trigger: str = ""
 
 
+def _starts_after(run_dir: Path, t: float) -> list[dict[str, Any]]:
+    """The run's ``start`` events (an attempt's rank 0 begins training) after time ``t``."""
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    return [e for e in events if e["event"] == "start" and e["time_unix"] > t]
+
+
 def _steps_per_epoch(result: TrainingResult) -> int:
     per_rank = math.ceil(result.history[0].train_samples / WORKERS)
     return math.ceil(per_rank / BATCH)
@@ -159,16 +165,11 @@ def run_trial(cluster: Cluster, workers: list[Any], mode: str, storage: Path,
                 return
             time.sleep(0.05)
 
-    def restarted() -> bool:
-        events = (run_dir / "events.jsonl").read_text().splitlines()
-        return any(json.loads(line)["event"] == "start" and json.loads(line)["time_unix"]
-                   > killed_at for line in events)
-
     last_step: list[int] = [0]
 
     def poll_progress() -> None:
         # until the new attempt starts, every step reported is the failed attempt's
-        while not restarted() and thread.is_alive():
+        while not _starts_after(run_dir, killed_at) and thread.is_alive():
             step = int(ray.get(det.task_info.remote("bench-recovery"))["step"])
             last_step[0] = max(last_step[0], step)
             time.sleep(0.1)
@@ -185,8 +186,7 @@ def run_trial(cluster: Cluster, workers: list[Any], mode: str, storage: Path,
     if "error" in out:
         raise RuntimeError(f"mode {mode}: training failed: {out['error']}")
     result: TrainingResult = out["result"]
-    starts = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
-    resumed = [e for e in starts if e["event"] == "start" and e["time_unix"] > killed_at]
+    resumed = _starts_after(run_dir, killed_at)
     if not resumed:
         raise RuntimeError(f"mode {mode}: no restart after the kill")
     spe = _steps_per_epoch(result)
