@@ -3,7 +3,8 @@
 ``FaultDetector`` and ``TaskMigrator`` are plain classes; ``cluster.actors`` runs them as the
 named Ray actors ``mtp-fault-detector`` and ``mtp-task-migrator`` in namespace ``mtp``.
 ``ParameterShard``, ``ShardLayout`` and ``Rendezvous`` are the parameter-server strategy's
-logic; ``cluster.ps_actors`` runs them as ``mtp-ps-<task>-*`` actors.
+logic; ``cluster.ps_actors`` runs the shards and the rendezvous as ``mtp-ps-<task>-*`` actors
+(the workers are ``trainer.parameter_server``'s).
 """
 
 from cluster.config import validate_cluster_config

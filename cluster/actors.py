@@ -14,7 +14,6 @@ The actor classes are thin: every decision is in :mod:`cluster.detector` and
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -27,15 +26,15 @@ import ray
 from cluster.detector import FailureEvent, FaultDetector, Health, HealthThresholds
 from cluster.metrics import ClusterMetrics
 from cluster.migrator import NoCapacityError, Placement, TaskMigrator
+from mtp_core.atomic import atomic_write_json, read_json
+from mtp_core.ray_env import NAMESPACE, control_plane_options
 
 __all__ = [
     "DETECTOR_NAME",
     "MIGRATOR_NAME",
-    "NAMESPACE",
     "FaultDetectorActor",
     "NodeAgent",
     "TaskMigratorActor",
-    "control_plane_options",
     "free_resources_per_node",
     "get_fault_detector",
     "get_task_migrator",
@@ -43,31 +42,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-NAMESPACE = "mtp"
 DETECTOR_NAME = "mtp-fault-detector"
 MIGRATOR_NAME = "mtp-task-migrator"
 _PERSIST_EVERY_S = 1.0
 _SETTLE_WAIT_S = 20.0  # for reservations to be freed and loaded nodes to answer
-_HEAD_RESOURCE = "node:__internal_head__"  # Ray gives it to the head node only
 _PROBE_TIMEOUT_S = 1.0  # a live node's agent answers a ping in milliseconds
-
-
-def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as err:
-        logger.warning("ignoring unreadable state file %s: %s", path, err)
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def free_resources_per_node() -> dict[str, dict[str, float]]:
@@ -82,22 +61,6 @@ def free_resources_per_node() -> dict[str, dict[str, float]]:
     return {nid: {k: float(v) for k, v in res.items() if k in ("CPU", "GPU")}
             for nid, res in raw.items()}
 
-
-def control_plane_options() -> dict[str, Any]:
-    """Where the platform's detached actors live: the head node, as Ray's own control plane.
-
-    A detector or migrator on a worker node dies with that node, and Ray restarts it only once
-    it has noticed the node is gone (a minute for a hung machine): exactly when it is needed.
-    They ask for a sliver of the head's own resource (soft node affinity is not honoured for
-    detached actors; hard affinity to a node id would strand them if the head came back with a
-    new id). The explicit ``DEFAULT`` strategy keeps them out of the caller's placement group (a
-    Tune trial's, say), where a detached actor would die, and never come back, when that group
-    is removed. Without a head resource (never seen), anywhere.
-    """
-    heads = [n for n in ray.nodes()
-             if n.get("Alive") and _HEAD_RESOURCE in n.get("Resources", {})]
-    return {"scheduling_strategy": "DEFAULT",
-            **({"resources": {_HEAD_RESOURCE: 0.001}} if heads else {})}
 
 class NodeAgent:
     """Sends this node's heartbeat to the detector every interval, until the node dies."""
@@ -140,7 +103,7 @@ class FaultDetectorActor:
         self.metrics = ClusterMetrics()
         self.restored = False
         if self.state_path is not None:
-            state = _read_json(self.state_path)
+            state = read_json(self.state_path, tolerate_corrupt=True)
             if state is not None:
                 self.core.load_state_dict(state, time.time())
                 self.restored = True
@@ -278,7 +241,7 @@ class FaultDetectorActor:
                 self._publish(events)
                 self.metrics.node_counts(counts)
                 if self.state_path is not None and now - self._last_persist >= _PERSIST_EVERY_S:
-                    _atomic_write_json(self.state_path, state)
+                    atomic_write_json(self.state_path, state)
                     self._last_persist = now
             except Exception:  # noqa: BLE001 - the detector must outlive any one bad tick
                 logger.exception("fault detector tick failed")
@@ -298,7 +261,7 @@ class TaskMigratorActor:
         # and then a lost node ends the attempt through Ray Train's own error)
         self._workers: dict[str, dict[int, tuple[int, Any]]] = {}
         if self.state_path is not None:
-            state = _read_json(self.state_path)
+            state = read_json(self.state_path, tolerate_corrupt=True)
             if state is not None:
                 self.core.load_state_dict(state)
                 self.restored = True
@@ -311,7 +274,7 @@ class TaskMigratorActor:
 
     def _persist(self) -> None:
         if self.state_path is not None:
-            _atomic_write_json(self.state_path, self.core.state_dict())
+            atomic_write_json(self.state_path, self.core.state_dict())
 
     def on_failure(self, event: dict[str, Any]) -> list[str]:
         node_id, task_ids = event["node_id"], list(event.get("task_ids", []))

@@ -1,13 +1,15 @@
-"""Exceptions of the cluster package."""
+"""Exceptions of the cluster package (under the platform's root ``MtpError``)."""
 
 from __future__ import annotations
+
+from mtp_core.errors import InputError, MtpError
 
 __all__ = ["ClusterConfigError", "ClusterError"]
 
 
-class ClusterError(Exception):
+class ClusterError(MtpError):
     """Root of every error raised by the cluster package."""
 
 
-class ClusterConfigError(ClusterError):
+class ClusterConfigError(ClusterError, InputError):
     """The cluster YAML is unreadable or fails Ray's cluster-config schema."""

@@ -6,26 +6,13 @@ They appear on each node's metrics endpoint (and so in Ray's dashboard and Grafa
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ClusterMetrics", "LazyMetrics"]
+from mtp_core.metrics import LazyMetrics
+
+__all__ = ["ClusterMetrics"]
 
 _HEALTH_LEVELS = ("HEALTHY", "WARNING", "CRITICAL", "FAILED")
-
-
-class LazyMetrics:
-    """Metric objects built on first use: ``ray.util.metrics`` records in the process that
-    creates them, so an actor builds its own (a pickled copy would record nowhere)."""
-
-    def __init__(self, build: Callable[[], dict[str, Any]]) -> None:
-        self._build = build
-        self._m: dict[str, Any] | None = None
-
-    def get(self) -> dict[str, Any]:
-        if self._m is None:
-            self._m = self._build()
-        return self._m
 
 
 def _build_cluster_metrics() -> dict[str, Any]:

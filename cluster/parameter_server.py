@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from cluster.errors import ClusterError
-from trainer.spec import PSMode
+from mtp_core.spec import PSMode
 
 __all__ = [
     "PSMode",

@@ -6,6 +6,9 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
+from cluster.actors import DETECTOR_NAME, MIGRATOR_NAME
+from mtp_core.ray_env import NAMESPACE
+
 __all__ = ["collect_status", "format_status"]
 
 
@@ -13,7 +16,6 @@ def collect_status() -> dict[str, Any]:
     """Snapshots of the running actors (Ray must be connected); absent actors give None."""
     import ray
 
-    from cluster.actors import DETECTOR_NAME, MIGRATOR_NAME, NAMESPACE
 
     out: dict[str, Any] = {"detector": None, "migrator": None, "ray_nodes": ray.nodes()}
     for key, name in (("detector", DETECTOR_NAME), ("migrator", MIGRATOR_NAME)):

@@ -17,18 +17,16 @@ from typing import Any
 
 import ray
 
-from cluster.actors import control_plane_options
-from cluster.metrics import LazyMetrics
-from consistency.store import RegistryStore
+from consistency.store import CLAIM_TIMEOUT_S, RegistryStore
+from mtp_core.metrics import LazyMetrics
+from mtp_core.ray_env import NAMESPACE, control_plane_options
 
 __all__ = ["REGISTRY_NAME", "ResultRegistryActor", "get_result_registry", "registry_path"]
 
 logger = logging.getLogger(__name__)
 
-NAMESPACE = "mtp"
 REGISTRY_NAME = "mtp-result-registry"
 #: A driver renews its claim while it trains; a claim this old belongs to a dead driver.
-CLAIM_TIMEOUT_S = 120.0
 
 
 def registry_path(storage: str | Path) -> Path:

@@ -18,7 +18,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -28,13 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from consistency.errors import ConsistencyError
-from consistency.hashing import canonical_json
-from consistency.identity import json_checksum
+from mtp_core.atomic import atomic_write_bytes
+from mtp_core.hashing import canonical_json, json_checksum
 
 if TYPE_CHECKING:
-    from consistency.config import CacheSpec
+    from mtp_core.consistency_spec import CacheSpec
 
-__all__ = ["CacheStats", "ResultCache", "atomic_write_bytes", "validate_key"]
+__all__ = ["CacheStats", "ResultCache", "validate_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,22 +41,6 @@ _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 _SUFFIX = ".json"
 _CORRUPT_SUFFIX = ".corrupt"
 _STATE_FORMAT = 1
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide entries from other users of the share
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def validate_key(key: object) -> str:

@@ -8,15 +8,18 @@ field is involved, and what to do about it.
 
 from __future__ import annotations
 
+from mtp_core.errors import InputError, MtpError
+
 __all__ = ["ConsistencyError", "EntryNotFoundError", "RegistryCorruptError"]
 
 
-class ConsistencyError(Exception):
+class ConsistencyError(MtpError):
     """Root of every error raised by the consistency package."""
 
 
-class RegistryCorruptError(ConsistencyError):
-    """The registry file (and its ``.bak`` backup) cannot be read; names the files."""
+class RegistryCorruptError(ConsistencyError, InputError):
+    """The registry file (and its ``.bak`` backup) cannot be read; names the files and how to
+    recover (exit code 2: the user must act on the file)."""
 
 
 class EntryNotFoundError(ConsistencyError):

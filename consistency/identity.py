@@ -15,10 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from consistency.errors import ConsistencyError
-from consistency.hashing import canonical_json
+from mtp_core.hashing import canonical_json
 
-__all__ = ["CACHE_KEY_SCHEMA", "RESULT_NEUTRAL_FIELDS", "cache_key", "json_checksum",
-           "task_params_for_key"]
+__all__ = ["CACHE_KEY_SCHEMA", "RESULT_NEUTRAL_FIELDS", "cache_key", "task_params_for_key"]
 
 #: Bumped when the meaning of a key changes, so old cache entries stop matching.
 CACHE_KEY_SCHEMA = "mtp-cache-key-v1"
@@ -40,11 +39,6 @@ RESULT_NEUTRAL_FIELDS: tuple[str, ...] = (
     "consistency.consensus",
 )
 _RESULT_RESOURCES = frozenset({"num_workers", "use_gpu"})
-
-
-def json_checksum(obj: Any) -> str:
-    """sha256 (hex) of ``obj`` as canonical JSON; the checksum stored next to cached entries."""
-    return hashlib.sha256(canonical_json(obj)).hexdigest()
 
 
 def _require_text(name: str, value: object) -> str:

@@ -29,10 +29,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from consistency.cache import atomic_write_bytes, validate_key
+from consistency.cache import validate_key
 from consistency.errors import ConsistencyError, EntryNotFoundError, RegistryCorruptError
-from consistency.hashing import canonical_json
-from consistency.identity import json_checksum
+from mtp_core.atomic import atomic_write_bytes
+from mtp_core.hashing import canonical_json, json_checksum
 
 __all__ = ["FILE_FORMAT", "Claim", "ClaimOutcome", "RegistryEntry", "RegistryStats",
            "RegistryStore"]
@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 FILE_FORMAT = 1
 BACKUP_SUFFIX = ".bak"
+# a claim whose driver stopped renewing it for this long is taken over by a waiter
+CLAIM_TIMEOUT_S = 120.0
 
 
 class RegistryEntry(BaseModel):

@@ -1,15 +1,19 @@
-"""Errors of hyperparameter search."""
+"""Errors of hyperparameter search (under the platform's root ``MtpError``)."""
 
 from __future__ import annotations
 
-from trainer.errors import ConfigError
+from mtp_core.errors import ConfigError, MtpError
 
-__all__ = ["HpoError", "SearchConfigError"]
+__all__ = ["HpoError", "SearchConfigError", "StudyFailedError"]
 
 
-class HpoError(Exception):
+class HpoError(MtpError):
     """Root of the hpo package's errors."""
 
 
 class SearchConfigError(HpoError, ConfigError):
     """A bad ``search`` section: exits with code 2 like every config error."""
+
+
+class StudyFailedError(HpoError):
+    """The study ran but produced no usable trial (every trial failed): exit code 1."""

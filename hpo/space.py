@@ -8,7 +8,8 @@ from typing import Any
 
 from hpo.errors import SearchConfigError
 from hpo.spec import ChoiceParam, FloatParam, GridParam, IntParam, SearchSpec
-from trainer.spec import set_dotted
+from mtp_core.errors import ConfigError
+from mtp_core.spec import parse_task, set_dotted
 
 __all__ = ["apply_params", "check_space", "tune_space"]
 
@@ -23,8 +24,6 @@ def apply_params(base: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str
 
 def check_space(spec: SearchSpec, base: Mapping[str, Any]) -> None:
     """Every parameter must be a field of the task, and every listed value valid there."""
-    from trainer.errors import ConfigError
-    from trainer.spec import parse_task
 
     for path, p in spec.space.items():
         if not path or any(not part for part in path.split(".")):

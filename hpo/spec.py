@@ -1,6 +1,6 @@
 """The ``search`` section of a study config: the space, the searcher, the budget.
 
-A study config is a task config (see ``trainer.spec``) with one more top-level section::
+A study config is a task config (see ``mtp_core.spec``) with one more top-level section::
 
     search:
       space:

@@ -31,6 +31,10 @@ from ray.tune import Callback
 from hpo.errors import HpoError, SearchConfigError
 from hpo.space import apply_params, check_space, decode, tune_space
 from hpo.spec import SchedulerName, SearcherName, SearchSpec
+from mtp_core.atomic import atomic_write_text
+from mtp_core.ray_env import connect
+from mtp_core.spec import format_validation_error, load_raw_config, parse_task
+from trainer.api import resolve_storage, train
 
 __all__ = ["StudyResult", "TrialRecord", "build_searcher", "run_study", "tune_task"]
 
@@ -117,8 +121,6 @@ def _task_trainable(base: dict[str, Any], spec: SearchSpec, storage: str,
     def trainable(config: dict[str, Any]) -> None:
         from ray import tune
 
-        from trainer.api import train
-        from trainer.spec import parse_task
 
         params = decode(spec, config)
         raw = apply_params(base, params)
@@ -157,7 +159,6 @@ def _numeric(rec: Mapping[str, Any]) -> dict[str, float]:
 def _trial_cpus(base: Mapping[str, Any] | None) -> float:
     if base is None:
         return 1.0
-    from trainer.spec import parse_task
 
     task = parse_task(base)
     cpus = task.resources.num_workers * task.resources.cpus_per_worker
@@ -184,7 +185,6 @@ def run_study(spec: SearchSpec, *, name: str, storage: str | Path,
     if base_task is not None:
         check_space(spec, base_task)
         trainable = _task_trainable(dict(base_task), spec, str(storage_root), name)
-        from trainer.spec import parse_task
 
         max_t = parse_task(base_task).training.epochs
         # the trial function only drives Ray Train; its workers hold the CPUs
@@ -195,7 +195,6 @@ def run_study(spec: SearchSpec, *, name: str, storage: str | Path,
         trainable = tune.with_resources(trainable, {"cpu": 1})
         max_t = 1
     if not ray.is_initialized():
-        from trainer.api import connect
 
         connect()
     per_trial = _trial_cpus(base_task)
@@ -336,7 +335,6 @@ def write_outputs(result: StudyResult) -> dict[str, str]:
     """trials.csv, trials.parquet, study.json and progress.png in the study directory."""
     import pandas as pd
 
-    from trainer.checkpoint import atomic_write_text
 
     d = Path(result.study_dir)
     d.mkdir(parents=True, exist_ok=True)
@@ -391,8 +389,6 @@ def tune_task(config_path: str | Path, *, overrides: list[str] | None = None,
               on_trial: Callable[[TrialRecord, TrialRecord | None, int], None] | None = None,
               ) -> StudyResult:
     """The ``mtp tune`` entry point: a study config file (task + ``search``) to a result."""
-    from trainer.api import resolve_storage
-    from trainer.spec import load_raw_config
 
     raw = load_raw_config(config_path, overrides or [])
     search_raw = raw.pop("search", None)
@@ -400,7 +396,6 @@ def tune_task(config_path: str | Path, *, overrides: list[str] | None = None,
         raise SearchConfigError(f"{config_path}: no search section (see `mtp tune --help` and "
                                 "the README's hyperparameter-search section)")
     spec = parse_search(search_raw, str(config_path))
-    from trainer.spec import parse_task
 
     base = parse_task(raw, origin=str(config_path),
                       base_dir=Path(config_path).resolve().parent).canonical_dict()
@@ -412,7 +407,6 @@ def tune_task(config_path: str | Path, *, overrides: list[str] | None = None,
 def parse_search(raw: Any, origin: str) -> SearchSpec:
     from pydantic import ValidationError
 
-    from trainer.spec import format_validation_error
 
     try:
         return SearchSpec.model_validate(raw)

@@ -43,9 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_train import _load_triplet, _machine  # noqa: E402
 
-from consistency.actors import NAMESPACE, ResultRegistryActor, registry_path  # noqa: E402
-from consistency.hashing import data_hash  # noqa: E402
+from consistency.actors import ResultRegistryActor, registry_path  # noqa: E402
 from consistency.store import RegistryStore  # noqa: E402
+from mtp_core.hashing import data_hash  # noqa: E402
+from mtp_core.ray_env import NAMESPACE  # noqa: E402
 from trainer import connect, load_task, train  # noqa: E402
 
 logger = logging.getLogger("bench_cache")

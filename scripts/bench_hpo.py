@@ -44,8 +44,8 @@ from bench_train import _load_triplet, _machine  # noqa: E402
 from hpo.space import apply_params  # noqa: E402
 from hpo.spec import SearchSpec  # noqa: E402
 from hpo.study import run_study, tune_task  # noqa: E402
+from mtp_core.spec import load_raw_config  # noqa: E402
 from trainer import connect, parse_task  # noqa: E402
-from trainer.spec import load_raw_config  # noqa: E402
 
 logger = logging.getLogger("bench_hpo")
 REPO = Path(__file__).resolve().parents[1]

@@ -47,11 +47,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_train import _load_triplet, _machine, run_plain  # noqa: E402
 
+from mtp_core.spec import TaskKind  # noqa: E402
 from trainer import TrainingTask, connect, parse_task, prepare, train  # noqa: E402
 from trainer.data import split_indices  # noqa: E402
 from trainer.loop import build_loss  # noqa: E402
 from trainer.models import build_model, count_parameters  # noqa: E402
-from trainer.spec import TaskKind  # noqa: E402
 
 logger = logging.getLogger("bench_ps")
 

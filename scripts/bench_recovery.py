@@ -48,7 +48,7 @@ from typing import Any
 import ray
 from ray.cluster_utils import Cluster
 
-from cluster.simulate import freeze_node
+from tests.support.simulate import freeze_node
 from trainer import TrainingResult, parse_task, train
 
 logger = logging.getLogger("bench_recovery")
@@ -115,7 +115,7 @@ def _wait(predicate: Any, timeout_s: float, what: str) -> Any:
 
 def fail_node(cluster: Cluster, node: Any, failure: str) -> None:
     """``kill``: the node's processes die (peers see refused connections at once).
-    ``freeze``: they are stopped (:func:`cluster.simulate.freeze_node`), as on a hung machine
+    ``freeze``: they are stopped (:func:`tests.support.simulate.freeze_node`), as on a hung machine
     or behind a network partition; the frozen node is removed once the trial is over."""
     if failure == "kill":
         cluster.remove_node(node, allow_graceful=False)

@@ -49,14 +49,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from consistency.hashing import data_hash
+from mtp_core.hashing import data_hash
+from mtp_core.spec import TaskKind
 from trainer import TrainingTask, connect, load_task, prepare, train
 from trainer._collective import SingleProcess
 from trainer.data import feature_stats, load_dataset, split_indices
 from trainer.loop import TrainLoop, build_loss, run_layout
 from trainer.models import build_model, count_parameters
 from trainer.result import TrainingResult
-from trainer.spec import TaskKind
 
 logger = logging.getLogger("bench_train")
 

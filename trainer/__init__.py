@@ -7,7 +7,10 @@ Driver scripts use ``train``::
     print(result.final_metrics, result.weights_hash)
 """
 
-from trainer.api import DEFAULT_STORAGE_PATH, PreparedTask, connect, prepare, train, train_local
+from mtp_core.ray_env import connect
+from mtp_core.spec import TrainingTask, load_task, parse_task
+from mtp_core.version import __version__
+from trainer.api import DEFAULT_STORAGE_PATH, PreparedTask, prepare, train, train_local
 from trainer.errors import (
     CheckpointError,
     ConfigError,
@@ -17,9 +20,6 @@ from trainer.errors import (
 )
 from trainer.export import load_model
 from trainer.result import EpochRecord, TrainingResult, load_result
-from trainer.spec import TrainingTask, load_task, parse_task
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_STORAGE_PATH",

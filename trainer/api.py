@@ -27,16 +27,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from consistency.hashing import canonical_json, data_hash
+from cluster.errors import ClusterError
+from cluster.heartbeat import HeartbeatSender
+from cluster.parameter_server import ShardLayout
 from consistency.identity import cache_key, task_params_for_key
+from mtp_core.atomic import atomic_write_text
+from mtp_core.hashing import canonical_json, data_hash
+from mtp_core.ray_env import connect
+from mtp_core.resources import TaskResources
+from mtp_core.spec import Strategy, TrainingTask
+from mtp_core.version import __version__
 from trainer._collective import SingleProcess, TorchCollective
-from trainer.checkpoint import CheckpointStore, atomic_write_text
+from trainer.checkpoint import CheckpointStore
 from trainer.data import Dataset, load_dataset
 from trainer.errors import ConfigError, TrainingFailedError
 from trainer.loop import DatasetMeta, TrainLoop, build_loss, run_layout
 from trainer.models import MODEL_CODE_VERSION, build_model
 from trainer.result import EpochRecord, Timings, TrainingResult
-from trainer.spec import Strategy, TrainingTask
+from trainer.reuse import ResultReuse
 
 __all__ = ["DEFAULT_STORAGE_PATH", "PreparedTask", "code_version", "connect", "prepare",
            "resolve_storage", "train", "train_local"]
@@ -71,8 +79,6 @@ class PreparedTask:
 
 def code_version() -> str:
     """The code whose numerics a result depends on: this platform, torch and numpy."""
-    from trainer import __version__
-
     return f"mtp-{__version__}+torch-{torch.__version__}+numpy-{np.__version__}"
 
 
@@ -102,9 +108,6 @@ def prepare(task: TrainingTask) -> PreparedTask:
     model = build_model(task.model, shape, dataset.kind, dataset.num_classes,
                         np.zeros(shape, np.float32), np.ones(shape, np.float32))
     if task.strategy is Strategy.PARAMETER_SERVER:
-        from cluster.errors import ClusterError
-        from cluster.parameter_server import ShardLayout
-
         try:
             ShardLayout.for_module(model, task.ps_spec.num_shards)
         except ClusterError as err:
@@ -112,25 +115,12 @@ def prepare(task: TrainingTask) -> PreparedTask:
     return PreparedTask(task, dataset)
 
 
-def connect(address: str | None = None) -> None:
-    """Join the Ray cluster at ``address`` / ``RAY_ADDRESS``, or start an embedded local one."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    target = address or os.environ.get("RAY_ADDRESS") or "local"
-    ray.init(address=target, namespace="mtp", logging_level=logging.WARNING,
-             configure_logging=True)
-
-
 def _check_capacity(task: TrainingTask) -> None:
     import ray
 
     res = task.resources
-    need_cpu = res.num_workers * res.cpus_per_worker
-    if task.strategy is Strategy.PARAMETER_SERVER:
-        need_cpu += task.ps_spec.num_shards * task.ps_spec.cpus_per_shard
-    need_gpu = res.num_workers * (res.gpus_per_worker or (1.0 if res.use_gpu else 0.0))
+    needs = TaskResources.of(task)
+    need_cpu, need_gpu = needs.total_cpus, needs.total_gpus
     total = ray.cluster_resources()
     have_cpu, have_gpu = total.get("CPU", 0.0), total.get("GPU", 0.0)
     problems = []
@@ -173,7 +163,6 @@ def ray_train_worker(config: dict[str, Any]) -> None:
     import ray.train.torch
     import torch.distributed as dist
 
-    from cluster.heartbeat import HeartbeatSender
 
     _quiet_ray_train_reports(config.get("ray_train_log_level", "WARNING"))
     task = TrainingTask.model_validate(config["task"])
@@ -232,8 +221,6 @@ def _ray_train_log_level() -> str:
 def _versions() -> dict[str, str]:
     import ray
 
-    from trainer import __version__
-
     return {"mtp": __version__, "torch": torch.__version__, "ray": ray.__version__,
             "numpy": np.__version__, "python": platform.python_version()}
 
@@ -277,7 +264,6 @@ def train(
     ``on_epoch`` is called in the driver with each epoch's metrics as rank 0 reports them.
     ``node_ids`` pins rank ``i`` to node ``node_ids[i]`` (consensus verification uses it).
     """
-    from trainer.reuse import ResultReuse
 
     t_start = time.time()
     prepared = prepare(task)
@@ -481,8 +467,8 @@ def _supervise(task: TrainingTask, task_key: str, storage: Path, run_name: str,
 
 def _run_ps(task: TrainingTask, task_key: str, layout: dict[str, Path],
             loop_config: dict[str, Any]) -> None:
-    from cluster.errors import ClusterError
-    from cluster.ps_actors import run_parameter_server
+
+    from trainer.parameter_server import run_parameter_server  # imports Ray: deferred
 
     try:
         run_parameter_server(task, task_key, loop_config)

@@ -28,17 +28,15 @@ from typing import Any
 
 import torch
 
-from consistency.cache import atomic_write_bytes
+from mtp_core.atomic import atomic_write_text
+from mtp_core.spec import CheckpointPolicy, Compression
 from trainer.errors import CheckpointError
-from trainer.spec import CheckpointPolicy, Compression
 
 __all__ = [
     "CheckpointInfo",
     "CheckpointScheduler",
     "CheckpointStore",
     "SaveReason",
-    "atomic_write_bytes",
-    "atomic_write_text",
 ]
 
 logger = logging.getLogger(__name__)
@@ -53,10 +51,6 @@ class SaveReason(enum.StrEnum):
     TIME = "time"
     BEST = "best"
     FINAL = "final"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 class CheckpointScheduler:

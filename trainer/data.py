@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
+from mtp_core.spec import DatasetSpec, FileDataset, SklearnDataset, SyntheticDataset, TaskKind
 from trainer.errors import DataError
-from trainer.spec import DatasetSpec, FileDataset, SklearnDataset, SyntheticDataset, TaskKind
 
 __all__ = [
     "Dataset",

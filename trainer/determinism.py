@@ -8,7 +8,6 @@ RNG states are converted to plain tensors and tuples so checkpoints load with
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 from typing import Any
@@ -19,16 +18,9 @@ import torch
 __all__ = [
     "capture_rng_state",
     "enable_deterministic_algorithms",
-    "rank_seed",
     "restore_rng_state",
     "seed_everything",
 ]
-
-
-def rank_seed(seed: int, rank: int) -> int:
-    """Independent per-rank seed (sha256, so neighbouring ranks get unrelated streams)."""
-    digest = hashlib.sha256(f"{seed}:{rank}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 def seed_everything(seed: int) -> None:

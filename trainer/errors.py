@@ -1,30 +1,25 @@
 """Exceptions of the trainer package.
 
-Every error the trainer raises derives from :class:`TrainerError`. Errors about the user's input
-(:class:`ConfigError`, :class:`DataError`) say which field or file is wrong, the value that was
-given and what is allowed; the CLI turns them into exit code 2. They are plain ``Exception``
+Every error the trainer raises derives from :class:`TrainerError`, under the platform's root
+:class:`mtp_core.errors.MtpError`. Input errors (:class:`mtp_core.errors.ConfigError`,
+:class:`mtp_core.errors.DataError`, and :class:`CheckpointError` here) derive from
+:class:`mtp_core.errors.InputError` and exit with code 2. They are plain ``Exception``
 subclasses with a single message argument, so they pickle across Ray actor boundaries.
 """
 
 from __future__ import annotations
 
-__all__ = ["TrainerError", "ConfigError", "DataError", "CheckpointError", "TrainingFailedError"]
+from mtp_core.errors import ConfigError, DataError, InputError, MtpError
+
+__all__ = ["CheckpointError", "ConfigError", "DataError", "TrainerError", "TrainingFailedError"]
 
 
-class TrainerError(Exception):
+class TrainerError(MtpError):
     """Root of every error raised by the trainer package."""
 
 
-class ConfigError(TrainerError):
-    """The task configuration is invalid: names the field, the bad value and what is allowed."""
-
-
-class DataError(TrainerError):
-    """The dataset cannot be used: missing file, empty table, absent column, wrong shape."""
-
-
-class CheckpointError(TrainerError):
-    """A checkpoint directory cannot be used for this task (for example another task's run)."""
+class CheckpointError(TrainerError, InputError):
+    """A run directory cannot be used for this task (for example another task's run)."""
 
 
 class TrainingFailedError(TrainerError):

@@ -8,10 +8,10 @@ import numpy as np
 from torch import nn
 
 from consistency.hashing import state_dict_hash
+from mtp_core.spec import TaskKind, TrainingTask
 from trainer.errors import TrainerError
 from trainer.models import build_model
 from trainer.result import load_result
-from trainer.spec import TaskKind, TrainingTask
 
 __all__ = ["load_model"]
 

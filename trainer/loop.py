@@ -28,19 +28,15 @@ import torch
 from torch import nn
 
 from consistency.hashing import state_dict_hash
+from mtp_core.atomic import atomic_write_bytes, atomic_write_text
+from mtp_core.hashing import rank_seed
+from mtp_core.spec import LossName, OptimizerName, TaskKind, TrainingTask
 from trainer._collective import Collective
-from trainer.checkpoint import (
-    CheckpointScheduler,
-    CheckpointStore,
-    SaveReason,
-    atomic_write_bytes,
-    atomic_write_text,
-)
+from trainer.checkpoint import CheckpointScheduler, CheckpointStore, SaveReason
 from trainer.data import ShardedBatches, feature_stats, split_indices, validation_shard
 from trainer.determinism import (
     capture_rng_state,
     enable_deterministic_algorithms,
-    rank_seed,
     restore_rng_state,
     seed_everything,
 )
@@ -52,7 +48,6 @@ from trainer.metrics import (
     regression_stats,
 )
 from trainer.models import build_model, count_parameters
-from trainer.spec import LossName, OptimizerName, TaskKind, TrainingTask
 
 __all__ = ["DatasetMeta", "TrainLoop", "build_loss", "build_optimizer", "run_layout"]
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mtp_core.spec import Activation, CNNModel, LinearModel, MLPModel, ModelSpec, TaskKind
 from trainer.errors import ConfigError
-from trainer.spec import Activation, CNNModel, LinearModel, MLPModel, ModelSpec, TaskKind
 
 __all__ = ["MODEL_CODE_VERSION", "Standardize", "build_model", "count_parameters"]
 

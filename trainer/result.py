@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from trainer.checkpoint import atomic_write_text
+from mtp_core.atomic import atomic_write_text
 from trainer.errors import TrainerError
 
 __all__ = ["EpochRecord", "Timings", "TrainingResult", "load_result"]

@@ -25,12 +25,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from consistency.actors import CLAIM_TIMEOUT_S
 from consistency.cache import ResultCache
 from consistency.hashing import state_dict_hash
-from consistency.store import ClaimOutcome
+from consistency.store import CLAIM_TIMEOUT_S, ClaimOutcome
+from mtp_core.spec import TrainingTask
 from trainer.result import TrainingResult
-from trainer.spec import TrainingTask
 
 __all__ = ["ResultReuse", "cache_dir", "usable_result"]
 

@@ -13,9 +13,9 @@ from cluster.parameter_server import (
     ShardLayout,
     StaleAttemptError,
 )
+from mtp_core.spec import PSMode
 from tests.conftest import digits_task_dict
 from trainer import ConfigError, parse_task, prepare
-from trainer.spec import PSMode
 
 
 def _mlp() -> torch.nn.Module:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from consistency.cache import ResultCache
-from consistency.config import CacheSpec
 from consistency.errors import ConsistencyError
-from consistency.identity import json_checksum
+from mtp_core.consistency_spec import CacheSpec
+from mtp_core.hashing import json_checksum
 
 K1, K2, K3, K4 = ("a" * 64, "b" * 64, "c" * 64, "d" * 64)
 ENTRY = {"task_id": "t", "final_metrics": {"val_accuracy": 0.97}, "weights_hash": "f" * 64}

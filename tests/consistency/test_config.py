@@ -5,8 +5,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from consistency.config import CacheSpec, ConsistencySpec, DeterministicSpec
-from consistency.hashing import deterministic_seed
+from mtp_core.consistency_spec import CacheSpec, ConsistencySpec, DeterministicSpec
+from mtp_core.hashing import deterministic_seed
 
 DATA = "d" * 64
 

@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import torch
 
-from consistency import canonical_json, data_hash, deterministic_seed, state_dict_hash
+from consistency.hashing import state_dict_hash
+from mtp_core.hashing import canonical_json, data_hash, deterministic_seed
 
 
 def test_data_hash_is_content_sensitive() -> None:
@@ -32,7 +33,7 @@ def test_data_hash_ignores_memory_layout_and_byte_order() -> None:
 
 def test_seed_is_stable_across_processes() -> None:
     seed = deterministic_seed("task-a", "ab" * 32)
-    code = ("from consistency import deterministic_seed; "
+    code = ("from mtp_core.hashing import deterministic_seed; "
             "print(deterministic_seed('task-a', 'ab' * 32))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env={"PYTHONHASHSEED": "123"})

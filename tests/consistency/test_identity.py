@@ -6,8 +6,9 @@ from typing import Any
 import pytest
 
 from consistency.errors import ConsistencyError
-from consistency.identity import cache_key, json_checksum, task_params_for_key
-from trainer.spec import TrainingTask
+from consistency.identity import cache_key, task_params_for_key
+from mtp_core.hashing import json_checksum
+from mtp_core.spec import TrainingTask
 
 DATA = "d" * 64
 

@@ -10,8 +10,8 @@ import pytest
 from hpo.errors import SearchConfigError
 from hpo.space import apply_params, check_space, decode
 from hpo.study import best_so_far, build_searcher, parse_search
+from mtp.cli import main
 from tests.conftest import EXAMPLES, digits_task_dict
-from trainer.cli import main
 
 
 def _spec(space: dict[str, Any], **kw: Any) -> Any:

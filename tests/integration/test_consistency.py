@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from mtp.cli import main
 from tests.conftest import REPO, digits_task_dict, ensure_local_ray, wait_for
 from trainer import TrainingResult, parse_task
 from trainer import train as mtp_train
-from trainer.cli import main
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 

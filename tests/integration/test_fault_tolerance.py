@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from cluster.simulate import freeze_node
+from mtp.cli import main
 from tests.conftest import FAST_FAULT_TOLERANCE, digits_task_dict, train_in_thread, wait_for
+from tests.support.simulate import freeze_node
 from trainer import TrainingFailedError, TrainingResult, parse_task
 from trainer import train as mtp_train
-from trainer.cli import main
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

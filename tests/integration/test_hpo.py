@@ -13,10 +13,10 @@ import yaml
 
 from hpo.spec import SearchSpec
 from hpo.study import TrialRecord, run_study
+from mtp.cli import main
 from tests.conftest import EXAMPLES, NO_REUSE
 from trainer import load_result, parse_task
 from trainer import train as mtp_train
-from trainer.cli import main
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 

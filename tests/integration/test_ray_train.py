@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from mtp.cli import main
 from tests.conftest import EXAMPLES, digits_task_dict, ensure_local_ray, train_in_thread, wait_for
 from trainer import TrainingFailedError, TrainingResult, load_model, load_result, parse_task
 from trainer import train as mtp_train
-from trainer.cli import main
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 

@@ -40,8 +40,8 @@ def test_verify_on_two_nodes_is_bitwise_consistent_and_catches_tampering(
 ) -> None:
     import ray
 
-    from consistency.verify import verify
     from trainer import prepare
+    from trainer.verify import verify
 
     cluster, node = two_nodes
     task = parse_task(TASK)
@@ -71,7 +71,7 @@ def test_verify_on_two_nodes_is_bitwise_consistent_and_catches_tampering(
 
 
 def test_more_replicas_than_nodes_is_a_clear_error(two_nodes: Any, tmp_path: Path) -> None:
-    from consistency.verify import verify
+    from trainer.verify import verify
 
     with pytest.raises(ConfigError, match=r"--replicas 3 needs 3 distinct nodes .* only 2 of 2"):
         verify(parse_task(TASK), replicas=3, storage_path=tmp_path)

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from mtp_core.spec import CheckpointPolicy, Compression
 from trainer import CheckpointError
 from trainer.checkpoint import CheckpointScheduler, CheckpointStore, SaveReason
-from trainer.spec import CheckpointPolicy, Compression
 
 
 def _save(store: CheckpointStore, epoch: int, is_best: bool = False, fp: str = "fp") -> None:
@@ -119,7 +119,7 @@ def test_process_killed_while_writing_never_leaves_a_usable_partial_checkpoint(
     writer = (
         "import torch, sys\n"
         "from trainer.checkpoint import CheckpointStore, SaveReason\n"
-        "from trainer.spec import CheckpointPolicy\n"
+        "from mtp_core.spec import CheckpointPolicy\n"
         "s = CheckpointStore(sys.argv[1], CheckpointPolicy(keep_last=3))\n"
         "big = {'w': torch.ones(64 * 1024 * 1024)}\n"  # 256 MB: long enough to be caught
         "print('ready', flush=True)\n"

@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from mtp_core.spec import FileDataset, SklearnDataset, SyntheticDataset, TaskKind
 from trainer import DataError
 from trainer.data import ShardedBatches, load_dataset, split_indices, validation_shard
-from trainer.spec import FileDataset, SklearnDataset, SyntheticDataset, TaskKind
 
 
 @pytest.mark.parametrize(

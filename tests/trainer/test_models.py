@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from mtp_core.spec import CNNModel, LinearModel, MLPModel, TaskKind
 from trainer import ConfigError
 from trainer.models import Standardize, build_model, count_parameters
-from trainer.spec import CNNModel, LinearModel, MLPModel, TaskKind
 
 
 def _stats(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

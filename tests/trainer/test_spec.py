@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mtp.cli import main
+from mtp_core.spec import CNNModel, MLPModel, OptimizerName, apply_overrides
 from tests.conftest import EXAMPLES, digits_task_dict
 from trainer import ConfigError, load_task, parse_task
-from trainer.cli import main
-from trainer.spec import CNNModel, MLPModel, OptimizerName, apply_overrides
 
 
 def write(tmp_path: Path, data: object, name: str = "task.yaml") -> Path:
@@ -157,7 +157,7 @@ def test_cli_exit_2_for_data_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_parameter_server_example_selects_the_strategy() -> None:
-    from trainer.spec import PSMode, Strategy
+    from mtp_core.spec import PSMode, Strategy
 
     task = load_task(EXAMPLES / "digits_mlp_ps.yaml")
     assert task.strategy is Strategy.PARAMETER_SERVER

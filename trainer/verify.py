@@ -19,6 +19,12 @@ from typing import Any
 
 from consistency.consensus import ConsistencyReport, compare_results
 from consistency.errors import ConsistencyError
+from mtp_core.errors import ConfigError
+from mtp_core.ray_env import connect
+from mtp_core.resources import TaskResources
+from mtp_core.spec import Strategy, TrainingTask
+from trainer.api import prepare, resolve_storage, train
+from trainer.reuse import usable_result
 
 __all__ = ["pick_nodes", "verify"]
 
@@ -39,17 +45,13 @@ def pick_nodes(per_node: dict[str, dict[str, float]], cpus: float, gpus: float,
     return fit[:replicas]
 
 
-def verify(task: Any, replicas: int = 2, *, storage_path: str | Path | None = None,
+def verify(task: TrainingTask, replicas: int = 2, *, storage_path: str | Path | None = None,
            address: str | None = None) -> ConsistencyReport:
     """Run ``task`` on ``replicas`` distinct nodes and report whether the results agree."""
     import ray
 
     from cluster.actors import free_resources_per_node
     from consistency.actors import get_result_registry
-    from trainer.api import connect, prepare, resolve_storage, train
-    from trainer.errors import ConfigError
-    from trainer.reuse import usable_result
-    from trainer.spec import Strategy
 
     if replicas < 1:
         raise ConfigError(f"--replicas {replicas}: must be at least 1")
@@ -59,11 +61,10 @@ def verify(task: Any, replicas: int = 2, *, storage_path: str | Path | None = No
     storage = resolve_storage(storage_path)
     prepared = prepare(task)
     connect(address)
-    res = task.resources
-    need_cpu = res.num_workers * res.cpus_per_worker
-    need_gpu = res.num_workers * ((res.gpus_per_worker or 1.0) if res.use_gpu else 0.0)
+    needs = TaskResources.of(task)
     try:
-        nodes = pick_nodes(free_resources_per_node(), need_cpu, need_gpu, replicas)
+        nodes = pick_nodes(free_resources_per_node(), needs.total_cpus, needs.total_gpus,
+                           replicas)
     except ConsistencyError as err:
         raise ConfigError(str(err)) from None
     registry = get_result_registry(storage) if task.consistency.sharing.enabled else None
@@ -88,7 +89,7 @@ def verify(task: Any, replicas: int = 2, *, storage_path: str | Path | None = No
         # a new run directory per call: an old replica's final checkpoint must not be resumed
         r = train(task, storage_path=storage,
                   run_name=f"{task.task_id}-verify-{stamp}-{i}",
-                  use_cache=False, node_ids=[node] * res.num_workers)
+                  use_cache=False, node_ids=[node] * needs.num_workers)
         results.append(r.model_dump(mode="json"))
         names.append(node)
     spec = task.consistency.consensus

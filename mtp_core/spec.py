@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from consistency.config import ConsistencySpec
-from trainer.errors import ConfigError
+from mtp_core.base import StrictModel
+from mtp_core.consistency_spec import ConsistencySpec
+from mtp_core.direction import Direction
+from mtp_core.errors import ConfigError
 
 __all__ = [
     "Activation",
@@ -89,21 +91,17 @@ class Compression(enum.StrEnum):
     LZMA = "lzma"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
-
-
 # ---------------------------------------------------------------------------------------------
 # Models
 
 
-class LinearModel(_Strict):
+class LinearModel(StrictModel):
     """A single affine layer: linear regression, or softmax (logistic) regression on logits."""
 
     type: Literal["linear", "logistic_regression"]
 
 
-class MLPModel(_Strict):
+class MLPModel(StrictModel):
     """Fully connected network: ``Linear -> activation -> dropout`` per hidden size."""
 
     type: Literal["mlp"]
@@ -114,7 +112,7 @@ class MLPModel(_Strict):
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout after each hidden layer.")
 
 
-class CNNModel(_Strict):
+class CNNModel(StrictModel):
     """Small conv net for image-shaped inputs (``dataset.image_shape`` or digits as 1x8x8)."""
 
     type: Literal["cnn"]
@@ -141,7 +139,7 @@ ModelSpec = Annotated[LinearModel | MLPModel | CNNModel, Field(discriminator="ty
 # Datasets
 
 
-class _DatasetCommon(_Strict):
+class _DatasetCommon(StrictModel):
     standardize: bool = Field(
         True,
         description="Scale features to zero mean, unit variance using train-split statistics; "
@@ -206,7 +204,7 @@ DatasetSpec = Annotated[
 # Training
 
 
-class Hyperparameters(_Strict):
+class Hyperparameters(StrictModel):
     """Optimizer hyperparameters beyond the learning rate."""
 
     weight_decay: float = Field(0.0, ge=0.0, le=1.0)
@@ -231,14 +229,14 @@ class Hyperparameters(_Strict):
         return self
 
 
-class EarlyStopping(_Strict):
+class EarlyStopping(StrictModel):
     """Stop when the monitored validation metric has not improved for ``patience`` epochs."""
 
     patience: int = Field(0, ge=0, description="0 disables early stopping.")
     min_delta: float = Field(0.0, ge=0.0, description="Smallest change that counts as better.")
 
 
-class MonitorSpec(_Strict):
+class MonitorSpec(StrictModel):
     """Validation metric that decides the best checkpoint and early stopping."""
 
     metric: str = Field(
@@ -257,18 +255,18 @@ class MonitorSpec(_Strict):
         return v
 
 
-_METRIC_MODES: dict[str, str] = {
-    "val_loss": "min",
-    "val_accuracy": "max",
-    "val_precision": "max",
-    "val_recall": "max",
-    "val_f1": "max",
-    "val_mse": "min",
-    "val_r2": "max",
+_METRIC_MODES: dict[str, Direction] = {
+    "val_loss": Direction.MINIMIZE,
+    "val_accuracy": Direction.MAXIMIZE,
+    "val_precision": Direction.MAXIMIZE,
+    "val_recall": Direction.MAXIMIZE,
+    "val_f1": Direction.MAXIMIZE,
+    "val_mse": Direction.MINIMIZE,
+    "val_r2": Direction.MAXIMIZE,
 }
 
 
-class CheckpointPolicy(_Strict):
+class CheckpointPolicy(StrictModel):
     """When to write checkpoints and which to keep.
 
     A checkpoint is written at the end of an epoch when any rule fires: every ``every_n_epochs``
@@ -285,7 +283,7 @@ class CheckpointPolicy(_Strict):
     compression: Compression = Compression.NONE
 
 
-class TrainingSpec(_Strict):
+class TrainingSpec(StrictModel):
     epochs: int = Field(10, ge=1, le=100_000)
     batch_size: int = Field(64, ge=1, le=1_000_000, description="Per-worker batch size.")
     learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
@@ -297,7 +295,7 @@ class TrainingSpec(_Strict):
     checkpoint: CheckpointPolicy = Field(default_factory=CheckpointPolicy)
 
 
-class ResourcesSpec(_Strict):
+class ResourcesSpec(StrictModel):
     num_workers: int = Field(2, ge=1, le=4096, description="Data-parallel training workers.")
     cpus_per_worker: float = Field(1.0, gt=0.0, le=1024)
     gpus_per_worker: float = Field(0.0, ge=0.0, le=16)
@@ -313,7 +311,7 @@ class ResourcesSpec(_Strict):
         return self
 
 
-class FailureSpec(_Strict):
+class FailureSpec(StrictModel):
     max_failures: int = Field(
         3, ge=-1, description="Worker-group restarts Ray Train may do; -1 retries forever."
     )
@@ -324,7 +322,7 @@ class MigrationStrategy(enum.StrEnum):
     ROUND_ROBIN = "round_robin"
 
 
-class FaultToleranceSpec(_Strict):
+class FaultToleranceSpec(StrictModel):
     """Node-level failure handling by the platform's FaultDetector and TaskMigrator actors.
 
     Workers and a small agent on every node send heartbeats every ``heartbeat_interval_s``. A
@@ -386,7 +384,7 @@ class PSMode(enum.StrEnum):
     ASYNC = "async"
 
 
-class ParameterServerSpec(_Strict):
+class ParameterServerSpec(StrictModel):
     """The parameter-server strategy: ``num_shards`` server actors hold the parameters.
 
     ``sync``: every step averages all workers' gradients in rank order and applies one
@@ -403,7 +401,7 @@ class ParameterServerSpec(_Strict):
         0.0, ge=0.0, le=64, description="CPUs reserved per server actor (0: share the node).")
 
 
-class TrainingTask(_Strict):
+class TrainingTask(StrictModel):
     """One unit of work: model + dataset + hyperparameters + resources.
 
     ``task_id`` (``id`` if given, else ``name``) and the dataset's content hash determine the
@@ -461,15 +459,13 @@ class TrainingTask(_Strict):
     def task_id(self) -> str:
         return self.id or self.name
 
-    def monitor_metric(self, kind: TaskKind) -> tuple[str, str]:
-        """The (metric, mode) pair that selects the best epoch, resolving ``auto``."""
+    def monitor_metric(self, kind: TaskKind) -> tuple[str, Direction]:
+        """The (metric, direction) pair that selects the best epoch, resolving ``auto``."""
         metric = self.training.monitor.metric
         if metric == "auto":
             metric = "val_accuracy" if kind is TaskKind.CLASSIFICATION else "val_loss"
         mode = self.training.monitor.mode
-        if mode == "auto":
-            mode = "max" if _METRIC_MODES[metric] == "max" else "min"
-        return metric, mode
+        return metric, _METRIC_MODES[metric] if mode == "auto" else Direction(mode)
 
     def canonical_dict(self) -> dict[str, Any]:
         """JSON-ready dict with enums as values: the input to hashes and stored copies."""

@@ -13,22 +13,14 @@ Every model forbids unknown fields and is frozen, like the rest of the task spec
 
 from __future__ import annotations
 
-import hashlib
+from pydantic import Field, model_validator
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from consistency.hashing import canonical_json, deterministic_seed
+from mtp_core.base import StrictModel
+from mtp_core.hashing import SEED_LIMIT, deterministic_seed, mixed_seed
 
 __all__ = ["CacheSpec", "ConsensusSpec", "ConsistencySpec", "DeterministicSpec", "SharingSpec"]
 
-_SEED_LIMIT = 2**63  # deterministic_seed gives 63-bit seeds; torch and numpy take them
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class DeterministicSpec(_Strict):
+class DeterministicSpec(StrictModel):
     """How runs are seeded, so that the same task on the same data gives the same weights.
 
     * ``enabled=true, use_task_based_seed=true`` (default): the seed is derived from the task id
@@ -43,7 +35,7 @@ class DeterministicSpec(_Strict):
 
     enabled: bool = Field(True, description="Seed every RNG and use deterministic kernels.")
     global_seed: int | None = Field(
-        None, ge=0, lt=_SEED_LIMIT,
+        None, ge=0, lt=SEED_LIMIT,
         description="Seed for every task (use_task_based_seed=false) or mixed into the "
         "task-based seed (use_task_based_seed=true).")
     use_task_based_seed: bool = Field(
@@ -71,12 +63,10 @@ class DeterministicSpec(_Strict):
             return self.global_seed
         if self.global_seed is None:
             return deterministic_seed(task_id, data_digest)
-        mixed = canonical_json({"task_id": task_id, "data": data_digest,
-                                "global_seed": self.global_seed})
-        return int.from_bytes(hashlib.sha256(mixed).digest()[:8], "little") & (_SEED_LIMIT - 1)
+        return mixed_seed(task_id, data_digest, self.global_seed)
 
 
-class CacheSpec(_Strict):
+class CacheSpec(StrictModel):
     """The node-local result cache (``consistency.cache.ResultCache``)."""
 
     enabled: bool = Field(True, description="Reuse a stored result of an identical task.")
@@ -91,14 +81,14 @@ class CacheSpec(_Strict):
         return self.ttl_hours * 3600.0
 
 
-class SharingSpec(_Strict):
+class SharingSpec(StrictModel):
     """The cluster-wide result registry."""
 
     enabled: bool = Field(
         True, description="Publish results to, and look them up in, the cluster registry.")
 
 
-class ConsensusSpec(_Strict):
+class ConsensusSpec(StrictModel):
     """When replicas of a task count as agreeing (``consistency.consensus.compare_results``)."""
 
     tolerance_percentage: float = Field(
@@ -110,7 +100,7 @@ class ConsensusSpec(_Strict):
         0.5, ge=0.0, le=1.0, description="Smallest fraction of replicas that must agree.")
 
 
-class ConsistencySpec(_Strict):
+class ConsistencySpec(StrictModel):
     """Reproducibility and reuse settings of a task; every part has working defaults."""
 
     deterministic: DeterministicSpec = Field(default_factory=DeterministicSpec)

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from consistency.errors import ConsistencyError
-from trainer.errors import CheckpointError, ConfigError, DataError, TrainerError
+from mtp_core.errors import ConfigError, DataError
+from trainer.errors import CheckpointError, TrainerError
 from trainer.result import TrainingResult
 
 __all__ = ["main"]
@@ -75,8 +76,8 @@ def format_summary(r: TrainingResult) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from mtp_core.spec import load_task
     from trainer.api import train
-    from trainer.spec import load_task
 
     task = load_task(args.config, args.set or [])
     total = task.training.epochs
@@ -111,8 +112,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from mtp_core.spec import load_task
     from trainer.api import prepare
-    from trainer.spec import load_task
 
     task = load_task(args.config, args.set or [])
     p = prepare(task)
@@ -167,8 +168,8 @@ def format_report(report: Any) -> str:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from consistency.verify import verify
-    from trainer.spec import load_task
+    from mtp_core.spec import load_task
+    from trainer.verify import verify
 
     task = load_task(args.config, args.set or [])
     report = verify(task, args.replicas, storage_path=args.storage_path, address=args.address)
@@ -182,7 +183,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_registry_stats(args: argparse.Namespace) -> int:
     import ray
 
-    from consistency.actors import NAMESPACE, REGISTRY_NAME
+    from consistency.actors import REGISTRY_NAME
+    from mtp_core.ray_env import NAMESPACE
 
     _join_cluster("registry stats", args.address)
     try:

@@ -1,0 +1,41 @@
+"""The error root of the platform.
+
+Every error the platform raises derives from :class:`MtpError`. Errors that mean "your input is
+wrong" (a config field, a data file, a command-line argument, a run directory that belongs to
+another task) also derive from :class:`InputError`; the CLI exits with code 2 for them and with
+code 1 for every other :class:`MtpError` (a platform or training failure). Each package has its
+own root (``TrainerError``, ``ClusterError``, ``ConsistencyError``, ``HpoError``) under
+``MtpError``.
+
+All of them are plain ``Exception`` subclasses whose only argument is the message, so they
+pickle across Ray actor and task boundaries unchanged.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "DataError", "InputError", "MtpError", "exit_code_for"]
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+class MtpError(Exception):
+    """Root of every error the platform raises; a platform failure (exit code 1)."""
+
+
+class InputError(MtpError):
+    """The user's input is wrong; the message names the field or file, the value and what is
+    allowed (exit code 2). Mixed into the input errors of every package."""
+
+
+class ConfigError(InputError):
+    """The task configuration is invalid: names the field, the bad value and what is allowed."""
+
+
+class DataError(InputError):
+    """The dataset cannot be used: missing file, empty table, absent column, wrong shape."""
+
+
+def exit_code_for(err: MtpError) -> int:
+    """2 for input errors, 1 for every other platform error."""
+    return EXIT_BAD_INPUT if isinstance(err, InputError) else EXIT_FAILED
