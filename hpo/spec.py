@@ -25,7 +25,10 @@ import enum
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from mtp_core.base import StrictModel
+from mtp_core.direction import Direction
 
 __all__ = [
     "ChoiceParam",
@@ -39,11 +42,7 @@ __all__ = [
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class FloatParam(_Strict):
+class FloatParam(StrictModel):
     """``uniform`` or ``loguniform`` on [low, high]."""
 
     type: Literal["uniform", "loguniform"]
@@ -60,7 +59,7 @@ class FloatParam(_Strict):
         return self
 
 
-class IntParam(_Strict):
+class IntParam(StrictModel):
     """An integer in [low, high], both included; ``log`` samples on a log scale."""
 
     type: Literal["int"]
@@ -77,14 +76,14 @@ class IntParam(_Strict):
         return self
 
 
-class ChoiceParam(_Strict):
+class ChoiceParam(StrictModel):
     """One of ``values`` (numbers, strings, lists such as hidden sizes)."""
 
     type: Literal["choice"]
     values: list[Any] = Field(min_length=1)
 
 
-class GridParam(_Strict):
+class GridParam(StrictModel):
     """Every one of ``values`` (searcher ``grid`` crosses all grid parameters)."""
 
     type: Literal["grid"]
@@ -107,13 +106,13 @@ class SchedulerName(enum.StrEnum):
     ASHA = "asha"
 
 
-class SearchSpec(_Strict):
+class SearchSpec(StrictModel):
     """How a study searches; validated on its own, then against the base task (``space``)."""
 
     space: dict[str, ParamSpec] = Field(min_length=1, description="dotted task path -> range")
     searcher: SearcherName = SearcherName.BAYESIAN
     metric: str = Field("val_accuracy", description="An epoch metric, e.g. val_loss.")
-    mode: Literal["max", "min"] = "max"
+    mode: Direction = Direction.MAXIMIZE
     num_samples: int = Field(
         16, ge=1, le=100_000, description="Trials; grid: repeats of the whole grid (1).")
     max_concurrent_trials: int | None = Field(

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -32,6 +31,7 @@ from hpo.errors import HpoError, SearchConfigError
 from hpo.space import apply_params, check_space, decode, tune_space
 from hpo.spec import SchedulerName, SearcherName, SearchSpec
 from mtp_core.atomic import atomic_write_text
+from mtp_core.direction import Direction
 from mtp_core.ray_env import connect
 from mtp_core.spec import format_validation_error, load_raw_config, parse_task
 from trainer.api import resolve_storage, train
@@ -232,7 +232,7 @@ def run_study(spec: SearchSpec, *, name: str, storage: str | Path,
             param_space=tune_space(spec),
             tune_config=tune.TuneConfig(
                 search_alg=build_searcher(spec), scheduler=_scheduler(spec, max_t),
-                metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples,
+                metric=spec.metric, mode=spec.mode.value, num_samples=spec.num_samples,
                 max_concurrent_trials=concurrent, time_budget_s=spec.time_budget_s,
                 # a plain objective keeps its worker process between trials (no re-imports);
                 # a training trial gets a fresh one (it drives a whole Ray Train run)
@@ -258,15 +258,9 @@ class _Progress(Callback):
         self.done += 1
         if rec is None:
             return
-        if self.best is None or _better(self.spec.mode, rec.value, self.best.value):
+        if self.spec.mode.improves(rec.value, None if self.best is None else self.best.value):
             self.best = rec
         self.on_trial(rec, self.best, self.spec.total_trials())
-
-
-def _better(mode: str, a: float, b: float) -> bool:
-    if math.isnan(b):
-        return not math.isnan(a)
-    return (a > b) if mode == "max" else (a < b)
 
 
 def _record_of_trial(spec: SearchSpec, trial: Any, index: int) -> TrialRecord | None:
@@ -294,7 +288,7 @@ def _summarise(spec: SearchSpec, name: str, study_dir: Path, grid: Any) -> Study
             logger.warning("trial %s reported no %s (error: %s)", r.path, spec.metric, r.error)
             continue
         series = df[spec.metric].astype(float)
-        value = float(series.max() if spec.mode == "max" else series.min())
+        value = float(series.max() if spec.mode is Direction.MAXIMIZE else series.min())
         m = r.metrics
         records.append(TrialRecord(
             trial_id=str(m.get("trial_id")), index=0, params=decode(spec, r.config),
@@ -311,10 +305,10 @@ def _summarise(spec: SearchSpec, name: str, study_dir: Path, grid: Any) -> Study
         rec.index = i
     best = records[0]
     for rec in records[1:]:
-        if _better(spec.mode, rec.value, best.value):
+        if spec.mode.improves(rec.value, best.value):
             best = rec
     result = StudyResult(name=name, study_dir=str(study_dir), metric=spec.metric,
-                         mode=spec.mode, searcher=spec.searcher.value,
+                         mode=spec.mode.value, searcher=spec.searcher.value,
                          best_params=best.params, best_value=best.value,
                          best_trial=best.trial_id, trials=records)
     result.files = write_outputs(result)
@@ -324,7 +318,7 @@ def _summarise(spec: SearchSpec, name: str, study_dir: Path, grid: Any) -> Study
 def best_so_far(values: list[float], mode: str) -> list[float]:
     out: list[float] = []
     for v in values:
-        if not out or _better(mode, v, out[-1]):
+        if not out or Direction(mode).improves(v, out[-1]):
             out.append(v)
         else:
             out.append(out[-1])

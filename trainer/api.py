@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from cluster.errors import ClusterError
-from cluster.heartbeat import HeartbeatSender
 from cluster.parameter_server import ShardLayout
 from consistency.identity import cache_key, task_params_for_key
 from mtp_core.atomic import atomic_write_text
@@ -37,7 +36,7 @@ from mtp_core.ray_env import connect
 from mtp_core.resources import TaskResources
 from mtp_core.spec import Strategy, TrainingTask
 from mtp_core.version import __version__
-from trainer._collective import SingleProcess, TorchCollective
+from trainer._collective import SingleProcess
 from trainer.checkpoint import CheckpointStore
 from trainer.data import Dataset, load_dataset
 from trainer.errors import ConfigError, TrainingFailedError
@@ -139,78 +138,6 @@ def _check_capacity(task: TrainingTask) -> None:
     raise ConfigError(msg + ": lower resources.num_workers / cpus_per_worker / "
                       "gpus_per_worker, or add nodes (set MTP_ALLOW_AUTOSCALE=1 to wait for "
                       "an autoscaling cluster instead)")
-
-
-def _quiet_ray_train_reports(level: str) -> None:
-    """Ray Train logs every report at INFO from every worker (one line per rank per epoch).
-
-    Its execution context names that logger by file path (``logging.getLogger(__file__)``),
-    outside the ``ray.train`` hierarchy that ``LoggingConfig`` controls, so set it here.
-    """
-    for name in list(logging.root.manager.loggerDict):
-        if name.startswith("ray.train") or "/ray/train/" in name:
-            logging.getLogger(name).setLevel(level)
-
-
-def ray_train_worker(config: dict[str, Any]) -> None:
-    """Ray Train's per-worker entry point: wraps TrainLoop with Ray's process group.
-
-    Also sends heartbeats to the fault detector and, on rank 0, tells the task migrator where
-    this attempt runs and, after a migration, from which checkpoint it resumed.
-    """
-    import ray
-    import ray.train
-    import ray.train.torch
-    import torch.distributed as dist
-
-
-    _quiet_ray_train_reports(config.get("ray_train_log_level", "WARNING"))
-    task = TrainingTask.model_validate(config["task"])
-    features, targets = ray.get(config["data"])
-    device = ray.train.torch.get_device()
-    collective = TorchCollective(device) if dist.is_initialized() else SingleProcess()
-    progress = config.get("progress")
-    node_id = ray.get_runtime_context().get_node_id()
-    attempt = int(config.get("attempt", 0))
-
-    def on_epoch(record: dict[str, Any]) -> None:
-        if progress is None:
-            return
-        try:
-            progress.put_nowait(record)
-        except Exception as err:  # noqa: BLE001 - progress display must never stop training
-            logger.debug("progress queue unavailable: %s", err)
-
-    loop = TrainLoop(
-        task, features, targets, config["meta"], config["seed"], config["run_dir"],
-        config["fingerprint"], collective,
-        report=lambda metrics: ray.train.report(metrics),
-        prepare_model=lambda m: ray.train.torch.prepare_model(
-            # the Standardize buffers never change: no per-step buffer broadcast
-            m, parallel_strategy_kwargs={"forward_sync_buffers": False}),
-        device=device,
-        on_epoch=on_epoch,
-    )
-    heartbeat = None
-    if config.get("detector") is not None:
-        heartbeat = HeartbeatSender(
-            config["detector"], config["task_key"], attempt, collective.rank, node_id,
-            lambda: loop.state.global_step, task.fault_tolerance.heartbeat_interval_s).start()
-    nodes = collective.all_gather_object(node_id)
-    migrator = config.get("migrator")
-    if migrator is not None:
-        migrator.attach_worker.remote(config["task_key"], attempt, collective.rank,
-                                      ray.get_runtime_context().current_actor)
-    if migrator is not None and collective.rank == 0:
-        migrator.attempt_started.remote(config["task_key"], attempt, nodes)
-        if attempt > 0:
-            migrator.resumed.remote(config["task_key"], attempt, loop.resumed_from,
-                                    loop.state.global_step)
-    try:
-        loop.run()
-    finally:
-        if heartbeat is not None:
-            heartbeat.stop()
 
 
 def _ray_train_log_level() -> str:
@@ -386,6 +313,8 @@ def _make_trainer(task: TrainingTask, run_name: str, storage: Path, loop_config:
                   node_ids: list[str] | None, max_failures: int) -> Any:
     from ray.train import FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
+
+    from trainer.workers import ray_train_worker  # imports Ray: deferred
 
     res = task.resources
     per_worker: dict[str, float] = {"CPU": res.cpus_per_worker}

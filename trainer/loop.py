@@ -323,11 +323,8 @@ class TrainLoop:
         return metrics
 
     def _improved(self, value: float) -> bool:
-        best = self.early.best_value
-        if best is None:
-            return True
-        delta = self.task.training.early_stopping.min_delta
-        return value > best + delta if self.metric_mode == "max" else value < best - delta
+        return self.metric_mode.improves(value, self.early.best_value,
+                                         self.task.training.early_stopping.min_delta)
 
     def run_epoch(self) -> dict[str, Any]:
         """Train, evaluate, update early stopping, checkpoint and report one epoch."""
