@@ -50,11 +50,12 @@ import numpy as np
 import torch
 
 from mtp_core.hashing import data_hash
+from mtp_core.layout import RunLayout
 from mtp_core.spec import TaskKind
 from trainer import TrainingTask, connect, load_task, prepare, train
 from trainer._collective import SingleProcess
 from trainer.data import feature_stats, load_dataset, split_indices
-from trainer.loop import TrainLoop, build_loss, run_layout
+from trainer.loop import TrainLoop, build_loss
 from trainer.models import build_model, count_parameters
 from trainer.result import TrainingResult
 
@@ -236,7 +237,7 @@ def run_plain(task: TrainingTask) -> PlainRun:
 def _epoch_gaps(run_dir: Path, result: TrainingResult) -> tuple[list[float], float]:
     """Time between one epoch's end and the next one's start (the report barrier), and from
     the last epoch's end to train() returning (final model, summary, Ray Train shutdown)."""
-    raw = json.loads(run_layout(run_dir)["final"].read_text())["history"]
+    raw = json.loads(RunLayout.of(run_dir).final.read_text())["history"]
     starts = [float(r["start_unix"]) for r in raw]
     ends = [s + float(r["epoch_time_s"]) for s, r in zip(starts, raw, strict=True)]
     gaps = [nxt - end for end, nxt in zip(ends, starts[1:], strict=False)]

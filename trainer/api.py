@@ -21,6 +21,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from cluster.parameter_server import ShardLayout
 from consistency.identity import cache_key, task_params_for_key
 from mtp_core.atomic import atomic_write_text
 from mtp_core.hashing import canonical_json, data_hash
+from mtp_core.layout import RunLayout
 from mtp_core.ray_env import connect
 from mtp_core.resources import TaskResources
 from mtp_core.spec import Strategy, TrainingTask
@@ -40,7 +42,8 @@ from trainer._collective import SingleProcess
 from trainer.checkpoint import CheckpointStore
 from trainer.data import Dataset, load_dataset
 from trainer.errors import ConfigError, TrainingFailedError
-from trainer.loop import DatasetMeta, TrainLoop, build_loss, run_layout
+from trainer.launch import WorkerLaunch
+from trainer.loop import DatasetMeta, TrainLoop, build_loss
 from trainer.models import MODEL_CODE_VERSION, build_model
 from trainer.result import EpochRecord, Timings, TrainingResult
 from trainer.reuse import ResultReuse
@@ -238,10 +241,10 @@ def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: 
     run_name = run_name or task.task_id
     run_dir = storage / run_name
     run_dir.mkdir(parents=True, exist_ok=True)
-    layout = run_layout(run_dir)
+    layout = RunLayout.of(run_dir)
     # fail fast, in the driver, if the run directory holds another task's checkpoints
-    CheckpointStore(layout["checkpoints"]).load_latest(prepared.fingerprint)
-    atomic_write_text(run_dir / "task.json", json.dumps(task.canonical_dict(), indent=1))
+    CheckpointStore(layout.checkpoints).load_latest(prepared.fingerprint)
+    atomic_write_text(layout.task, json.dumps(task.canonical_dict(), indent=1))
 
     import ray
     from ray.util.queue import Empty, Queue
@@ -267,12 +270,10 @@ def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: 
                                          ft.preempt_on_detection))
     data_ref = ray.put((prepared.dataset.features, prepared.dataset.targets))
     progress: Any = Queue(actor_options={"num_cpus": 0}) if on_epoch is not None else None
-    loop_config = {
-        "task": task.canonical_dict(), "data": data_ref, "meta": prepared.meta,
-        "seed": prepared.seed, "run_dir": str(run_dir), "fingerprint": prepared.fingerprint,
-        "progress": progress, "ray_train_log_level": _ray_train_log_level(),
-        "detector": detector, "migrator": migrator, "task_key": task_key,
-    }
+    launch = WorkerLaunch(
+        task=task, data=data_ref, meta=prepared.meta, seed=prepared.seed, run_dir=str(run_dir),
+        fingerprint=prepared.fingerprint, task_key=task_key, progress=progress,
+        detector=detector, migrator=migrator, ray_train_log_level=_ray_train_log_level())
 
     stop = threading.Event()
 
@@ -293,9 +294,9 @@ def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: 
         pump_thread.start()
     try:
         if task.strategy is Strategy.PARAMETER_SERVER:
-            _run_ps(task, task_key, layout, loop_config)
+            _run_ps(task, task_key, layout, launch)
         else:
-            _supervise(task, task_key, storage, run_name, layout, loop_config, detector,
+            _supervise(task, task_key, storage, run_name, layout, launch, detector,
                        migrator, node_ids)
     finally:
         stop.set()
@@ -309,7 +310,7 @@ def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: 
 
 
 
-def _make_trainer(task: TrainingTask, run_name: str, storage: Path, loop_config: dict[str, Any],
+def _make_trainer(task: TrainingTask, run_name: str, storage: Path, launch: WorkerLaunch,
                   node_ids: list[str] | None, max_failures: int) -> Any:
     from ray.train import FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -324,7 +325,7 @@ def _make_trainer(task: TrainingTask, run_name: str, storage: Path, loop_config:
     selector = [{_NODE_ID_LABEL: nid} for nid in node_ids] if node_ids else None
     return TorchTrainer(
         ray_train_worker,
-        train_loop_config=loop_config,
+        train_loop_config={"launch": launch},
         torch_config=TorchConfig(backend="nccl" if res.use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=res.num_workers, use_gpu=res.use_gpu,
                                      resources_per_worker=per_worker, label_selector=selector),
@@ -335,7 +336,7 @@ def _make_trainer(task: TrainingTask, run_name: str, storage: Path, loop_config:
 
 
 def _supervise(task: TrainingTask, task_key: str, storage: Path, run_name: str,
-               layout: dict[str, Path], loop_config: dict[str, Any], detector: Any,
+               layout: RunLayout, launch: WorkerLaunch, detector: Any,
                migrator: Any, node_ids: list[str] | None = None) -> None:
     """Run the trainer; after a failure, resume where the task migrator says.
 
@@ -350,8 +351,8 @@ def _supervise(task: TrainingTask, task_key: str, storage: Path, run_name: str,
     auto = migrator is not None
     attempt = 0
     while True:
-        loop_config["attempt"] = attempt
-        trainer = _make_trainer(task, run_name, storage, loop_config, node_ids,
+        launch = replace(launch, attempt=attempt)
+        trainer = _make_trainer(task, run_name, storage, launch, node_ids,
                                 0 if auto else task.failure.max_failures)
         try:
             trainer.fit()
@@ -361,7 +362,7 @@ def _supervise(task: TrainingTask, task_key: str, storage: Path, run_name: str,
         except Exception as err:  # Ray Train raises its own error types
             failure_at = time.time()
             cause = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-            latest = CheckpointStore(layout["checkpoints"]).list()
+            latest = CheckpointStore(layout.checkpoints).list()
             where = (f"latest checkpoint {latest[-1].path} (kept)" if latest
                      else "no checkpoint written")
             if migrator is None or attempt >= ft.max_retry_attempts:
@@ -389,20 +390,19 @@ def _supervise(task: TrainingTask, task_key: str, storage: Path, run_name: str,
             detector.retire_task.remote(task_key, attempt)
             # a fresh copy of the data, held by this driver only: Ray may otherwise fetch the
             # old object from a copy on the lost node, and wait out a timeout before retrying
-            loop_config["data"] = ray.put(ray.get(loop_config["data"]))
+            launch = replace(launch, data=ray.put(ray.get(launch.data)))
             time.sleep(ft.retry_backoff_s * (2 ** attempt))
             attempt += 1
 
 
-def _run_ps(task: TrainingTask, task_key: str, layout: dict[str, Path],
-            loop_config: dict[str, Any]) -> None:
+def _run_ps(task: TrainingTask, task_key: str, layout: RunLayout, launch: WorkerLaunch) -> None:
 
     from trainer.parameter_server import run_parameter_server  # imports Ray: deferred
 
     try:
-        run_parameter_server(task, task_key, loop_config)
+        run_parameter_server(task, task_key, launch)
     except ClusterError as err:
-        latest = CheckpointStore(layout["checkpoints"]).list()
+        latest = CheckpointStore(layout.checkpoints).list()
         where = (f"latest checkpoint {latest[-1].path} (kept)" if latest
                  else "no checkpoint written")
         raise TrainingFailedError(
@@ -413,10 +413,10 @@ def _run_ps(task: TrainingTask, task_key: str, layout: dict[str, Path],
 
 def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, run_dir: Path,
                     t_start: float) -> TrainingResult:
-    layout = run_layout(run_dir)
-    if not layout["final"].is_file():
-        raise TrainingFailedError(f"training finished but {layout['final']} was not written")
-    summary = json.loads(layout["final"].read_text())
+    layout = RunLayout.of(run_dir)
+    if not layout.final.is_file():
+        raise TrainingFailedError(f"training finished but {layout.final} was not written")
+    summary = json.loads(layout.final.read_text())
     history = [EpochRecord.from_loop(r) for r in summary["history"]]
     raw_history = summary["history"]
     wall = time.time() - t_start
@@ -424,7 +424,7 @@ def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, r
     samples = sum(r.train_samples for r in history)
     steady = [r.samples_per_s for r in history[1:]] or [r.samples_per_s for r in history]
     starts = [r["start_unix"] for r in raw_history if r["start_unix"] >= t_start]
-    store = CheckpointStore(layout["checkpoints"])
+    store = CheckpointStore(layout.checkpoints)
     ckpts = store.list()
     best = store.best()
     best_rec = next((r for r in history if r.epoch == summary["best_epoch"]), None)
@@ -450,12 +450,12 @@ def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, r
         final_metrics=history[-1].metrics if history else {},
         history=history,
         weights_hash=summary["weights_hash"],
-        model_path=str(layout["model"]),
-        checkpoint_dir=str(layout["checkpoints"]),
+        model_path=str(layout.model),
+        checkpoint_dir=str(layout.checkpoints),
         best_checkpoint=str(best.path) if best else None,
         latest_checkpoint=str(ckpts[-1].path) if ckpts else None,
         resumed_from_epoch=summary["resumed_from_epoch"],
-        attempts=max(_count_attempts(layout["events"], t_start), 1),
+        attempts=max(_count_attempts(layout.events, t_start), 1),
         timings=Timings(
             wall_time_s=wall,
             startup_s=(min(starts) - t_start) if starts else 0.0,

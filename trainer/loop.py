@@ -30,6 +30,7 @@ from torch import nn
 from consistency.hashing import state_dict_hash
 from mtp_core.atomic import atomic_write_bytes, atomic_write_text
 from mtp_core.hashing import rank_seed
+from mtp_core.layout import RunLayout
 from mtp_core.spec import LossName, OptimizerName, TaskKind, TrainingTask
 from trainer._collective import Collective
 from trainer.checkpoint import CheckpointScheduler, CheckpointStore, SaveReason
@@ -49,7 +50,7 @@ from trainer.metrics import (
 )
 from trainer.models import build_model, count_parameters
 
-__all__ = ["DatasetMeta", "TrainLoop", "build_loss", "build_optimizer", "run_layout"]
+__all__ = ["DatasetMeta", "TrainLoop", "build_loss", "build_optimizer"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,18 +85,6 @@ class _RunState:
     global_step: int = 0  # optimizer steps taken, all epochs
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
-
-
-def run_layout(run_dir: str | Path) -> dict[str, Path]:
-    """Where a run keeps its files."""
-    r = Path(run_dir)
-    return {
-        "checkpoints": r / "checkpoints",
-        "model": r / "model.safetensors",
-        "final": r / "final.json",
-        "events": r / "events.jsonl",
-        "result": r / "result.json",
-    }
 
 
 def build_loss(task: TrainingTask, kind: TaskKind) -> nn.Module:
@@ -163,7 +152,7 @@ class TrainLoop:
         self.report = report
         self.on_epoch = on_epoch
         self.device = device or torch.device("cpu")
-        self.layout = run_layout(run_dir)
+        self.layout = RunLayout.of(run_dir)
         self.metric_name, self.metric_mode = task.monitor_metric(meta.kind)
 
         enable_deterministic_algorithms()
@@ -197,7 +186,7 @@ class TrainLoop:
                           else build_optimizer(task, self.model.parameters()))
         self.batches = ShardedBatches(self.x_train, self.y_train, task.training.batch_size,
                                       self.rank, self.world_size, seed)
-        self.store = CheckpointStore(self.layout["checkpoints"], task.training.checkpoint)
+        self.store = CheckpointStore(self.layout.checkpoints, task.training.checkpoint)
         self.scheduler = CheckpointScheduler(task.training.checkpoint)
         self.early = _EarlyStopState()
         self.state = _RunState()
@@ -384,7 +373,7 @@ class TrainLoop:
     # -- outputs --------------------------------------------------------------------------------
 
     def _event(self, event: dict[str, Any]) -> None:
-        path = self.layout["events"]
+        path = self.layout.events
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as f:  # one short line: appends stay whole
             f.write(json.dumps({**event, "time_unix": time.time()}) + "\n")
@@ -408,7 +397,7 @@ class TrainLoop:
         if self.rank == 0:
             from safetensors.torch import save as st_save
 
-            atomic_write_bytes(self.layout["model"], st_save(state))
-            atomic_write_text(self.layout["final"], json.dumps(summary, indent=1))
+            atomic_write_bytes(self.layout.model, st_save(state))
+            atomic_write_text(self.layout.final, json.dumps(summary, indent=1))
             self._event({"event": "finish", "epoch": self.state.epoch})
         return summary

@@ -17,6 +17,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import ray
@@ -25,6 +26,7 @@ from cluster.errors import ClusterError
 from cluster.ps_actors import RendezvousActor, ShardActor, actor_names
 from mtp_core.ray_env import NAMESPACE
 from mtp_core.spec import TrainingTask
+from trainer.launch import WorkerLaunch
 from trainer.loop import build_optimizer
 from trainer.workers import PSWorkerActor
 
@@ -91,13 +93,13 @@ def _await_shards(shards: list[Any]) -> None:
                 time.sleep(0.2)
 
 
-def run_parameter_server(task: TrainingTask, task_key: str, base_config: dict[str, Any],
+def run_parameter_server(task: TrainingTask, task_key: str, launch: WorkerLaunch,
                          on_failure: Callable[[int, str], None] | None = None) -> dict[str, Any]:
     """Train ``task`` with the parameter-server strategy; returns rank 0's summary.
 
-    ``base_config`` holds what every worker needs (task, data ref, meta, seed, run dir,
-    fingerprint, progress queue, detector). Raises ``ClusterError`` after more than
-    ``failure.max_failures`` failed attempts, with the cause.
+    ``launch`` is what every worker needs (task, data ref, meta, seed, run dir, fingerprint,
+    progress queue, detector); each attempt gets a copy with its number. Raises
+    ``ClusterError`` after more than ``failure.max_failures`` failed attempts, with the cause.
     """
     spec = task.ps_spec
     res = task.resources
@@ -125,8 +127,8 @@ def run_parameter_server(task: TrainingTask, task_key: str, base_config: dict[st
                 name=names["workers"][r], namespace=NAMESPACE, num_cpus=res.cpus_per_worker,
                 num_gpus=gpus, max_restarts=0).remote()
                        for r in range(res.num_workers)]
-            refs = [w.run.remote({**base_config, "rank": r, "attempt": attempt,
-                                  "shards": shards, "rendezvous": rendezvous})
+            attempt_launch = replace(launch, attempt=attempt)
+            refs = [w.run.remote(attempt_launch, r, shards, rendezvous)
                     for r, w in enumerate(workers)]
             try:
                 pending, summaries = list(refs), {}

@@ -9,11 +9,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mtp_core.atomic import atomic_write_text
+from mtp_core.layout import RunLayout
 from trainer.errors import TrainerError
 
 __all__ = ["EpochRecord", "Timings", "TrainingResult", "load_result"]
 
-RESULT_FILE = "result.json"
+RESULT_FILE = RunLayout.of(".").result.name
 
 
 class EpochRecord(BaseModel):

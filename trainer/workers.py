@@ -23,8 +23,9 @@ from cluster.heartbeat import HeartbeatSender
 from cluster.parameter_server import ShardLayout
 from cluster.ps_actors import ps_metrics
 from mtp_core.metrics import LazyMetrics
-from mtp_core.spec import PSMode, TrainingTask
+from mtp_core.spec import PSMode
 from trainer._collective import ActorCollective, SingleProcess, TorchCollective
+from trainer.launch import WorkerLaunch
 from trainer.loop import TrainLoop
 
 __all__ = ["PSOptimizer", "PSWorkerActor", "ray_train_worker"]
@@ -43,7 +44,7 @@ def _quiet_ray_train_reports(level: str) -> None:
             logging.getLogger(name).setLevel(level)
 
 
-def ray_train_worker(config: dict[str, Any]) -> None:
+def ray_train_worker(config: dict[str, WorkerLaunch]) -> None:
     """Ray Train's per-worker entry point: wraps TrainLoop with Ray's process group.
 
     Also sends heartbeats to the fault detector and, on rank 0, tells the task migrator where
@@ -54,15 +55,15 @@ def ray_train_worker(config: dict[str, Any]) -> None:
     import ray.train.torch
     import torch.distributed as dist
 
-
-    _quiet_ray_train_reports(config.get("ray_train_log_level", "WARNING"))
-    task = TrainingTask.model_validate(config["task"])
-    features, targets = ray.get(config["data"])
+    launch = config["launch"]
+    _quiet_ray_train_reports(launch.ray_train_log_level)
+    task = launch.task
+    features, targets = ray.get(launch.data)
     device = ray.train.torch.get_device()
     collective = TorchCollective(device) if dist.is_initialized() else SingleProcess()
-    progress = config.get("progress")
+    progress = launch.progress
     node_id = ray.get_runtime_context().get_node_id()
-    attempt = int(config.get("attempt", 0))
+    attempt = launch.attempt
 
     def on_epoch(record: dict[str, Any]) -> None:
         if progress is None:
@@ -73,8 +74,8 @@ def ray_train_worker(config: dict[str, Any]) -> None:
             logger.debug("progress queue unavailable: %s", err)
 
     loop = TrainLoop(
-        task, features, targets, config["meta"], config["seed"], config["run_dir"],
-        config["fingerprint"], collective,
+        task, features, targets, launch.meta, launch.seed, launch.run_dir, launch.fingerprint,
+        collective,
         report=lambda metrics: ray.train.report(metrics),
         prepare_model=lambda m: ray.train.torch.prepare_model(
             # the Standardize buffers never change: no per-step buffer broadcast
@@ -83,19 +84,19 @@ def ray_train_worker(config: dict[str, Any]) -> None:
         on_epoch=on_epoch,
     )
     heartbeat = None
-    if config.get("detector") is not None:
+    if launch.detector is not None:
         heartbeat = HeartbeatSender(
-            config["detector"], config["task_key"], attempt, collective.rank, node_id,
+            launch.detector, launch.task_key, attempt, collective.rank, node_id,
             lambda: loop.state.global_step, task.fault_tolerance.heartbeat_interval_s).start()
     nodes = collective.all_gather_object(node_id)
-    migrator = config.get("migrator")
+    migrator = launch.migrator
     if migrator is not None:
-        migrator.attach_worker.remote(config["task_key"], attempt, collective.rank,
+        migrator.attach_worker.remote(launch.task_key, attempt, collective.rank,
                                       ray.get_runtime_context().current_actor)
     if migrator is not None and collective.rank == 0:
-        migrator.attempt_started.remote(config["task_key"], attempt, nodes)
+        migrator.attempt_started.remote(launch.task_key, attempt, nodes)
         if attempt > 0:
-            migrator.resumed.remote(config["task_key"], attempt, loop.resumed_from,
+            migrator.resumed.remote(launch.task_key, attempt, loop.resumed_from,
                                     loop.state.global_step)
     try:
         loop.run()
@@ -200,25 +201,25 @@ class PSOptimizer:
 class PSWorkerActor:
     """One rank of a parameter-server run: a TrainLoop wired to the shards."""
 
-    def run(self, config: dict[str, Any]) -> dict[str, Any]:
-
-        task = TrainingTask.model_validate(config["task"])
-        rank, world, attempt = config["rank"], task.resources.num_workers, config["attempt"]
+    def run(self, launch: WorkerLaunch, rank: int, shards: list[Any],
+            rendezvous: Any) -> dict[str, Any]:
+        task = launch.task
+        world, attempt = task.resources.num_workers, launch.attempt
         torch.set_num_threads(max(1, int(task.resources.cpus_per_worker)))
-        features, targets = ray.get(config["data"])
+        features, targets = ray.get(launch.data)
         use_cuda = task.resources.use_gpu and torch.cuda.is_available()
         device = torch.device("cuda" if use_cuda else "cpu")
-        collective = ActorCollective(config["rendezvous"], rank, world, attempt)
+        collective = ActorCollective(rendezvous, rank, world, attempt)
         spec = task.ps_spec
         holder: dict[str, PSOptimizer] = {}
 
         def make_optimizer(module: nn.Module) -> PSOptimizer:
             layout = ShardLayout.for_module(module, spec.num_shards)
-            holder["opt"] = PSOptimizer(module, layout, config["shards"], attempt, rank,
+            holder["opt"] = PSOptimizer(module, layout, shards, attempt, rank,
                                         spec.mode)
             return holder["opt"]
 
-        progress = config.get("progress")
+        progress = launch.progress
 
         def report(metrics: dict[str, Any]) -> None:
             # a barrier, as ray.train.report is for DDP: no rank starts the next epoch's pushes
@@ -230,8 +231,8 @@ class PSWorkerActor:
                 except Exception as err:  # noqa: BLE001 - display only
                     logger.debug("progress queue unavailable: %s", err)
 
-        loop = TrainLoop(task, features, targets, config["meta"], config["seed"],
-                         config["run_dir"], config["fingerprint"], collective, report=report,
+        loop = TrainLoop(task, features, targets, launch.meta, launch.seed, launch.run_dir,
+                         launch.fingerprint, collective, report=report,
                          device=device, make_optimizer=make_optimizer)
         opt = holder["opt"]
         if rank == 0:
@@ -239,10 +240,10 @@ class PSWorkerActor:
         collective.barrier()
         opt.pull()
         heartbeat = None
-        if config.get("detector") is not None:
+        if launch.detector is not None:
             node_id = ray.get_runtime_context().get_node_id()
             heartbeat = HeartbeatSender(
-                config["detector"], config["task_key"], attempt, rank, node_id,
+                launch.detector, launch.task_key, attempt, rank, node_id,
                 lambda: loop.state.global_step, task.fault_tolerance.heartbeat_interval_s,
             ).start()
         try:

@@ -1,0 +1,40 @@
+"""What the driver hands every worker of an attempt: one frozen value, for both strategies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mtp_core.layout import RunLayout
+from mtp_core.spec import TrainingTask
+from trainer.loop import DatasetMeta
+
+__all__ = ["WorkerLaunch"]
+
+
+@dataclass(frozen=True)
+class WorkerLaunch:
+    """Everything a rank needs to run its share of one attempt.
+
+    ``data`` is an object-store reference to ``(features, targets)``; ``progress``,
+    ``detector`` and ``migrator`` are Ray handles (a queue the driver prints from, the fault
+    detector and the task migrator), each optional. A new attempt is ``dataclasses.replace``
+    of the previous launch with the next ``attempt`` (and, after a migration, fresh ``data``).
+    """
+
+    task: TrainingTask
+    data: Any
+    meta: DatasetMeta
+    seed: int
+    run_dir: str
+    fingerprint: str
+    task_key: str  # unique per run directory: the detector's and migrator's name for the run
+    progress: Any = None
+    detector: Any = None
+    migrator: Any = None
+    ray_train_log_level: str = "WARNING"
+    attempt: int = 0
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout.of(self.run_dir)
