@@ -79,9 +79,6 @@ class ResultRegistryActor:
         hits = self.counts["cache_hits"] + self.counts["registry_hits"]
         m["hit_rate"].set(hits / lookups if lookups else 0.0)
 
-    def where(self) -> str:
-        return str(self.path)
-
     def lookup(self, key: str) -> dict[str, Any] | None:
         entry = self.store.lookup(key)
         outcome = "hit" if entry is not None else "miss"
@@ -129,12 +126,6 @@ class ResultRegistryActor:
             self.counts["violations"] += 1
             m["violations"].inc()
 
-    def remove(self, key: str) -> bool:
-        removed = self.store.remove(key)
-        if removed:
-            self._save()
-        return removed
-
     def stats(self) -> dict[str, Any]:
         s = self.store.stats().as_dict()
         lookups = self.counts["cache_hits"] + self.counts["cache_misses"]
@@ -142,9 +133,6 @@ class ResultRegistryActor:
         return {**s, **self.counts, "path": str(self.path),
                 "hit_rate": hits / lookups if lookups else 0.0,
                 "last_confidence": self.last_confidence}
-
-    def keys(self) -> list[str]:
-        return self.store.keys()
 
     def ping(self) -> bool:
         return True

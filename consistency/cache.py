@@ -211,15 +211,6 @@ class ResultCache:
             self._index.move_to_end(key)
             self._enforce_capacity(t)
 
-    def delete(self, key: str) -> bool:
-        """Remove ``key``; True if it was present."""
-        validate_key(key)
-        with self._lock:
-            if key not in self._index:
-                return False
-            self._drop(key)
-            return True
-
     def purge_expired(self, now: float | None = None) -> int:
         """Delete every expired entry; returns how many."""
         with self._lock:

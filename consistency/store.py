@@ -210,11 +210,6 @@ class RegistryStore:
                                "inconsistent", key)
             return updated.model_dump(mode="json")
 
-    def remove(self, key: str) -> bool:
-        """Forget ``key``'s entry; True if there was one."""
-        with self._lock:
-            return self._entries.pop(key, None) is not None
-
     def purge_expired(self, now: float | None = None) -> int:
         with self._lock:
             t = self._now(now)

@@ -27,15 +27,3 @@ class Direction(enum.StrEnum):
         if self is Direction.MAXIMIZE:
             return value > best + min_delta
         return value < best - min_delta
-
-    def best_of(self, values: list[float]) -> int:
-        """Index of the best of ``values`` (the first on ties; NaN is never best); -1 if none."""
-        best_i, best = -1, None
-        for i, v in enumerate(values):
-            if self.improves(v, best):
-                best_i, best = i, v
-        return best_i
-
-    @property
-    def worst(self) -> float:
-        return -math.inf if self is Direction.MAXIMIZE else math.inf

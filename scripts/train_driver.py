@@ -14,7 +14,7 @@ import argparse
 import logging
 import sys
 
-from trainer import ConfigError, DataError, TrainerError, load_task, train
+import mtp
 
 
 def main() -> int:
@@ -27,8 +27,8 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
 
     try:
-        task = load_task(args.config, args.set)
-        result = train(
+        task = mtp.load_task(args.config, args.set)
+        result = mtp.train(
             task,
             storage_path=args.storage_path,
             run_name=args.run_name,
@@ -36,10 +36,10 @@ def main() -> int:
                 f"epoch {m['epoch']}: train_loss={m['train_loss']:.4f} "
                 f"val_loss={m['val_loss']:.4f}", flush=True),
         )
-    except (ConfigError, DataError) as err:
+    except mtp.InputError as err:  # the config, the data or the run directory is wrong
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except TrainerError as err:
+    except mtp.MtpError as err:  # every other error the platform raises
         print(f"training failed: {err}", file=sys.stderr)
         return 1
     print(f"final metrics: {result.final_metrics}")

@@ -1,0 +1,75 @@
+"""The shape of the code: layers without cycles, and a vocabulary that loads without torch/Ray.
+
+``lint-imports`` (contracts in pyproject.toml) enforces the layers in CI; these tests make the
+same guarantees fail in the ordinary test run, with the offending imports in the message.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import grimp
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("mtp", "hpo", "trainer", "cluster", "consistency", "mtp_core")
+# top to bottom; a package may import only from packages further down this list
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("mtp",), ("hpo",), ("trainer",), ("cluster", "consistency"), ("mtp_core",))
+
+
+@pytest.fixture(scope="module")
+def graph() -> grimp.ImportGraph:
+    # every import statement counts, at module level or inside a function
+    return grimp.build_graph(*PACKAGES, cache_dir=None)
+
+
+def _package_edges(graph: grimp.ImportGraph) -> dict[tuple[str, str], list[str]]:
+    edges: dict[tuple[str, str], list[str]] = {}
+    for module in graph.modules:
+        src = module.split(".")[0]
+        for imported in graph.find_modules_directly_imported_by(module):
+            dst = imported.split(".")[0]
+            if dst != src and dst in PACKAGES:
+                edges.setdefault((src, dst), []).append(f"{module} -> {imported}")
+    return edges
+
+
+def test_no_package_imports_a_package_above_or_beside_it(graph: grimp.ImportGraph) -> None:
+    level = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}
+    bad = [f"{src} -> {dst}: {', '.join(sorted(how))}"
+           for (src, dst), how in _package_edges(graph).items() if level[dst] <= level[src]]
+    assert not bad, "imports against the layers:\n" + "\n".join(bad)
+
+
+def test_the_package_graph_has_no_cycle(graph: grimp.ImportGraph) -> None:
+    edges = _package_edges(graph)
+    succ: dict[str, set[str]] = {p: set() for p in PACKAGES}
+    for src, dst in edges:
+        succ[src].add(dst)
+    state: dict[str, int] = {}
+
+    def visit(p: str, path: list[str]) -> list[str] | None:
+        state[p] = 1
+        for q in sorted(succ[p]):
+            if state.get(q) == 1:
+                return [*path, p, q]
+            if q not in state and (cycle := visit(q, [*path, p])):
+                return cycle
+        state[p] = 2
+        return None
+
+    for p in PACKAGES:
+        if p not in state:
+            cycle = visit(p, [])
+            assert cycle is None, f"package import cycle: {' -> '.join(cycle)}"
+
+
+def test_the_vocabulary_and_the_facade_load_without_torch_or_ray() -> None:
+    code = ("import sys, mtp, mtp_core, mtp_core.spec, mtp_core.ray_env; "
+            "heavy = sorted(m for m in ('torch', 'ray') if m in sys.modules); print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120, check=True).stdout.strip()
+    assert out == "[]", f"importing mtp / mtp_core loaded {out}"
