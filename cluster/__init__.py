@@ -2,15 +2,31 @@
 
 ``FaultDetector`` and ``TaskMigrator`` are plain classes; ``cluster.actors`` runs them as the
 named Ray actors ``mtp-fault-detector`` and ``mtp-task-migrator`` in namespace ``mtp``.
+``Supervisor`` is the restart and placement policy the drivers and those actors follow.
 ``ParameterShard``, ``ShardLayout`` and ``Rendezvous`` are the parameter-server strategy's
 logic; ``cluster.ps_actors`` runs the shards and the rendezvous as ``mtp-ps-<task>-*`` actors
 (the workers are ``trainer.parameter_server``'s).
 """
 
 from cluster.config import validate_cluster_config
-from cluster.detector import FailureEvent, FaultDetector, Health, HealthThresholds
+from cluster.detector import (
+    EventKind,
+    FailureEvent,
+    FaultDetector,
+    Health,
+    HealthThresholds,
+    NodeView,
+    TaskProgress,
+)
 from cluster.errors import ClusterConfigError, ClusterError
-from cluster.migrator import Migration, NoCapacityError, Placement, TaskMigrator, TaskState
+from cluster.migrator import (
+    Migration,
+    MigrationTrigger,
+    NoCapacityError,
+    Placement,
+    TaskMigrator,
+    TaskState,
+)
 from cluster.parameter_server import (
     ParameterShard,
     PushOutcome,
@@ -18,23 +34,34 @@ from cluster.parameter_server import (
     ShardLayout,
     StaleAttemptError,
 )
+from cluster.supervision import Action, Decision, Limit, Phase, RestartLimits, Supervisor
 
 __all__ = [
+    "Action",
     "ClusterConfigError",
     "ClusterError",
+    "Decision",
+    "EventKind",
     "FailureEvent",
     "FaultDetector",
     "Health",
     "HealthThresholds",
+    "Limit",
     "Migration",
+    "MigrationTrigger",
     "NoCapacityError",
+    "NodeView",
     "ParameterShard",
+    "Phase",
     "Placement",
     "PushOutcome",
     "Rendezvous",
+    "RestartLimits",
     "ShardLayout",
     "StaleAttemptError",
+    "Supervisor",
     "TaskMigrator",
+    "TaskProgress",
     "TaskState",
     "validate_cluster_config",
 ]

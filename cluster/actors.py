@@ -8,8 +8,12 @@ themselves (``max_restarts=-1``); their state is persisted as JSON under
 heartbeat every interval; an agent dies with its node, which is how a node that runs no training
 worker is still noticed.
 
-The actor classes are thin: every decision is in :mod:`cluster.detector` and
-:mod:`cluster.migrator`.
+The actor classes are thin: every decision is in :mod:`cluster.detector`,
+:mod:`cluster.migrator` and :mod:`cluster.supervision` (how long to wait for a verdict and for
+capacity). What crosses their boundary is typed: :class:`~cluster.detector.HealthThresholds`,
+:class:`~cluster.detector.FailureEvent`, :class:`~cluster.detector.NodeView`,
+:class:`~cluster.detector.TaskProgress`, :class:`~mtp_core.resources.TaskResources`,
+:class:`~cluster.migrator.Placement` (or :class:`~cluster.migrator.NoCapacityError`).
 """
 
 from __future__ import annotations
@@ -18,16 +22,28 @@ import logging
 import os
 import threading
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import ray
 
-from cluster.detector import FailureEvent, FaultDetector, Health, HealthThresholds
+from cluster.detector import (
+    EventKind,
+    FailureEvent,
+    FaultDetector,
+    Health,
+    HealthThresholds,
+    NodeView,
+    TaskProgress,
+)
 from cluster.metrics import ClusterMetrics
-from cluster.migrator import NoCapacityError, Placement, TaskMigrator
+from cluster.migrator import Migration, NoCapacityError, Placement, TaskMigrator
+from cluster.supervision import Action, RestartLimits, Supervisor
 from mtp_core.atomic import atomic_write_json, read_json
 from mtp_core.ray_env import NAMESPACE, control_plane_options
+from mtp_core.resources import TaskResources
+from mtp_core.spec import MigrationStrategy
 
 __all__ = [
     "DETECTOR_NAME",
@@ -47,6 +63,12 @@ MIGRATOR_NAME = "mtp-task-migrator"
 _PERSIST_EVERY_S = 1.0
 _SETTLE_WAIT_S = 20.0  # for reservations to be freed and loaded nodes to answer
 _PROBE_TIMEOUT_S = 1.0  # a live node's agent answers a ping in milliseconds
+
+
+def _live_totals() -> dict[str, dict[str, float]]:
+    """Total CPU/GPU of every node Ray counts alive."""
+    return {n["NodeID"]: {k: float(v) for k, v in n["Resources"].items() if k in ("CPU", "GPU")}
+            for n in ray.nodes() if n.get("Alive")}
 
 
 def free_resources_per_node() -> dict[str, dict[str, float]]:
@@ -92,8 +114,8 @@ class NodeAgent:
 class FaultDetectorActor:
     """Ray actor around :class:`FaultDetector`: heartbeats in, failure events out."""
 
-    def __init__(self, thresholds: dict[str, Any], state_dir: str | None = None) -> None:
-        t = HealthThresholds(**thresholds)
+    def __init__(self, thresholds: HealthThresholds, state_dir: str | None = None) -> None:
+        t = thresholds
         # the loop steps every interval / 4: a gap of four ticks is the detector's own pause
         self.core = FaultDetector(t, max_pause_s=t.heartbeat_interval_s)
         self.lock = threading.Lock()
@@ -129,8 +151,8 @@ class FaultDetectorActor:
             self.core.node_heartbeat(node_id, time.time())
         self.metrics.heartbeat()
 
-    def configure(self, thresholds: dict[str, Any]) -> None:
-        new = HealthThresholds(**thresholds)
+    def configure(self, thresholds: HealthThresholds) -> None:
+        new = thresholds
         with self.lock:
             if new != self.core.thresholds:
                 logger.warning("fault detector thresholds changed to %s", new)
@@ -150,34 +172,36 @@ class FaultDetectorActor:
         with self.lock:
             snap = self.core.snapshot(time.time())
         snap["restored"] = self.restored
-        snap["thresholds"] = vars(self.core.thresholds)
+        snap["thresholds"] = asdict(self.core.thresholds)
         return snap
 
-    def node_health(self) -> dict[str, str]:
+    def node_views(self) -> list[NodeView]:
+        """Every known node's health and newest heartbeat (no resources)."""
         with self.lock:
-            return {nid: rec.health.value for nid, rec in self.core.nodes.items()}
+            return self.core.views()
 
-    def wait_verdict(self, node_ids: list[str], since: float, timeout_s: float) -> dict[str, str]:
-        """Wait until each node is FAILED or has sent a heartbeat after ``since``.
+    def wait_verdict(self, node_ids: list[str], since: float, timeout_s: float,
+                     name: str = "") -> list[NodeView]:
+        """Wait until each node is FAILED or has sent a heartbeat after ``since``; returns
+        the known nodes' views then.
 
         Used after a run failed: a node that is alive proves it within one interval, a dead one
         is declared FAILED within the timeout, so no plan is made on a stale view.
         """
-        deadline = time.time() + timeout_s
+        supervisor = Supervisor(name=name)
+        supervisor.await_verdict(node_ids, since, timeout_s)
         while True:
             with self.lock:
-                pending = [n for n in node_ids
-                           if (rec := self.core.nodes.get(n)) is not None
-                           and rec.health is not Health.FAILED
-                           and (rec.last_heartbeat or 0.0) <= since]
-                verdict = {n: self.core.health_of(n).value for n in node_ids}
-            if not pending or time.time() >= deadline:
-                return verdict
-            time.sleep(0.05)
+                views = self.core.views(node_ids)
+            supervisor.observe(views)
+            decision = supervisor.step()
+            if decision.action is not Action.WAIT:
+                return views
+            time.sleep(decision.wait_s)
 
-    def task_info(self, task_id: str) -> dict[str, Any]:
+    def task_progress(self, task_id: str) -> TaskProgress:
         with self.lock:
-            return {"nodes": self.core.task_nodes(task_id), "step": self.core.task_step(task_id)}
+            return self.core.task_progress(task_id)
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -214,14 +238,12 @@ class FaultDetectorActor:
 
     def _publish(self, events: list[FailureEvent]) -> None:
         for event in events:
-            self.metrics.failure(event.kind)
-            payload = event.to_dict()
-            if event.kind == "node":
-                # lets a subscriber probe the node before acting on the verdict
-                payload["agent"] = self.agents.get(event.node_id)
+            self.metrics.failure(event.kind.value)
+            # a node's agent lets a subscriber probe the node before acting on the verdict
+            agent = self.agents.get(event.node_id) if event.kind is EventKind.NODE else None
             for name, handle in list(self.subscribers.items()):
                 try:
-                    handle.on_failure.remote(payload)
+                    handle.on_failure.remote(event, agent)
                 except Exception as err:  # noqa: BLE001 - a dead subscriber must not stop us
                     logger.warning("dropping subscriber %s: %s", name, err)
                     self.subscribers.pop(name, None)
@@ -251,7 +273,7 @@ class FaultDetectorActor:
 class TaskMigratorActor:
     """Ray actor around :class:`TaskMigrator`; subscribes to the detector's failure events."""
 
-    def __init__(self, strategy: str, state_dir: str | None = None) -> None:
+    def __init__(self, strategy: MigrationStrategy, state_dir: str | None = None) -> None:
         self.core = TaskMigrator(strategy)
         self.lock = threading.Lock()
         self.state_path = Path(state_dir) / "task_migrator.json" if state_dir else None
@@ -276,22 +298,23 @@ class TaskMigratorActor:
         if self.state_path is not None:
             atomic_write_json(self.state_path, self.core.state_dict())
 
-    def on_failure(self, event: dict[str, Any]) -> list[str]:
-        node_id, task_ids = event["node_id"], list(event.get("task_ids", []))
+    def on_failure(self, event: FailureEvent, agent: Any = None) -> list[str]:
+        """A failure event from the detector; ``agent`` is the failed node's agent (to probe)."""
+        node_id, task_ids = event.node_id, list(event.task_ids)
         preempt: list[str] = []
-        if event["kind"] == "node":
+        if event.kind is EventKind.NODE:
             with self.lock:
                 preempt = self.core.to_preempt(node_id, task_ids)
-        if preempt and self._answers(event.get("agent")):
+        if preempt and self._answers(agent):
             # late heartbeats from a live but overloaded node look like a dead node
             logger.warning("node %s was declared FAILED (%s) but its agent answers: tasks %s "
-                           "keep running", node_id[:12], event["cause"], preempt)
+                           "keep running", node_id[:12], event.cause, preempt)
             return []
         with self.lock:
             hit = self.core.on_failure(node_id, task_ids)
             self._persist()
         for task_id in preempt:
-            self._stop_attempt(task_id, node_id, float(event["time"]))
+            self._stop_attempt(task_id, node_id, event.time)
         return hit
 
     @staticmethod
@@ -330,11 +353,10 @@ class TaskMigratorActor:
             except Exception as err:  # noqa: BLE001 - already gone is as good as killed
                 logger.debug("kill of a worker of %s: %s", task_id, err)
 
-    def register(self, task_id: str, world_size: int, cpus_per_worker: float,
-                 gpus_per_worker: float, preempt_on_detection: bool = False) -> None:
+    def register(self, task_id: str, resources: TaskResources,
+                 preempt_on_detection: bool = False) -> None:
         with self.lock:
-            self.core.register(task_id, world_size, cpus_per_worker, gpus_per_worker,
-                               preempt_on_detection)
+            self.core.register(task_id, resources, preempt_on_detection)
             self._workers.pop(task_id, None)
             self._persist()
 
@@ -349,53 +371,69 @@ class TaskMigratorActor:
             self._persist()
 
     def plan(self, task_id: str, failure_at: float, cause: str, verdict_timeout_s: float,
-             strategy: str | None = None) -> dict[str, Any]:
+             strategy: MigrationStrategy | None = None) -> Placement:
         """After a failed attempt: wait for the detector's verdict, then choose nodes.
 
-        Returns ``{"node_ids": [...], "reason": ...}`` or ``{"error": message}``.
+        Raises :class:`NoCapacityError` (the task is then FAILED) when no healthy nodes can
+        hold the task, and will not once the live nodes settle (see :mod:`cluster.supervision`).
         """
         detector = ray.get_actor(DETECTOR_NAME, namespace=NAMESPACE)
         with self.lock:
             rec = self.core.tasks[task_id]
             suspects = list(rec.nodes)
-        info = ray.get(detector.task_info.remote(task_id))
-        suspects = sorted(set(suspects) | set(info["nodes"].values()))
-        ray.get(detector.wait_verdict.remote(suspects, failure_at, verdict_timeout_s))
+            attempt = rec.attempt
+        progress: TaskProgress = ray.get(detector.task_progress.remote(task_id))
+        suspects = sorted(set(suspects) | set(progress.nodes.values()))
+        ray.get(detector.wait_verdict.remote(suspects, failure_at, verdict_timeout_s, task_id))
         # Ray releases the failed attempt's reservations asynchronously, and a live node that
-        # missed heartbeats under load is healthy again seconds later: while the live nodes
-        # could hold the task once settled, wait a little for that instead of failing the task.
-        deadline = time.time() + _SETTLE_WAIT_S
+        # missed heartbeats under load is healthy again seconds later: the supervisor waits a
+        # little for that, while the live nodes could hold the task once settled
+        supervisor = Supervisor(RestartLimits(settle_wait_s=_SETTLE_WAIT_S), name=task_id,
+                                attempt=attempt)
+        supervisor.await_placement()
+        placement: Placement | None = None
         while True:
-            health = ray.get(detector.node_health.remote())
-            totals = {n["NodeID"]: {k: float(v) for k, v in n["Resources"].items()
-                                    if k in ("CPU", "GPU")}
-                      for n in ray.nodes() if n.get("Alive")}
-            free = free_resources_per_node()
-            nodes = [{"node_id": nid, "health": health.get(nid, Health.HEALTHY.value),
-                      "free": free.get(nid, {})} for nid in free]
-            nodes += [{"node_id": nid, "health": h, "free": {}} for nid, h in health.items()
-                      if nid not in free]
-            with self.lock:
-                could_fit = self.core.could_fit_once_settled(task_id, totals)
-            final = not could_fit or time.time() >= deadline
-            with self.lock:
-                try:
-                    placement: Placement = self.core.plan(
-                        task_id, nodes, now=time.time(), failure_at=failure_at, cause=cause,
-                        last_step=int(info["step"]), strategy=strategy, final=final)
-                except NoCapacityError as err:
-                    if not final:
-                        time.sleep(0.25)
-                        continue
+            decision = supervisor.step()
+            if decision.action is Action.WAIT:
+                time.sleep(decision.wait_s)
+                continue
+            if decision.action is Action.FAIL:
+                with self.lock:
+                    self.core.finished(task_id, False, decision.reason)
                     self._persist()
-                    return {"error": str(err)}
-                self._persist()
-            break
-        self.metrics.migration_planned()
-        return {"node_ids": placement.node_ids, "reason": placement.reason}
+                raise NoCapacityError(decision.reason)
+            if decision.action is Action.RETRY:
+                assert placement is not None
+                self.metrics.migration_planned()
+                return placement
+            # RETRY_ELSEWHERE: one placement try on what the nodes look like now
+            nodes = self._node_views(detector)
+            try:
+                with self.lock:
+                    placement = self.core.plan(
+                        task_id, nodes, now=time.time(), failure_at=failure_at, cause=cause,
+                        last_step=progress.step, strategy=strategy)
+                    self._persist()
+            except NoCapacityError as err:
+                totals = _live_totals()
+                with self.lock:
+                    could_fit = self.core.could_fit_once_settled(task_id, totals)
+                supervisor.no_capacity(str(err), could_fit)
+                continue
+            supervisor.placed(placement)
+
+    @staticmethod
+    def _node_views(detector: Any) -> list[NodeView]:
+        """Every node with the detector's verdict and Ray's free resources: nodes the detector
+        does not know yet count as HEALTHY, nodes Ray lists no resources for have none."""
+        known = {v.node_id: v for v in ray.get(detector.node_views.remote())}
+        free = free_resources_per_node()
+        views = [replace(known[nid], free=res) if nid in known
+                 else NodeView(nid, Health.HEALTHY, res) for nid, res in free.items()]
+        return views + [v for nid, v in known.items() if nid not in free]
 
     def resumed(self, task_id: str, attempt: int, checkpoint_epoch: int | None,
-                checkpoint_step: int) -> dict[str, Any] | None:
+                checkpoint_step: int) -> Migration | None:
         with self.lock:
             m = self.core.resumed(task_id, attempt, checkpoint_epoch, checkpoint_step,
                                   time.time())
@@ -405,7 +443,7 @@ class TaskMigratorActor:
             logger.warning("task %s resumed on %s from epoch %s, %s steps redone, %.1f s after "
                            "the failure", task_id, [n[:12] for n in m.to_nodes],
                            m.checkpoint_epoch, m.steps_redone, m.time_to_resume_s)
-        return m.to_dict() if m else None
+        return m
 
     def finished(self, task_id: str, ok: bool, message: str = "") -> None:
         with self.lock:
@@ -430,12 +468,12 @@ def get_fault_detector(thresholds: HealthThresholds, storage_path: str | Path | 
         name=DETECTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
         num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=32,
         **control_plane_options(),
-    ).remote(vars(thresholds), _state_dir(storage_path))
-    handle.configure.remote(vars(thresholds))
+    ).remote(thresholds, _state_dir(storage_path))
+    handle.configure.remote(thresholds)
     return handle
 
 
-def get_task_migrator(strategy: str, storage_path: str | Path | None) -> Any:
+def get_task_migrator(strategy: MigrationStrategy, storage_path: str | Path | None) -> Any:
     return ray.remote(TaskMigratorActor).options(
         name=MIGRATOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
         num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=16,

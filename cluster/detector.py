@@ -26,15 +26,19 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = [
+    "EventKind",
     "FailureEvent",
     "FaultDetector",
     "Health",
     "HealthThresholds",
     "NodeRecord",
+    "NodeView",
+    "TaskProgress",
     "WorkerRecord",
 ]
 
@@ -51,6 +55,11 @@ class Health(enum.StrEnum):
     def usable(self) -> bool:
         """Whether new work may be placed here."""
         return self is Health.HEALTHY
+
+
+class EventKind(enum.StrEnum):
+    NODE = "node"  # a node became FAILED
+    WORKER = "worker"  # a training worker went silent on a node that is not FAILED
 
 
 @dataclass(frozen=True)
@@ -107,7 +116,7 @@ class WorkerRecord:
 class FailureEvent:
     """A node (``rank`` None) or a worker that became FAILED, with the cause in words."""
 
-    kind: str  # "node" or "worker"
+    kind: EventKind
     node_id: str
     time: float
     cause: str
@@ -115,7 +124,31 @@ class FailureEvent:
     rank: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "task_ids": list(self.task_ids)}
+        return {**asdict(self), "kind": self.kind.value, "task_ids": list(self.task_ids)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FailureEvent:
+        return cls(**{**d, "kind": EventKind(d["kind"]), "task_ids": tuple(d["task_ids"])})
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """One node as placement and verdict waits read it: the detector's health and newest
+    heartbeat (None: none yet), and the node's free resources (``CPU``/``GPU``; empty where
+    unknown, as in the detector's own views)."""
+
+    node_id: str
+    health: Health
+    free: dict[str, float] = field(default_factory=dict)
+    last_heartbeat: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskProgress:
+    """Where a task's newest attempt runs (rank -> node) and the furthest step it reported."""
+
+    nodes: dict[int, str]
+    step: int
 
 
 class FaultDetector:
@@ -211,7 +244,7 @@ class FaultDetector:
                                       if w.node_id == rec.node_id}))
                 logger.warning("node %s FAILED: %s; tasks affected: %s", rec.node_id[:12], cause,
                                list(tasks) or "none")
-                new.append(FailureEvent("node", rec.node_id, now, cause, tasks))
+                new.append(FailureEvent(EventKind.NODE, rec.node_id, now, cause, tasks))
             elif before is Health.FAILED and rec.health is not Health.FAILED:
                 logger.warning("node %s recovered: heartbeats resumed", rec.node_id[:12])
                 rec.cause, rec.failed_at = "", None
@@ -230,7 +263,8 @@ class FaultDetector:
                          f"{now - w.last_heartbeat:.1f} s > node_failure_timeout_s="
                          f"{t.node_failure_timeout_s:g}")
                 logger.warning("%s", cause)
-                new.append(FailureEvent("worker", w.node_id, now, cause, (w.task_id,), w.rank))
+                new.append(FailureEvent(EventKind.WORKER, w.node_id, now, cause, (w.task_id,),
+                                        w.rank))
         self.events.extend(new)
         del self.events[: max(0, len(self.events) - self.max_events)]
         return new
@@ -254,6 +288,15 @@ class FaultDetector:
     def health_of(self, node_id: str) -> Health:
         rec = self.nodes.get(node_id)
         return rec.health if rec else Health.FAILED
+
+    def views(self, node_ids: Iterable[str] | None = None) -> list[NodeView]:
+        """The known nodes among ``node_ids`` (all known nodes when None), without resources."""
+        recs = (self.nodes.values() if node_ids is None
+                else [r for n in node_ids if (r := self.nodes.get(n)) is not None])
+        return [NodeView(r.node_id, r.health, last_heartbeat=r.last_heartbeat) for r in recs]
+
+    def task_progress(self, task_id: str) -> TaskProgress:
+        return TaskProgress(self.task_nodes(task_id), self.task_step(task_id))
 
     def task_nodes(self, task_id: str) -> dict[int, str]:
         """rank -> node of the task's newest attempt."""
@@ -319,6 +362,5 @@ class FaultDetector:
         for w in state.get("workers", []):
             rec_w = WorkerRecord(**{**w, "health": Health(w["health"]), "last_heartbeat": now})
             self.workers[rec_w.key] = rec_w
-        self.events = [FailureEvent(**{**e, "task_ids": tuple(e["task_ids"])})
-                       for e in state.get("events", [])]
+        self.events = [FailureEvent.from_dict(e) for e in state.get("events", [])]
         self.heartbeats_received = int(state.get("heartbeats_received", 0))

@@ -19,19 +19,27 @@ actor probes the node's agent; if it does not answer, it stops the attempt at on
 workers, so Ray Train's controller ends the run with a worker-group error) and
 :meth:`TaskMigrator.preempted` records when. The migration that follows counts its time from
 that detection and says so (``trigger: "detector"``; ``"error"`` when Ray Train failed first).
+
+When to try a placement again and when to give up is :mod:`cluster.supervision`'s decision;
+:meth:`TaskMigrator.plan` makes one try, and raises :class:`NoCapacityError` when it finds no
+room (the task stays MIGRATING until the caller gives up with ``finished(ok=False)``).
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cluster.detector import Health
+from cluster.detector import Health, NodeView
 from cluster.errors import ClusterError
+from mtp_core.resources import TaskResources
+from mtp_core.spec import MigrationStrategy
 
-__all__ = ["Migration", "NoCapacityError", "Placement", "TaskMigrator", "TaskRecord", "TaskState"]
+__all__ = ["Migration", "MigrationTrigger", "NoCapacityError", "Placement", "TaskMigrator",
+           "TaskRecord", "TaskState"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +51,20 @@ class TaskState(enum.StrEnum):
     FAILED = "FAILED"
 
 
+class MigrationTrigger(enum.StrEnum):
+    ERROR = "error"  # Ray Train ended the attempt with an error first
+    DETECTOR = "detector"  # the migrator stopped the attempt on the detector's verdict
+
+
 class NoCapacityError(ClusterError):
-    """No set of healthy nodes can hold the task's workers."""
+    """No set of healthy nodes can hold the task's workers (the message says why)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Placement:
-    node_ids: list[str]  # one per rank
+    """Where the next attempt runs: one node per rank, and how they were chosen."""
+
+    node_ids: tuple[str, ...]
     reason: str
 
 
@@ -66,14 +81,20 @@ class Migration:
     checkpoint_epoch: int | None = None
     steps_redone: int | None = None
     resumed_at: float | None = None
-    trigger: str = "error"  # "detector": stopped on the detector's verdict, before Ray noticed
+    trigger: MigrationTrigger = MigrationTrigger.ERROR
 
     @property
     def time_to_resume_s(self) -> float | None:
         return None if self.resumed_at is None else self.resumed_at - self.failure_at
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "time_to_resume_s": self.time_to_resume_s}
+        return {**asdict(self), "trigger": self.trigger.value,
+                "time_to_resume_s": self.time_to_resume_s}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Migration:
+        fields = {k: v for k, v in d.items() if k != "time_to_resume_s"}
+        return cls(**{**fields, "trigger": MigrationTrigger(d.get("trigger", "error"))})
 
 
 @dataclass
@@ -94,16 +115,18 @@ class TaskRecord:
 class TaskMigrator:
     """Placement decisions and the migration log (see module docstring)."""
 
-    def __init__(self, strategy: str = "load_balanced", max_records: int = 500) -> None:
-        self.strategy = strategy
+    def __init__(self, strategy: MigrationStrategy = MigrationStrategy.LOAD_BALANCED,
+                 max_records: int = 500) -> None:
+        self.strategy = MigrationStrategy(strategy)
         self.tasks: dict[str, TaskRecord] = {}
         self.migrations: list[Migration] = []
         self.max_records = max_records
         self._rr_cursor = 0
 
-    def register(self, task_id: str, world_size: int, cpus_per_worker: float,
-                 gpus_per_worker: float = 0.0, preempt_on_detection: bool = False) -> None:
-        self.tasks[task_id] = TaskRecord(task_id, world_size, cpus_per_worker, gpus_per_worker,
+    def register(self, task_id: str, resources: TaskResources,
+                 preempt_on_detection: bool = False) -> None:
+        self.tasks[task_id] = TaskRecord(task_id, resources.num_workers,
+                                         resources.cpus_per_worker, resources.gpus_per_worker,
                                          preempt_on_detection=preempt_on_detection)
 
     def attempt_started(self, task_id: str, attempt: int, nodes: list[str]) -> None:
@@ -155,8 +178,7 @@ class TaskMigrator:
         Ray releases the failed attempt's reservations a moment after the attempt ends. While
         this holds, a placement that does not fit yet is worth retrying.
         """
-        nodes = [{"node_id": nid, "health": Health.HEALTHY.value, "free": total}
-                 for nid, total in totals.items()]
+        nodes = [NodeView(nid, Health.HEALTHY, dict(total)) for nid, total in totals.items()]
         try:
             self.plan(task_id, nodes, now=0.0, failure_at=0.0, cause="", record=False)
         except NoCapacityError:
@@ -166,33 +188,32 @@ class TaskMigrator:
     def plan(
         self,
         task_id: str,
-        nodes: list[dict[str, Any]],
+        nodes: Sequence[NodeView],
         *,
         now: float,
         failure_at: float,
         cause: str,
         last_step: int = 0,
-        strategy: str | None = None,
-        final: bool = True,
+        strategy: MigrationStrategy | None = None,
         record: bool = True,
     ) -> Placement:
-        """Choose nodes for every rank among ``nodes`` (``node_id``, ``health``, ``free``).
+        """Choose nodes for every rank among ``nodes``.
 
-        ``free`` holds each node's available resources, with the failed attempt's own
-        reservations already returned. Raises NoCapacityError with the reason when the healthy
-        nodes cannot hold the task; with ``final`` the task is then marked FAILED, otherwise
-        the caller may try again (for example while Ray still releases the failed attempt's
-        reservations). Without ``record`` it only answers whether the nodes could hold the
-        task: no state changes, no log, no migration record.
+        Each view's ``free`` holds the node's available resources, with the failed attempt's
+        own reservations already returned. Raises NoCapacityError with the reason when the
+        healthy nodes cannot hold the task; the task stays MIGRATING, and the caller may try
+        again (for example while Ray still releases the failed attempt's reservations) or give
+        up (``finished(ok=False)``). Without ``record`` it only answers whether the nodes could
+        hold the task: no state changes, no log, no migration record.
         """
         rec = self.tasks[task_id]
         if record:
             rec.state = TaskState.MIGRATING
             rec.last_step = max(rec.last_step, last_step)
-        strategy = strategy or self.strategy
-        healthy = [n for n in nodes if Health(n["health"]) is Health.HEALTHY]
-        failed = [n["node_id"] for n in nodes if Health(n["health"]) is Health.FAILED]
-        free = {n["node_id"]: dict(n.get("free", {})) for n in healthy}
+        strategy = MigrationStrategy(strategy or self.strategy)
+        healthy = [n for n in nodes if n.health is Health.HEALTHY]
+        failed = [n.node_id for n in nodes if n.health is Health.FAILED]
+        free = {n.node_id: dict(n.free) for n in healthy}
 
         def fits(node_id: str) -> bool:
             f = free[node_id]
@@ -210,7 +231,7 @@ class TaskMigrator:
             candidates = [n for n in order if fits(n)]
             if not candidates:
                 break
-            if strategy == "round_robin":
+            if strategy is MigrationStrategy.ROUND_ROBIN:
                 pick = candidates[cursor % len(candidates)]
                 cursor += 1
             else:  # load_balanced: the node with the most free CPU (then GPU), ties by id
@@ -219,30 +240,28 @@ class TaskMigrator:
             take(pick)
             chosen.append(pick)
         if len(chosen) < rec.world_size:
-            total_cpu = sum(n.get("free", {}).get("CPU", 0.0) for n in healthy)
+            total_cpu = sum(n.free.get("CPU", 0.0) for n in healthy)
             message = (
                 f"no healthy capacity for task {task_id!r}: it needs {rec.world_size} workers x "
                 f"{rec.cpus_per_worker:g} CPU"
                 + (f" + {rec.gpus_per_worker:g} GPU" if rec.gpus_per_worker else "")
                 + f"; healthy nodes: {len(healthy)} with {total_cpu:g} free CPUs; "
                 f"failed nodes: {[f[:12] for f in failed]}")
-            if final and record:
-                rec.state, rec.message = TaskState.FAILED, message
             raise NoCapacityError(message)
         if not record:
-            return Placement(chosen, "dry run")
+            return Placement(tuple(chosen), "dry run")
         self._rr_cursor = cursor
-        trigger = "error"
+        trigger = MigrationTrigger.ERROR
         if rec.preempted_at is not None and rec.preempted_at <= failure_at:
             # the attempt ended because it was stopped: the failure was known at the verdict
-            failure_at, trigger = rec.preempted_at, "detector"
+            failure_at, trigger = rec.preempted_at, MigrationTrigger.DETECTOR
         migration = Migration(task_id, rec.attempt + 1, list(rec.nodes), chosen, failed, cause,
                               now, failure_at, trigger=trigger)
         self.migrations.append(migration)
         del self.migrations[: max(0, len(self.migrations) - self.max_records)]
         logger.warning("task %s: migrating from %s to %s (%s; strategy %s)", task_id,
                        [n[:12] for n in rec.nodes], [n[:12] for n in chosen], cause, strategy)
-        return Placement(chosen, f"{strategy} over {len(healthy)} healthy nodes")
+        return Placement(tuple(chosen), f"{strategy} over {len(healthy)} healthy nodes")
 
     def resumed(self, task_id: str, attempt: int, checkpoint_epoch: int | None,
                 checkpoint_step: int, now: float) -> Migration | None:
@@ -280,7 +299,4 @@ class TaskMigrator:
         self._rr_cursor = int(state.get("rr_cursor", 0))
         self.tasks = {t["task_id"]: TaskRecord(**{**t, "state": TaskState(t["state"])})
                       for t in state.get("tasks", [])}
-        self.migrations = []
-        for m in state.get("migrations", []):
-            m = {k: v for k, v in m.items() if k != "time_to_resume_s"}
-            self.migrations.append(Migration(**m))
+        self.migrations = [Migration.from_dict(m) for m in state.get("migrations", [])]

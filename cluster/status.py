@@ -7,6 +7,8 @@ import datetime as _dt
 from typing import Any
 
 from cluster.actors import DETECTOR_NAME, MIGRATOR_NAME
+from cluster.detector import EventKind
+from cluster.migrator import MigrationTrigger
 from mtp_core.ray_env import NAMESPACE
 
 __all__ = ["collect_status", "format_status"]
@@ -15,7 +17,6 @@ __all__ = ["collect_status", "format_status"]
 def collect_status() -> dict[str, Any]:
     """Snapshots of the running actors (Ray must be connected); absent actors give None."""
     import ray
-
 
     out: dict[str, Any] = {"detector": None, "migrator": None, "ray_nodes": ray.nodes()}
     for key, name in (("detector", DETECTOR_NAME), ("migrator", MIGRATOR_NAME)):
@@ -64,7 +65,7 @@ def format_status(status: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"recent failures ({len(events)}):" if events else "recent failures: none")
     for e in events:
-        who = f"node {e['node_id'][:12]}" if e["kind"] == "node" else (
+        who = f"node {e['node_id'][:12]}" if e["kind"] == EventKind.NODE else (
             f"worker rank {e['rank']} on {e['node_id'][:12]}")
         lines.append(f"  {_ts(e['time'])}  {who}: {e['cause']}"
                      + (f"  tasks: {', '.join(e['task_ids'])}" if e["task_ids"] else ""))
@@ -86,5 +87,5 @@ def format_status(status: dict[str, Any]) -> str:
                          f"{[n[:12] for n in m['from_nodes']]} -> "
                          f"{[n[:12] for n in m['to_nodes']]}; {resumed}"
                          + ("; stopped on the detector's verdict"
-                            if m.get("trigger") == "detector" else ""))
+                            if m.get("trigger") == MigrationTrigger.DETECTOR else ""))
     return "\n".join(lines)

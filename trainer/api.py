@@ -29,7 +29,9 @@ import numpy as np
 import torch
 
 from cluster.errors import ClusterError
+from cluster.migrator import NoCapacityError
 from cluster.parameter_server import ShardLayout
+from cluster.supervision import Action, Limit, RestartLimits, Supervisor
 from consistency.identity import cache_key, task_params_for_key
 from mtp_core.atomic import atomic_write_text
 from mtp_core.hashing import canonical_json, data_hash
@@ -256,7 +258,6 @@ def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: 
     connect(address)
     _check_capacity(task)
     ft = task.fault_tolerance
-    res = task.resources
     task_key = run_name  # unique per run directory; the task id when no run name is given
     detector = get_fault_detector(
         HealthThresholds(ft.heartbeat_interval_s, ft.node_failure_timeout_s,
@@ -264,9 +265,8 @@ def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: 
     migrator = None
     # the parameter server restarts its own worker actors (failure.max_failures)
     if ft.enable_auto_recovery and task.strategy is Strategy.DDP:
-        migrator = get_task_migrator(ft.migration_strategy.value, storage)
-        ray.get(migrator.register.remote(task_key, res.num_workers, res.cpus_per_worker,
-                                         res.gpus_per_worker or (1.0 if res.use_gpu else 0.0),
+        migrator = get_task_migrator(ft.migration_strategy, storage)
+        ray.get(migrator.register.remote(task_key, TaskResources.of(task),
                                          ft.preempt_on_detection))
     data_ref = ray.put((prepared.dataset.features, prepared.dataset.targets))
     progress: Any = Queue(actor_options={"num_cpus": 0}) if on_epoch is not None else None
@@ -318,9 +318,7 @@ def _make_trainer(task: TrainingTask, run_name: str, storage: Path, launch: Work
     from trainer.workers import ray_train_worker  # imports Ray: deferred
 
     res = task.resources
-    per_worker: dict[str, float] = {"CPU": res.cpus_per_worker}
-    if res.use_gpu:
-        per_worker["GPU"] = res.gpus_per_worker or 1.0
+    per_worker = TaskResources.of(task).worker_bundle()
     # after a migration each rank is pinned to the node the migrator chose for it
     selector = [{_NODE_ID_LABEL: nid} for nid in node_ids] if node_ids else None
     return TorchTrainer(
@@ -338,19 +336,26 @@ def _make_trainer(task: TrainingTask, run_name: str, storage: Path, launch: Work
 def _supervise(task: TrainingTask, task_key: str, storage: Path, run_name: str,
                layout: RunLayout, launch: WorkerLaunch, detector: Any,
                migrator: Any, node_ids: list[str] | None = None) -> None:
-    """Run the trainer; after a failure, resume where the task migrator says.
+    """Run the trainer; after a failure, do what the run's :class:`Supervisor` decides.
 
     With auto-recovery the migrator is the only restarter: Ray Train gets ``max_failures=0``
-    and each failed attempt is followed by a plan (healthy nodes, by strategy) and a new
-    attempt pinned to those nodes, which resumes from the newest good checkpoint. Without it,
-    Ray Train restarts the worker group itself, up to ``failure.max_failures`` times.
+    and each failed attempt is followed by a plan (healthy nodes, by strategy) and, after the
+    backoff, a new attempt pinned to those nodes, which resumes from the newest good
+    checkpoint; up to ``fault_tolerance.max_retry_attempts`` retries. Without it, Ray Train
+    restarts the worker group itself, up to ``failure.max_failures`` times, and a failure that
+    reaches this driver is final.
     """
     import ray
 
     ft = task.fault_tolerance
     auto = migrator is not None
-    attempt = 0
+    limits = (RestartLimits(ft.max_retry_attempts, "fault_tolerance.max_retry_attempts",
+                            backoff_s=ft.retry_backoff_s, relocate=True) if auto
+              else RestartLimits(0, "failure.max_failures",
+                                 setting_value=task.failure.max_failures))
+    supervisor = Supervisor(limits, name=task_key)
     while True:
+        attempt = supervisor.attempt
         launch = replace(launch, attempt=attempt)
         trainer = _make_trainer(task, run_name, storage, launch, node_ids,
                                 0 if auto else task.failure.max_failures)
@@ -365,34 +370,43 @@ def _supervise(task: TrainingTask, task_key: str, storage: Path, run_name: str,
             latest = CheckpointStore(layout.checkpoints).list()
             where = (f"latest checkpoint {latest[-1].path} (kept)" if latest
                      else "no checkpoint written")
-            if migrator is None or attempt >= ft.max_retry_attempts:
-                limit = (f"fault_tolerance.max_retry_attempts (now {ft.max_retry_attempts})"
-                         if auto else f"failure.max_failures (now {task.failure.max_failures})")
-                if migrator is not None:
-                    migrator.finished.remote(task_key, False, cause)
-                raise TrainingFailedError(
-                    f"training of task {task.task_id!r} failed ({cause}); {where}; rerun with "
-                    f"the same --run-name and --storage-path to resume, or raise {limit}"
-                ) from err
-            logger.warning("attempt %d of task %s failed (%s); asking the task migrator",
-                           attempt, task_key, cause)
-            plan = ray.get(migrator.plan.remote(
-                task_key, failure_at, cause,
-                ft.node_failure_timeout_s + 2 * ft.heartbeat_interval_s))
-            if "error" in plan:
-                migrator.finished.remote(task_key, False, plan["error"])
-                raise TrainingFailedError(
-                    f"training of task {task.task_id!r} failed and cannot be resumed: "
-                    f"{plan['error']}; {where}; add nodes or lower resources.num_workers, then "
-                    "rerun with the same --run-name and --storage-path"
-                ) from err
-            node_ids = list(plan["node_ids"])
-            detector.retire_task.remote(task_key, attempt)
-            # a fresh copy of the data, held by this driver only: Ray may otherwise fetch the
-            # old object from a copy on the lost node, and wait out a timeout before retrying
-            launch = replace(launch, data=ray.put(ray.get(launch.data)))
-            time.sleep(ft.retry_backoff_s * (2 ** attempt))
-            attempt += 1
+            supervisor.attempt_failed(cause)
+            while (decision := supervisor.step()).action is not Action.RETRY:
+                if decision.action is Action.WAIT:  # the backoff
+                    time.sleep(decision.wait_s)
+                elif decision.action is Action.FAIL:
+                    if migrator is not None:
+                        migrator.finished.remote(task_key, False, decision.reason)
+                    if decision.limit is Limit.RETRIES:
+                        raise TrainingFailedError(
+                            f"training of task {task.task_id!r} failed ({decision.reason}); "
+                            f"{where}; rerun with the same --run-name and --storage-path to "
+                            f"resume, or raise {decision.threshold}"
+                        ) from err
+                    raise TrainingFailedError(
+                        f"training of task {task.task_id!r} failed and cannot be resumed: "
+                        f"{decision.reason}; {where}; add nodes or lower resources.num_workers, "
+                        "then rerun with the same --run-name and --storage-path"
+                    ) from err
+                else:  # RETRY_ELSEWHERE: the migrator waits for the verdict and places it
+                    logger.warning("attempt %d of task %s failed (%s); asking the task migrator",
+                                   attempt, task_key, cause)
+                    try:
+                        placement = ray.get(migrator.plan.remote(
+                            task_key, failure_at, cause,
+                            ft.node_failure_timeout_s + 2 * ft.heartbeat_interval_s))
+                    except NoCapacityError as no_room:
+                        # raised in the actor: Ray's wrapper keeps the original as .cause
+                        supervisor.no_capacity(str(getattr(no_room, "cause", no_room)),
+                                               could_fit_once_settled=False)
+                        continue
+                    detector.retire_task.remote(task_key, attempt)
+                    # a fresh copy of the data, held by this driver only: Ray may otherwise
+                    # fetch the old object from a copy on the lost node, and wait out a
+                    # timeout before retrying
+                    launch = replace(launch, data=ray.put(ray.get(launch.data)))
+                    supervisor.placed(placement)
+            node_ids = list(decision.node_ids) or node_ids
 
 
 def _run_ps(task: TrainingTask, task_key: str, layout: RunLayout, launch: WorkerLaunch) -> None:

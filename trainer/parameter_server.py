@@ -8,7 +8,8 @@ Failures: when a worker or a shard dies, :func:`run_parameter_server` kills the 
 workers, waits for the shards to be back, and starts a new attempt; its rank 0 publishes the
 newest good checkpoint (parameters, server optimizer state, version) into the shards, and every
 rank resumes from the same checkpoint, so in ``sync`` mode the final weights equal an
-uninterrupted run's. Up to ``failure.max_failures`` restarts.
+uninterrupted run's. Up to ``failure.max_failures`` restarts (-1: forever), as the run's
+:class:`cluster.supervision.Supervisor` decides.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import ray
 
 from cluster.errors import ClusterError
 from cluster.ps_actors import RendezvousActor, ShardActor, actor_names
+from cluster.supervision import Action, RestartLimits, Supervisor
 from mtp_core.ray_env import NAMESPACE
+from mtp_core.resources import TaskResources
 from mtp_core.spec import TrainingTask
 from trainer.launch import WorkerLaunch
 from trainer.loop import build_optimizer
@@ -102,7 +105,7 @@ def run_parameter_server(task: TrainingTask, task_key: str, launch: WorkerLaunch
     ``ClusterError`` after more than ``failure.max_failures`` failed attempts, with the cause.
     """
     spec = task.ps_spec
-    res = task.resources
+    res = TaskResources.of(task)
     names = actor_names(task_key, spec.num_shards, res.num_workers)
     _await_names_free(names["shards"] + names["workers"] + names["rendezvous"])
     make_optimizer = functools.partial(build_optimizer, task, fused=True)
@@ -113,19 +116,20 @@ def run_parameter_server(task: TrainingTask, task_key: str, launch: WorkerLaunch
         .remote(k, spec.mode, res.num_workers, spec.max_staleness, make_optimizer)
         for k in range(spec.num_shards)
     ]
-    gpus = (res.gpus_per_worker or 1.0) if res.use_gpu else 0.0
-    attempt = 0
+    supervisor = Supervisor(RestartLimits(task.failure.max_failures, "failure.max_failures"),
+                            name=task_key)
     workers: list[Any] = []
     rendezvous: Any = None
     try:
         while True:
+            attempt = supervisor.attempt
             # a fresh rendezvous per attempt: gathers that a failed attempt left waiting die
             # with the old one instead of holding its concurrency slots
             rendezvous = _new_rendezvous(names["rendezvous"][0], res.num_workers)
             _await_names_free(names["workers"])
             workers = [ray.remote(PSWorkerActor).options(
                 name=names["workers"][r], namespace=NAMESPACE, num_cpus=res.cpus_per_worker,
-                num_gpus=gpus, max_restarts=0).remote()
+                num_gpus=res.gpus_per_worker, max_restarts=0).remote()
                        for r in range(res.num_workers)]
             attempt_launch = replace(launch, attempt=attempt)
             refs = [w.run.remote(attempt_launch, r, shards, rendezvous)
@@ -139,16 +143,18 @@ def run_parameter_server(task: TrainingTask, task_key: str, launch: WorkerLaunch
             except (ray.exceptions.RayError, ClusterError) as err:
                 cause = f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:300]}"
                 _kill(workers + [rendezvous])
-                limit = task.failure.max_failures
-                if limit != -1 and attempt >= limit:
+                supervisor.attempt_failed(cause)
+                while (decision := supervisor.step()).action is Action.WAIT:
+                    time.sleep(decision.wait_s)
+                if decision.action is not Action.RETRY:  # FAIL: no relocation here
+                    limits = supervisor.limits
                     raise ClusterError(
                         f"parameter-server attempt {attempt} failed ({cause}) and "
-                        f"failure.max_failures={limit} restarts are used up") from err
+                        f"{limits.setting}={limits.max_retries} restarts are used up") from err
                 logger.warning("parameter-server attempt %d of %s failed (%s); restarting "
                                "from the newest good checkpoint", attempt, task_key, cause)
                 if on_failure is not None:
                     on_failure(attempt, cause)
                 _await_shards(shards)
-                attempt += 1
     finally:
         _kill(workers + shards + ([rendezvous] if rendezvous is not None else []))

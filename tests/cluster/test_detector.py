@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
 
-from cluster import FaultDetector, Health, HealthThresholds
+from cluster import EventKind, FailureEvent, FaultDetector, Health, HealthThresholds, NodeView
 
 T = HealthThresholds(heartbeat_interval_s=1.0, node_failure_timeout_s=3.5, warning_missed=2,
                      critical_missed=3)
@@ -40,7 +41,8 @@ def test_failure_event_once_with_cause_and_affected_tasks(
     d.worker_heartbeat("task-a", 0, 1, "n2", step=40, now=3.0)
     with caplog.at_level(logging.WARNING):
         events = d.step(4.0)
-    assert [(e.kind, e.node_id, e.task_ids) for e in events] == [("node", "n1", ("task-a",))]
+    assert [(e.kind, e.node_id, e.task_ids) for e in events] == [
+        (EventKind.NODE, "n1", ("task-a",))]
     assert "no heartbeat for 4.0 s > node_failure_timeout_s=3.5" in events[0].cause
     assert "node n1 FAILED: no heartbeat for 4.0 s > node_failure_timeout_s=3.5" in caplog.text
     assert d.step(4.5) == []  # reported once
@@ -67,7 +69,7 @@ def test_worker_failure_on_a_healthy_node() -> None:
         d.node_heartbeat("n1", now=now)
         d.worker_heartbeat("t", 0, 0, "n1", 5 + int(now), now=now)
     events = d.step(4.0)
-    assert [(e.kind, e.rank) for e in events] == [("worker", 1)]
+    assert [(e.kind, e.rank) for e in events] == [(EventKind.WORKER, 1)]
     assert d.health_of("n1") is Health.HEALTHY
 
 
@@ -154,3 +156,32 @@ def test_without_max_pause_a_long_gap_between_steps_counts() -> None:
     d.node_heartbeat("n1", now=0.0)
     d.step(0.0)
     assert [e.node_id for e in d.step(4.0)] == ["n1"]
+
+
+def test_views_carry_health_and_newest_heartbeat() -> None:
+    d = FaultDetector(T)
+    d.observe_nodes(table(("n1", True), ("n2", False)), now=0.0)
+    d.node_heartbeat("n1", now=3.0)
+    d.step(4.0)
+    assert d.views(["n1", "unknown"]) == [NodeView("n1", Health.HEALTHY, last_heartbeat=3.0)]
+    assert {v.node_id: v.health for v in d.views()} == {"n1": Health.HEALTHY,
+                                                        "n2": Health.FAILED}
+    d.worker_heartbeat("t", 0, 1, "n2", step=12, now=4.5)
+    progress = d.task_progress("t")
+    assert (progress.nodes, progress.step) == ({1: "n2"}, 12)
+
+
+def test_events_persist_as_the_same_strings() -> None:
+    d = FaultDetector(T)
+    d.observe_nodes(table(("n1", True)), now=0.0)
+    d.worker_heartbeat("t", 0, 0, "n1", 1, now=0.0)
+    d.step(5.0)
+    state = json.loads(json.dumps(d.state_dict()))
+    assert [e["kind"] for e in state["events"]] == ["node"]
+    old_event = {"kind": "worker", "node_id": "n9", "time": 1.0, "cause": "silent",
+                 "task_ids": ["t"], "rank": 2}
+    restored = FaultDetector(T)
+    restored.load_state_dict({**state, "events": [*state["events"], old_event]}, now=10.0)
+    assert [e.kind for e in restored.events] == [EventKind.NODE, EventKind.WORKER]
+    assert restored.events[1] == FailureEvent(EventKind.WORKER, "n9", 1.0, "silent", ("t",), 2)
+    assert restored.snapshot(10.0)["events"][1] == old_event
