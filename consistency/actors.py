@@ -17,7 +17,7 @@ from typing import Any
 
 import ray
 
-from consistency.store import CLAIM_TIMEOUT_S, RegistryStore
+from consistency.store import CLAIM_TIMEOUT_S, RegistryEntry, RegistryStore
 from mtp_core.metrics import LazyMetrics
 from mtp_core.ray_env import NAMESPACE, control_plane_options
 
@@ -102,7 +102,7 @@ class ResultRegistryActor:
     def claimed(self, key: str) -> bool:
         return self.store.is_claimed(key)
 
-    def register(self, key: str, entry: dict[str, Any]) -> dict[str, Any]:
+    def register(self, key: str, entry: RegistryEntry | dict[str, Any]) -> dict[str, Any]:
         stored = self.store.register(key, entry)
         self.metrics.get()["shared"].inc()
         self._save()

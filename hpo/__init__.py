@@ -5,9 +5,9 @@ takes a :class:`SearchSpec` and either a base task (each trial trains it) or a p
 Import from ``hpo.study`` for the full API.
 """
 
-from hpo.errors import HpoError, SearchConfigError
+from hpo.errors import HpoError, SearchConfigError, StudyFailedError
 from hpo.spec import SchedulerName, SearcherName, SearchSpec
-from hpo.study import StudyResult, TrialRecord, run_study, tune_task
+from hpo.study import StudyResult, TrialRecord, TrialStatus, run_study, tune_task
 
 __all__ = [
     "HpoError",
@@ -15,8 +15,10 @@ __all__ = [
     "SearchConfigError",
     "SearchSpec",
     "SearcherName",
+    "StudyFailedError",
     "StudyResult",
     "TrialRecord",
+    "TrialStatus",
     "run_study",
     "tune_task",
 ]

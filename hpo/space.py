@@ -40,9 +40,10 @@ def check_space(spec: SearchSpec, base: Mapping[str, Any]) -> None:
                         f"search.space.{path}: unknown parameter name: the task has no field "
                         f"{path!r} (names are dotted task paths, e.g. training.learning_rate)"
                     ) from None
+                detail = msg.removeprefix(f"invalid task config search.space.{path}:")
                 raise SearchConfigError(
                     f"search.space.{path}: value {value!r} is not valid for the task: "
-                    f"{msg.splitlines()[-1].strip()}") from None
+                    f"{detail.splitlines()[-1].strip()}") from None
     if spec.metric in spec.space:
         raise SearchConfigError(f"search.metric={spec.metric!r} is a searched parameter")
 

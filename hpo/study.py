@@ -16,6 +16,7 @@ trial with the best-so-far line).
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import re
@@ -27,7 +28,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from hpo.errors import HpoError, SearchConfigError
+from hpo.errors import HpoError, SearchConfigError, StudyFailedError
 from hpo.space import apply_params, check_space, decode, tune_space
 from hpo.spec import SchedulerName, SearcherName, SearchSpec
 from mtp_core.atomic import atomic_write_text
@@ -36,11 +37,19 @@ from mtp_core.ray_env import connect
 from mtp_core.spec import format_validation_error, load_raw_config, parse_task
 from trainer.api import resolve_storage, train
 
-__all__ = ["StudyResult", "TrialRecord", "build_searcher", "run_study", "tune_task"]
+__all__ = ["StudyResult", "TrialRecord", "TrialStatus", "build_searcher", "run_study",
+           "tune_task"]
 
 logger = logging.getLogger(__name__)
 
 Objective = Callable[[dict[str, Any]], Mapping[str, float]]
+
+
+class TrialStatus(enum.StrEnum):
+    """How a trial ended (the names of Tune's trial states)."""
+
+    TERMINATED = "TERMINATED"  # ran to its end, or was stopped early by the scheduler
+    ERROR = "ERROR"  # raised, and used up its search.max_failures retries
 
 
 @dataclass
@@ -50,10 +59,10 @@ class TrialRecord:
     params: dict[str, Any]
     value: float  # best of the metric over the trial's reports (by mode)
     last: dict[str, float]
-    status: str
+    status: TrialStatus
     iterations: int
     time_s: float
-    cache_hit: str | None = None
+    reused: bool = False  # its task's result came from the cache or registry: not trained
 
 
 @dataclass
@@ -120,7 +129,6 @@ def _task_trainable(base: dict[str, Any], spec: SearchSpec, storage: str,
                     study: str) -> Callable[[dict], None]:
     def trainable(config: dict[str, Any]) -> None:
         from ray import tune
-
 
         params = decode(spec, config)
         raw = apply_params(base, params)
@@ -195,7 +203,6 @@ def run_study(spec: SearchSpec, *, name: str, storage: str | Path,
         trainable = tune.with_resources(trainable, {"cpu": 1})
         max_t = 1
     if not ray.is_initialized():
-
         connect()
     per_trial = _trial_cpus(base_task)
     have = float(ray.cluster_resources().get("CPU", 1.0))
@@ -269,37 +276,39 @@ def _record_of_trial(spec: SearchSpec, trial: Any, index: int) -> TrialRecord | 
         return None
     return TrialRecord(
         trial_id=trial.trial_id, index=index, params=decode(spec, trial.config),
-        value=float(last[spec.metric]), last=_numeric(last), status=str(trial.status),
+        value=float(last[spec.metric]), last=_numeric(last), status=TrialStatus.TERMINATED,
         iterations=int(last.get("training_iteration", 0)),
-        time_s=float(last.get("time_total_s", 0.0)),
-        cache_hit="reused" if last.get("cache_hit") else None)
+        time_s=float(last.get("time_total_s", 0.0)), reused=bool(last.get("cache_hit")))
 
 
 def _summarise(spec: SearchSpec, name: str, study_dir: Path, grid: Any) -> StudyResult:
+    """The study's result from Tune's ``ResultGrid``; :class:`StudyFailedError` when no trial
+    is usable (none reported the metric, or every trial failed)."""
     records: list[TrialRecord] = []
+    skipped: list[Any] = []
     orders: dict[str, int] = {}
-    for r in grid:
+    results = list(grid)
+    for r in results:
         tid = str((r.metrics or {}).get("trial_id", ""))
-        found = re.search(rf"_{re.escape(tid)}_(\d+)", Path(r.path).name) if tid else None
-        if found:
-            orders[tid] = int(found.group(1))
+        if tid:
+            orders[tid] = _creation_order(r)
         df = r.metrics_dataframe
         if r.metrics is None or df is None or spec.metric not in df:
-            logger.warning("trial %s reported no %s (error: %s)", r.path, spec.metric, r.error)
+            skipped.append(r)
             continue
         series = df[spec.metric].astype(float)
         value = float(series.max() if spec.mode is Direction.MAXIMIZE else series.min())
         m = r.metrics
         records.append(TrialRecord(
             trial_id=str(m.get("trial_id")), index=0, params=decode(spec, r.config),
-            value=value, last=_numeric(m), status="ERROR" if r.error else "TERMINATED",
+            value=value, last=_numeric(m),
+            status=TrialStatus.ERROR if r.error else TrialStatus.TERMINATED,
             iterations=int(m.get("training_iteration", len(df))),
-            time_s=float(m.get("time_total_s", 0.0)),
-            cache_hit="reused" if m.get("cache_hit") else None))
-    if not records:
-        raise HpoError(f"study {name}: no trial reported {spec.metric!r}; see the trial errors "
-                       f"under {study_dir}")
-    # creation order: Tune names each trial's directory <trainable>_<trial id>_<counter>_...
+            time_s=float(m.get("time_total_s", 0.0)), reused=bool(m.get("cache_hit"))))
+    check_study_succeeded(spec, name, study_dir, results, records)
+    for r in skipped:
+        logger.warning("trial %s reported no %s (error: %s)", Path(r.path).name, spec.metric,
+                       None if r.error is None else trial_error_message(r.error))
     records.sort(key=lambda t: (orders.get(t.trial_id, 1 << 30), t.trial_id))
     for i, rec in enumerate(records):
         rec.index = i
@@ -313,6 +322,64 @@ def _summarise(spec: SearchSpec, name: str, study_dir: Path, grid: Any) -> Study
                          best_trial=best.trial_id, trials=records)
     result.files = write_outputs(result)
     return result
+
+
+# Tune names each trial's directory <trainable>_<trial id>_<counter>_<params>_<date>; a trial
+# id is 8 hex digits (a searcher's trials) or <5 hex>_<5 digits> (grid variants)
+_TRIAL_DIR = re.compile(r"_(?:[0-9a-f]{8}|[0-9a-f]{5}_\d{5})_(\d+)(?:_|$)")
+
+
+def _creation_order(result: Any) -> int:
+    """The counter Tune gives trials in creation order, from a result's directory name."""
+    found = _TRIAL_DIR.search(Path(result.path).name)
+    return int(found.group(1)) if found else 1 << 30
+
+
+def check_study_succeeded(spec: SearchSpec, name: str, study_dir: Path, results: list[Any],
+                          records: list[TrialRecord]) -> None:
+    """Raise :class:`StudyFailedError` unless some trial is usable: it reported the metric and
+    not every trial failed. ``results`` are Tune's ``Result`` objects (``error``, ``path``,
+    ``config``), ``records`` the trials that reported the metric. The message names the study,
+    the number of trials and the first failed trial's error."""
+    failed = sorted((r for r in results if r.error is not None), key=_creation_order)
+    if records and len(failed) < len(results):
+        return
+    where = f"trial logs under {study_dir}"
+    if not results:
+        budget = (f" within search.time_budget_s={spec.time_budget_s:g}"
+                  if spec.time_budget_s is not None else "")
+        raise StudyFailedError(f"study {name}: no trial ran{budget}; {where}")
+    first = ""
+    if failed:
+        try:
+            params = decode(spec, failed[0].config or {})
+        except (KeyError, ValueError):  # a config from another search space: name the dir
+            params = {}
+        shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        first = (f"the first ({shown or Path(failed[0].path).name}) raised "
+                 f"{trial_error_message(failed[0].error)}")
+    if len(failed) == len(results):
+        raise StudyFailedError(f"study {name}: all {len(results)} trials failed; {first}; "
+                               f"{where}")
+    raise StudyFailedError(
+        f"study {name}: none of its {len(results)} trials reported search.metric="
+        f"{spec.metric!r}" + (f" ({len(failed)} failed; {first})" if failed else
+                              "; is it an epoch metric such as val_loss or val_accuracy?")
+        + f"; {where}")
+
+
+def trial_error_message(err: BaseException) -> str:
+    """One line for a trial's error: the exception raised in the trial, not the Ray task
+    error around it (whose text is the remote traceback) nor a stored traceback's text."""
+    seen: set[int] = set()
+    while isinstance(getattr(err, "cause", None), BaseException) and id(err) not in seen:
+        seen.add(id(err))
+        err = err.cause  # type: ignore[attr-defined]
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if any(line.startswith("Traceback (most recent call last)") for line in lines):
+        return lines[-1]  # a traceback's text ends with "ErrorType: message"
+    text = lines[0] if lines else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def best_so_far(values: list[float], mode: str) -> list[float]:
@@ -329,12 +396,11 @@ def write_outputs(result: StudyResult) -> dict[str, str]:
     """trials.csv, trials.parquet, study.json and progress.png in the study directory."""
     import pandas as pd
 
-
     d = Path(result.study_dir)
     d.mkdir(parents=True, exist_ok=True)
     rows = [{"trial": t.index, "trial_id": t.trial_id, result.metric: t.value,
-             "status": t.status, "iterations": t.iterations, "time_s": t.time_s,
-             "reused": t.cache_hit is not None,
+             "status": t.status.value, "iterations": t.iterations, "time_s": t.time_s,
+             "reused": t.reused,
              **{f"param.{k}": (json.dumps(v) if isinstance(v, list | dict) else v)
                 for k, v in t.params.items()}}
             for t in result.trials]
@@ -385,6 +451,10 @@ def tune_task(config_path: str | Path, *, overrides: list[str] | None = None,
     """The ``mtp tune`` entry point: a study config file (task + ``search``) to a result."""
 
     raw = load_raw_config(config_path, overrides or [])
+    if not isinstance(raw, dict):
+        raise SearchConfigError(f"invalid study config {config_path}: expected a mapping (a "
+                                f"task with a search section) at the top level, got "
+                                f"{type(raw).__name__}")
     search_raw = raw.pop("search", None)
     if search_raw is None:
         raise SearchConfigError(f"{config_path}: no search section (see `mtp tune --help` and "
@@ -401,12 +471,10 @@ def tune_task(config_path: str | Path, *, overrides: list[str] | None = None,
 def parse_search(raw: Any, origin: str) -> SearchSpec:
     from pydantic import ValidationError
 
-
     try:
         return SearchSpec.model_validate(raw)
     except ValidationError as err:
-        text = format_validation_error(err, raw, origin)
-        lines = text.splitlines()
         # the field paths are relative to the search section
-        lines = [lines[0]] + [line.replace("  ", "  search.", 1) for line in lines[1:]]
-        raise SearchConfigError("\n".join(lines)) from None
+        raise SearchConfigError(format_validation_error(
+            err, raw, origin, model=SearchSpec, field_prefix="search.",
+            what="search section in")) from None

@@ -1,6 +1,8 @@
 """The ``mtp`` command line.
 
-Exit codes: 0 success; 2 bad input (config, data, arguments); 1 training failed.
+Exit codes: 0 success; 2 bad input (config, data, arguments, paths); 1 the platform or the
+training failed; 130 interrupted. An error the platform raises (any ``MtpError``) is one
+``mtp: error: ...`` / ``mtp: failed: ...`` line on stderr, never a traceback (``-v`` logs it).
 """
 
 from __future__ import annotations
@@ -10,18 +12,25 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from consistency.errors import ConsistencyError
-from mtp_core.errors import ConfigError, DataError
-from trainer.errors import CheckpointError, TrainerError
-from trainer.result import TrainingResult
+from pydantic import ValidationError
+
+from mtp_core.errors import ConfigError, InputError, MtpError, exit_code_for
+from mtp_core.ray_env import connect
+from mtp_core.spec import load_task
+
+if TYPE_CHECKING:  # the trainer imports torch: only the commands that train load it
+    from trainer.result import TrainingResult
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+logger = logging.getLogger(__name__)
 
 _SHOWN_METRICS = ("val_loss", "val_accuracy", "val_f1", "val_mse", "val_r2")
 
@@ -66,20 +75,17 @@ def format_summary(r: TrainingResult) -> str:
         f"training {t.train_time_s:.1f}s  {t.samples_per_s:,.0f} samples/s  "
         f"(steady {t.steady_samples_per_s:,.0f})",
     ]
-    if r.cache_hit:
-        where = {"local": "the local result cache", "registry": "the cluster's result registry",
-                 "waited": "another driver's run of the same task (waited for it)"}
-        lines.append(f"cache      reused from {where.get(r.cache_hit, r.cache_hit)}: no "
+    if r.cache_hit is not None:
+        lines.append(f"cache      reused from {r.cache_hit.source}: no "
                      f"training was started (key {(r.cache_key or '')[:16]}; --no-cache "
                      "trains anyway)")
     return "\n".join(lines)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from mtp_core.spec import load_task
+    task = load_task(args.config, args.set or [])  # a bad config fails before torch loads
     from trainer.api import train
 
-    task = load_task(args.config, args.set or [])
     total = task.training.epochs
 
     def on_epoch(rec: dict[str, Any]) -> None:
@@ -112,10 +118,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from mtp_core.spec import load_task
+    task = load_task(args.config, args.set or [])  # a bad config fails before torch loads
     from trainer.api import prepare
 
-    task = load_task(args.config, args.set or [])
     p = prepare(task)
     print(json.dumps({"task_id": task.task_id, "samples": p.dataset.num_samples,
                       "sample_shape": list(p.dataset.sample_shape),
@@ -124,27 +129,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _join_cluster(command: str, address: str | None) -> None:
-    import ray
-
-    if ray.is_initialized():  # a driver script (or test) that is already connected
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if not address:
-        raise ConfigError(f"mtp {command} needs a cluster: pass --address HOST:PORT "
-                          "(or 'auto' for a `ray start` cluster on this host) or set RAY_ADDRESS")
-    try:
-        if not ray.is_initialized():
-            ray.init(address=address, namespace="mtp", logging_level=logging.WARNING)
-    except (ConnectionError, ValueError, RuntimeError) as err:
-        raise ConfigError(f"--address {address!r}: cannot connect to a Ray cluster: {err}"
-                          ) from None
-
-
 def _cmd_cluster_status(args: argparse.Namespace) -> int:
+    connect(args.address, require_cluster="cluster status")  # first: a bad address fails fast
     from cluster.status import collect_status, format_status
 
-    _join_cluster("cluster status", args.address)
     status = collect_status()
     if args.json:
         print(json.dumps({k: v for k, v in status.items() if k != "ray_nodes"}, indent=1,
@@ -168,10 +156,9 @@ def format_report(report: Any) -> str:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from mtp_core.spec import load_task
+    task = load_task(args.config, args.set or [])  # a bad config fails before torch loads
     from trainer.verify import verify
 
-    task = load_task(args.config, args.set or [])
     report = verify(task, args.replicas, storage_path=args.storage_path, address=args.address)
     if args.json:
         print(json.dumps(report.to_json_dict(), indent=1))
@@ -183,10 +170,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_registry_stats(args: argparse.Namespace) -> int:
     import ray
 
-    from consistency.actors import REGISTRY_NAME
     from mtp_core.ray_env import NAMESPACE
 
-    _join_cluster("registry stats", args.address)
+    connect(args.address, require_cluster="registry stats")  # first: a bad address fails fast
+    from consistency.actors import REGISTRY_NAME
+
     try:
         registry = ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE)
     except ValueError:
@@ -222,12 +210,13 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         params = "  ".join(f"{k.split('.')[-1]}={_fmt_param(v)}" for k, v in rec.params.items())
         print(f"{rec.index + 1:>4}/{total:<4}  {rec.value:>8.4f}  "
               f"{(best.value if best else rec.value):>8.4f}  {rec.iterations:>6}  "
-              f"{rec.time_s:>6.1f}  {params}" + ("  (reused)" if rec.cache_hit else ""),
+              f"{rec.time_s:>6.1f}  {params}" + ("  (reused)" if rec.reused else ""),
               flush=True)
 
+    # a failed trial is one line in the study's summary (its traceback is in the trial's
+    # error.txt), not a traceback logged by Tune
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     if args.address or os.environ.get("RAY_ADDRESS"):
-        from trainer.api import connect
-
         connect(args.address)
     result = tune_task(args.config, overrides=args.set or [], storage_path=args.storage_path,
                        name=args.name, resume=args.resume, on_trial=on_trial)
@@ -252,9 +241,37 @@ def _address_arg(p: argparse.ArgumentParser, local: bool) -> None:
                    + (", else an embedded local Ray" if local else ""))
 
 
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def _run_name(text: str) -> str:
+    """A run directory's name under the storage path: one path component."""
+    if not _RUN_NAME.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not allowed: use 1-128 letters, digits, '_', '.', '-' starting with a "
+            "letter or digit (a name under --storage-path, not a path)")
+    return text
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: what is wrong and where the usage is, not the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mtp", description="Ray-based model-training platform.")
+    parser = _Parser(prog="mtp", description="Ray-based model-training platform.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -266,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--storage-path", default=None,
                      help="where runs are stored (default: $MTP_STORAGE_PATH or ./mtp_results); "
                      "must be shared by all nodes on a multi-node cluster")
-    run.add_argument("--run-name", default=None,
+    run.add_argument("--run-name", default=None, type=_run_name,
                      help="run directory name (default: the task id); an existing run of the "
                      "same task resumes from its latest checkpoint")
     run.add_argument("--no-cache", action="store_true",
@@ -274,34 +291,34 @@ def build_parser() -> argparse.ArgumentParser:
                      "result of this task")
     run.add_argument("-q", "--quiet", action="store_true", help="no per-epoch lines")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
-    run.set_defaults(func=_cmd_run)
+    run.set_defaults(func=_cmd_run, parser=run)
 
     show = sub.add_parser("show", help="print a stored run's result")
     show.add_argument("run_dir", help="run directory (holds result.json)")
     show.add_argument("--json", action="store_true", help="print the result as JSON")
-    show.set_defaults(func=_cmd_show)
+    show.set_defaults(func=_cmd_show, parser=show)
 
     val = sub.add_parser("validate", help="check a config and its data without training")
     val.add_argument("config")
     val.add_argument("--set", action="append", metavar="KEY=VALUE")
-    val.set_defaults(func=_cmd_validate)
+    val.set_defaults(func=_cmd_validate, parser=val)
 
     cluster = sub.add_parser("cluster", help="cluster health and fault handling")
-    csub = cluster.add_subparsers(dest="cluster_command", required=True)
+    csub = cluster.add_subparsers(dest="cluster_command", required=True, metavar="{status}")
     status = csub.add_parser("status", help="nodes, health levels, tasks, failures, migrations")
     _address_arg(status, local=False)
     status.add_argument("--json", action="store_true")
-    status.set_defaults(func=_cmd_cluster_status)
+    status.set_defaults(func=_cmd_cluster_status, parser=status)
 
     ver = sub.add_parser("verify", help="train a task on several nodes and compare the results")
     ver.add_argument("config")
     ver.add_argument("--set", action="append", metavar="KEY=VALUE")
-    ver.add_argument("--replicas", type=int, default=2,
+    ver.add_argument("--replicas", type=_at_least_one, default=2,
                      help="distinct nodes to train on (default 2)")
     _address_arg(ver, local=True)
     ver.add_argument("--storage-path", default=None)
     ver.add_argument("--json", action="store_true", help="print the ConsistencyReport as JSON")
-    ver.set_defaults(func=_cmd_verify)
+    ver.set_defaults(func=_cmd_verify, parser=ver)
 
     tune = sub.add_parser("tune", help="hyperparameter search over a task (Ray Tune)")
     tune.add_argument("config", help="study config: a task config with a search section")
@@ -315,19 +332,22 @@ def build_parser() -> argparse.ArgumentParser:
     _address_arg(tune, local=True)
     tune.add_argument("-q", "--quiet", action="store_true", help="no per-trial lines")
     tune.add_argument("--json", action="store_true", help="print the study result as JSON")
-    tune.set_defaults(func=_cmd_tune)
+    tune.set_defaults(func=_cmd_tune, parser=tune)
 
     reg = sub.add_parser("registry", help="the cluster-wide result registry")
-    rsub = reg.add_subparsers(dest="registry_command", required=True)
+    rsub = reg.add_subparsers(dest="registry_command", required=True, metavar="{stats}")
     rstats = rsub.add_parser("stats", help="entries, cache hits and misses, verifications")
     _address_arg(rstats, local=False)
     rstats.add_argument("--json", action="store_true")
-    rstats.set_defaults(func=_cmd_registry_stats)
+    rstats.set_defaults(func=_cmd_registry_stats, parser=rstats)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the subcommand they were given to, not by the top-level parser
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -337,16 +357,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
         return code
-    except (ConfigError, DataError, CheckpointError, ConsistencyError) as err:
-        print(f"mtp: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except TrainerError as err:
-        print(f"mtp: training failed: {err}", file=sys.stderr)
-        return EXIT_FAILED
     except KeyboardInterrupt:
         print("mtp: interrupted; rerun the same command to resume from the latest checkpoint",
               file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except MtpError as err:
+        return _report(err, exit_code_for(err))
+    except ValidationError as err:
+        # the platform's own models; a user's files are checked where they are read
+        return _report(err, EXIT_FAILED)
+    except OSError as err:
+        # a path given on the command line (or under it) that cannot be read or written
+        return _report(err, EXIT_BAD_INPUT if isinstance(err, _PATH_ERRORS) else EXIT_FAILED)
+
+
+_PATH_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
+                NotADirectoryError)
+
+
+def _cause(err: BaseException) -> BaseException:
+    """The platform's error inside a Ray task/actor error (whose text is a remote traceback)."""
+    cause = getattr(err, "cause", None)
+    return cause if isinstance(cause, BaseException) else err
+
+
+def _error_message(err: BaseException) -> str:
+    """What ``mtp`` prints for ``err``: the message, without a remote traceback."""
+    err = _cause(err)
+    if isinstance(err, ValidationError):
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "<root>"
+        more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+        return f"invalid {err.title}: {where}: {first['msg']}{more}"
+    if isinstance(err, OSError) and err.filename is not None:
+        return f"{err.strerror or err}: {str(err.filename)!r}"
+    return str(err).strip() or type(err).__name__
+
+
+def _is_training_failure(err: BaseException) -> bool:
+    # a TrainerError can only have been raised once trainer.errors was imported; importing it
+    # here would load torch for every error of every command
+    errors = sys.modules.get("trainer.errors")
+    return (errors is not None and isinstance(err, errors.TrainerError)
+            and not isinstance(err, InputError))
+
+
+def _report(err: BaseException, code: int) -> int:
+    cause = _cause(err)
+    if code == EXIT_BAD_INPUT:
+        prefix = "mtp: error: "
+    elif _is_training_failure(cause):
+        prefix = "mtp: training failed: "
+    else:
+        prefix = "mtp: failed: "
+    logger.debug("%s%s", prefix, type(cause).__name__, exc_info=err)
+    print(prefix + _error_message(err), file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from typing import Any
 
 from mtp_core.errors import ConfigError
@@ -35,6 +36,8 @@ def connect(address: str | None = None, *, require_cluster: str | None = None) -
     if require_cluster is not None and not target:
         raise ConfigError(f"mtp {require_cluster} needs a cluster: pass --address HOST:PORT "
                           "(or 'auto' for a `ray start` cluster on this host) or set RAY_ADDRESS")
+    if target:
+        _check_reachable(target)
     try:
         ray.init(address=target or "local", namespace=NAMESPACE,
                  logging_level=logging.WARNING, configure_logging=True)
@@ -42,6 +45,21 @@ def connect(address: str | None = None, *, require_cluster: str | None = None) -
         if not target:
             raise
         raise ConfigError(f"--address {target!r}: cannot connect to a Ray cluster: {err}"
+                          ) from None
+
+
+def _check_reachable(target: str, timeout_s: float = 5.0) -> None:
+    """Fail at once when nothing listens at ``host:port``: Ray itself retries an unreachable
+    GCS address for minutes before it gives up."""
+    host, sep, port = target.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host or "/" in host:
+        return  # 'auto', 'local' and other forms: Ray judges (and names) them
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise ConfigError(f"--address {target!r}: cannot connect to a Ray cluster: nothing "
+                          f"answers at {host}:{port} ({err.strerror or err}); check the "
+                          "head node's address and port (`ray start --head` prints them)"
                           ) from None
 
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import re
+import types
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from mtp_core.base import StrictModel
 from mtp_core.consistency_spec import ConsistencySpec
@@ -495,27 +498,102 @@ def _format_loc(loc: Sequence[int | str], raw: Any) -> str:
     return ".".join(parts).replace(".[", "[") or "<root>"
 
 
-def format_validation_error(err: ValidationError, raw: Any, origin: str) -> str:
-    """One message per bad field: path, the value given, and what is allowed."""
-    lines = [f"invalid task config {origin}:"]
-    for e in err.errors():
-        where = _format_loc(e["loc"], raw)
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            lines.append(f"  {where}: unknown field (remove it or check the spelling)")
+def format_validation_error(err: ValidationError, raw: Any, origin: str, *,
+                            model: type[BaseModel] | None = None, field_prefix: str = "",
+                            what: str = "task config") -> str:
+    """What is wrong, field by field: the dotted path, the value given and what is allowed.
+
+    One problem gives one line (``invalid task config t.yaml: training.epochs: got 0: ...``);
+    several give the header and one indented line each. ``model`` (the validated class) lets a
+    non-finite number's message say the field's range and meaning; ``field_prefix`` is put
+    before every path (``search.`` for a study's search section).
+    """
+    problems = [_describe_problem(e, raw, model, field_prefix) for e in err.errors()]
+    header = f"invalid {what} {origin}"
+    if len(problems) == 1:
+        return f"{header}: {problems[0]}"
+    return "\n".join([f"{header}: {len(problems)} problems:", *(f"  {p}" for p in problems)])
+
+
+def _describe_problem(e: Any, raw: Any, model: type[BaseModel] | None, prefix: str) -> str:
+    where = prefix + _format_loc(e["loc"], raw)
+    msg = str(e["msg"]).removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        return f"{where}: unknown field (remove it or check the spelling)"
+    if e["type"] == "missing":
+        return f"{where}: required field is missing"
+    if not e["loc"]:  # a cross-field check of the whole model
+        return msg
+    value = e.get("input")
+    if isinstance(value, Mapping):  # a check across the fields of a section
+        return f"{where}: {msg}"
+    if e["type"] == "finite_number":
+        field = _field_info(model, e["loc"]) if model is not None else None
+        allowed = "a finite number" + (_bounds(field) if field is not None else "")
+        if field is not None and field.description:
+            allowed += f" ({field.description.rstrip('.')})"
+        return f"{where}: got {_show(value)}: NaN and infinity are not allowed; allowed: {allowed}"
+    return f"{where}: got {_show(value)}: {msg}"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # inf, -inf, nan (JSON would say Infinity)
+    shown = json.dumps(value, default=str)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
+def _bounds(field: FieldInfo) -> str:
+    """`` >= 0 and <= 10`` from a field's ge/gt/le/lt constraints."""
+    out = []
+    for c in field.metadata:
+        for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            bound = getattr(c, attr, None)
+            if isinstance(bound, int | float) and not isinstance(bound, bool):
+                out.append(f"{op} {bound:g}")
+    return (" " + " and ".join(out)) if out else ""
+
+
+def _field_info(model: type[BaseModel], loc: Sequence[int | str]) -> FieldInfo | None:
+    """The pydantic field an error location points at (through nested models, tagged unions,
+    lists and dicts), or None when the path leaves the models."""
+    cands: list[Any] = [model]
+    field: FieldInfo | None = None
+    for item in loc:
+        cands = [t for tp in cands for t in _flatten(tp)]
+        models = [t for t in cands if isinstance(t, type) and issubclass(t, BaseModel)]
+        owner = next((m for m in models if isinstance(item, str) and item in m.model_fields),
+                     None)
+        if owner is not None:
+            field = owner.model_fields[str(item)]
+            cands = [field.annotation]
             continue
-        if e["type"] == "missing":
-            lines.append(f"  {where}: required field is missing")
+        tagged = [m for m in models if any(item in _literals(f.annotation)
+                                           for f in m.model_fields.values())]
+        if tagged:  # a discriminator tag pydantic put in the path
+            cands = tagged
             continue
-        if e["type"] == "value_error" and not e["loc"]:  # a cross-field check
-            lines.append(f"  {msg.removeprefix('Value error, ')}")
-            continue
-        value = e.get("input")
-        shown = json.dumps(value, default=str) if not isinstance(value, Mapping) else "{...}"
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        lines.append(f"  {where}: got {shown}: {msg}")
-    return "\n".join(lines)
+        containers = [tp for tp in cands if get_origin(tp) in (list, tuple, dict)]
+        if not containers:
+            return None
+        field = None
+        cands = [a for tp in containers
+                 for a in (get_args(tp)[-1:] if get_origin(tp) is dict else get_args(tp))
+                 if a is not Ellipsis]
+    return field
+
+
+def _flatten(tp: Any) -> list[Any]:
+    """Union members (Optional included) and the type inside Annotated."""
+    if get_origin(tp) is Annotated:
+        return _flatten(get_args(tp)[0])
+    if get_origin(tp) in (Union, types.UnionType):
+        return [t for a in get_args(tp) for t in _flatten(a)]
+    return [tp]
+
+
+def _literals(tp: Any) -> tuple[Any, ...]:
+    return get_args(tp) if get_origin(tp) is Literal else ()
 
 
 def _parse_value(text: str) -> Any:
@@ -561,7 +639,8 @@ def parse_task(raw: Any, origin: str = "<dict>", base_dir: Path | None = None) -
     try:
         task = TrainingTask.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, raw, origin)) from None
+        raise ConfigError(format_validation_error(err, raw, origin, model=TrainingTask)
+                          ) from None
     if isinstance(task.dataset, FileDataset) and base_dir is not None:
         if not task.dataset.path.is_absolute():
             path = (base_dir / task.dataset.path).resolve()
@@ -589,7 +668,10 @@ def load_raw_config(path: str | Path, overrides: Iterable[str] = ()) -> Any:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"task config file {str(p)!r} does not exist (or is not a file)")
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"task config file {str(p)!r} cannot be read: {err}") from None
     try:
         if p.suffix.lower() == ".json":
             raw = json.loads(text)

@@ -2,16 +2,18 @@
 
 Every error the trainer raises derives from :class:`TrainerError`, under the platform's root
 :class:`mtp_core.errors.MtpError`. Input errors (:class:`mtp_core.errors.ConfigError`,
-:class:`mtp_core.errors.DataError`, and :class:`CheckpointError` here) derive from
-:class:`mtp_core.errors.InputError` and exit with code 2. They are plain ``Exception``
-subclasses with a single message argument, so they pickle across Ray actor boundaries.
+:class:`mtp_core.errors.DataError`, and here :class:`CheckpointError` and
+:class:`ResultFileError`) derive from :class:`mtp_core.errors.InputError` and exit with code 2.
+They are plain ``Exception`` subclasses with a single message argument, so they pickle across
+Ray actor boundaries.
 """
 
 from __future__ import annotations
 
 from mtp_core.errors import ConfigError, DataError, InputError, MtpError
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "TrainerError", "TrainingFailedError"]
+__all__ = ["CheckpointError", "ConfigError", "DataError", "ResultFileError", "TrainerError",
+           "TrainingFailedError"]
 
 
 class TrainerError(MtpError):
@@ -20,6 +22,11 @@ class TrainerError(MtpError):
 
 class CheckpointError(TrainerError, InputError):
     """A run directory cannot be used for this task (for example another task's run)."""
+
+
+class ResultFileError(TrainerError, InputError):
+    """A path given as a run directory holds no readable ``result.json`` (missing, unreadable,
+    or not a training result); names the file."""
 
 
 class TrainingFailedError(TrainerError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,27 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mtp_core.atomic import atomic_write_text
 from mtp_core.layout import RunLayout
-from trainer.errors import TrainerError
+from mtp_core.spec import format_validation_error
+from trainer.errors import ResultFileError
 
-__all__ = ["EpochRecord", "Timings", "TrainingResult", "load_result"]
+__all__ = ["CacheHit", "EpochRecord", "Timings", "TrainingResult", "load_result"]
 
 RESULT_FILE = RunLayout.of(".").result.name
+
+
+class CacheHit(enum.StrEnum):
+    """Where a reused result came from (``TrainingResult.cache_hit``; None: trained)."""
+
+    LOCAL = "local"  # this node's result cache under <storage>/_cache
+    REGISTRY = "registry"  # the cluster's result registry actor
+    WAITED = "waited"  # another driver was training the same task; its result was awaited
+
+    @property
+    def source(self) -> str:
+        """Where the result came from, in words."""
+        return {CacheHit.LOCAL: "the local result cache",
+                CacheHit.REGISTRY: "the cluster's result registry",
+                CacheHit.WAITED: "another driver's run of the same task (waited for it)"}[self]
 
 
 class EpochRecord(BaseModel):
@@ -86,7 +103,7 @@ class TrainingResult(BaseModel):
     attempts: int = Field(1, description="Worker-group starts, Ray Train restarts included.")
     cache_key: str | None = Field(
         None, description="Result-cache key: task identity, parameters, data hash, versions.")
-    cache_hit: str | None = Field(
+    cache_hit: CacheHit | None = Field(
         None, description="None: trained by this call; local, registry or waited: reused.")
     timings: Timings
     versions: dict[str, str]
@@ -100,12 +117,31 @@ class TrainingResult(BaseModel):
 
 
 def load_result(run_dir: str | Path) -> TrainingResult:
-    """Read ``result.json`` from a run directory (or the file itself)."""
+    """Read ``result.json`` from a run directory (or the file itself).
+
+    Raises :class:`ResultFileError` (an input error) naming the file when it is missing,
+    unreadable, not JSON, or not a training result.
+    """
     p = Path(run_dir)
     path = p if p.is_file() else p / RESULT_FILE
     if not path.is_file():
-        raise TrainerError(f"no {RESULT_FILE} in {str(p)!r}: not a finished run directory")
+        raise ResultFileError(f"no {RESULT_FILE} in {str(p)!r}: not a finished run directory "
+                              "(give the run directory `mtp run` printed, or its result.json)")
     try:
-        return TrainingResult.model_validate(json.loads(path.read_text()))
-    except (ValueError, ValidationError) as err:
-        raise TrainerError(f"{str(path)!r} is not a valid training result: {err}") from None
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ResultFileError(f"cannot read {str(path)!r}: {err.strerror or err}") from None
+    except ValueError as err:  # not UTF-8, or not JSON
+        raise ResultFileError(f"{str(path)!r} is not a training result: not valid JSON "
+                              f"({err})") from None
+    try:
+        return TrainingResult.model_validate(raw)
+    except ValidationError as err:
+        if err.error_count() == 1:
+            raise ResultFileError(format_validation_error(
+                err, raw, repr(str(path)), model=TrainingResult, what="training result")
+            ) from None
+        fields = sorted({".".join(str(x) for x in e["loc"]) or "<root>" for e in err.errors()})
+        shown = ", ".join(fields[:5]) + (", ..." if len(fields) > 5 else "")
+        raise ResultFileError(f"{str(path)!r} is not a training result: {err.error_count()} "
+                              f"fields are missing or invalid ({shown})") from None

@@ -27,11 +27,11 @@ from typing import Any
 
 from consistency.cache import ResultCache
 from consistency.hashing import state_dict_hash
-from consistency.store import CLAIM_TIMEOUT_S, ClaimOutcome
+from consistency.store import CLAIM_TIMEOUT_S, ClaimOutcome, RegistryEntry
 from mtp_core.spec import TrainingTask
-from trainer.result import TrainingResult
+from trainer.result import CacheHit, TrainingResult
 
-__all__ = ["ResultReuse", "cache_dir", "usable_result"]
+__all__ = ["ResultReuse", "cache_dir", "registry_entry", "usable_result"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,18 @@ _WAIT_POLL_S = 0.5
 
 def cache_dir(storage: Path) -> Path:
     return storage / "_cache"
+
+
+def registry_entry(key: str, result: TrainingResult, *, node_id: str, ttl_s: float,
+                   now: float | None = None) -> RegistryEntry:
+    """The registry's record of a freshly trained ``result``: the one place that builds it
+    (``ResultReuse.publish`` after training, ``verify`` after a consensus). It expires
+    ``ttl_s`` seconds after ``now`` (default: the current wall time)."""
+    shared_at = time.time() if now is None else now
+    stored = result.model_copy(update={"cache_hit": None})
+    return RegistryEntry(key=key, task_id=result.task_id, result=stored.model_dump(mode="json"),
+                         model_path=result.model_path, run_dir=result.run_dir,
+                         shared_at=shared_at, expires_at=shared_at + ttl_s, node_id=node_id)
 
 
 def usable_result(entry: dict[str, Any] | None, where: str) -> TrainingResult | None:
@@ -84,7 +96,7 @@ class ResultReuse:
         if self.cache is None:
             return None
         hit = usable_result(self.cache.get(self.key), "local cache")
-        return None if hit is None else hit.model_copy(update={"cache_hit": "local"})
+        return None if hit is None else hit.model_copy(update={"cache_hit": CacheHit.LOCAL})
 
     def shared(self, registry: Any) -> TrainingResult | None:
         import ray
@@ -95,7 +107,7 @@ class ResultReuse:
         if hit is None:
             return None
         self._remember(hit)
-        return hit.model_copy(update={"cache_hit": "registry"})
+        return hit.model_copy(update={"cache_hit": CacheHit.REGISTRY})
 
     def claim_or_wait(self, registry: Any) -> TrainingResult | None:
         """None: this call holds the claim and trains. A result: another driver trained it."""
@@ -110,7 +122,7 @@ class ResultReuse:
                 if hit is not None:
                     ray.get(registry.release.remote(self.key, self.owner))
                     self._remember(hit)
-                    return hit.model_copy(update={"cache_hit": "registry"})
+                    return hit.model_copy(update={"cache_hit": CacheHit.REGISTRY})
                 self._claimed = True
                 self._start_renewing(registry)
                 return None
@@ -124,7 +136,7 @@ class ResultReuse:
             hit = usable_result(ray.get(registry.lookup.remote(self.key)), "registry")
             if hit is not None:
                 self._remember(hit)
-                return hit.model_copy(update={"cache_hit": "waited"})
+                return hit.model_copy(update={"cache_hit": CacheHit.WAITED})
             # the other driver gave up without a result: try to claim it ourselves
 
     # -- after training --------------------------------------------------------------------------
@@ -137,16 +149,12 @@ class ResultReuse:
         """Store a freshly trained result locally and share it with the cluster."""
         import ray
 
-        stored = result.model_copy(update={"cache_hit": None})
-        self._remember(stored)
+        self._remember(result.model_copy(update={"cache_hit": None}))
         if registry is None:
             return
-        entry = {"key": self.key, "task_id": result.task_id,
-                 "result": stored.model_dump(mode="json"), "model_path": result.model_path,
-                 "run_dir": result.run_dir, "shared_at": time.time(),
-                 "node_id": ray.get_runtime_context().get_node_id()}
-        ttl = self.task.consistency.cache.ttl_s
-        entry["expires_at"] = entry["shared_at"] + ttl
+        entry = registry_entry(self.key, result,
+                               node_id=ray.get_runtime_context().get_node_id(),
+                               ttl_s=self.task.consistency.cache.ttl_s)
         ray.get(registry.register.remote(self.key, entry))
         self._claimed = False  # register ends the claim
 

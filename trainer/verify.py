@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from consistency.consensus import ConsistencyReport, compare_results
-from consistency.errors import ConsistencyError
 from mtp_core.errors import ConfigError
 from mtp_core.ray_env import connect
 from mtp_core.resources import TaskResources
 from mtp_core.spec import Strategy, TrainingTask
 from trainer.api import prepare, resolve_storage, train
-from trainer.reuse import usable_result
+from trainer.result import TrainingResult
+from trainer.reuse import registry_entry, usable_result
 
 __all__ = ["pick_nodes", "verify"]
 
@@ -38,7 +38,7 @@ def pick_nodes(per_node: dict[str, dict[str, float]], cpus: float, gpus: float,
            if res.get("CPU", 0.0) >= cpus and res.get("GPU", 0.0) >= gpus]
     fit.sort(key=lambda nid: (-per_node[nid].get("CPU", 0.0), nid))
     if len(fit) < replicas:
-        raise ConsistencyError(
+        raise ConfigError(
             f"--replicas {replicas} needs {replicas} distinct nodes that can each hold the whole "
             f"task ({cpus:g} CPUs, {gpus:g} GPUs), but only {len(fit)} of {len(per_node)} alive "
             "nodes can; lower --replicas or resources.num_workers / cpus_per_worker")
@@ -62,16 +62,13 @@ def verify(task: TrainingTask, replicas: int = 2, *, storage_path: str | Path | 
     prepared = prepare(task)
     connect(address)
     needs = TaskResources.of(task)
-    try:
-        nodes = pick_nodes(free_resources_per_node(), needs.total_cpus, needs.total_gpus,
-                           replicas)
-    except ConsistencyError as err:
-        raise ConfigError(str(err)) from None
+    nodes = pick_nodes(free_resources_per_node(), needs.total_cpus, needs.total_gpus, replicas)
     registry = get_result_registry(storage) if task.consistency.sharing.enabled else None
     stored = ray.get(registry.lookup.remote(prepared.cache_key)) if registry else None
 
     results: list[dict[str, Any]] = []
     names: list[str] = []
+    replicas_trained: list[TrainingResult] = []
     if stored is not None:
         # the stored result, as published: its metrics as written, and (checked here) a model
         # file that still hashes to its weights_hash; a swapped model makes it unusable
@@ -90,6 +87,7 @@ def verify(task: TrainingTask, replicas: int = 2, *, storage_path: str | Path | 
         r = train(task, storage_path=storage,
                   run_name=f"{task.task_id}-verify-{stamp}-{i}",
                   use_cache=False, node_ids=[node] * needs.num_workers)
+        replicas_trained.append(r)
         results.append(r.model_dump(mode="json"))
         names.append(node)
     spec = task.consistency.consensus
@@ -98,13 +96,9 @@ def verify(task: TrainingTask, replicas: int = 2, *, storage_path: str | Path | 
     if registry is not None:
         if stored is None and report.is_consistent:
             # nothing shared yet: the first replica becomes the shared result
-            first = results[0]
-            ray.get(registry.register.remote(prepared.cache_key, {
-                "key": prepared.cache_key, "task_id": task.task_id, "result": first,
-                "model_path": first["model_path"], "run_dir": first["run_dir"],
-                "shared_at": time.time(), "node_id": nodes[0],
-                "expires_at": time.time() + task.consistency.cache.ttl_s}))
-            stored = first
+            entry = registry_entry(prepared.cache_key, replicas_trained[0], node_id=nodes[0],
+                                   ttl_s=task.consistency.cache.ttl_s)
+            stored = ray.get(registry.register.remote(prepared.cache_key, entry))
         if stored is not None:
             ray.get(registry.mark_verified.remote(prepared.cache_key,
                                                   report.to_json_dict()))

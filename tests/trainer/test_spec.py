@@ -85,6 +85,18 @@ def test_override_into_a_value_is_rejected() -> None:
         ("fault_tolerance.migration_strategy=random",
          r"migration_strategy: got \"random\": .*'load_balanced' or 'round_robin'"),
         ("fault_tolerance.max_retry_attempts=-1", r"max_retry_attempts: got -1"),
+        # NaN and infinity are refused for every float field, naming the range allowed
+        ("training.checkpoint.every_minutes=.inf",
+         r"training\.checkpoint\.every_minutes: got inf: NaN and infinity are not allowed; "
+         r"allowed: a finite number >= 0 \(0 disables the time rule\)$"),
+        ("training.learning_rate=.nan",
+         r"training\.learning_rate: got nan: .*allowed: a finite number > 0 and <= 10$"),
+        ("model.dropout=-.inf", r"model\.dropout: got -inf: .*a finite number >= 0 and < 1"),
+        ("hyperparameters.betas=[0.9, .inf]",
+         r"hyperparameters\.betas\[1\]: got inf: .*allowed: a finite number$"),
+        ("fault_tolerance.retry_backoff_s=.inf",
+         r"fault_tolerance\.retry_backoff_s: got inf: .*>= 0 and <= 600"),
+        ("consistency.cache.ttl_hours=.nan", r"consistency\.cache\.ttl_hours: got nan"),
     ],
 )
 def test_bad_values_name_field_value_and_allowed(
@@ -92,6 +104,21 @@ def test_bad_values_name_field_value_and_allowed(
 ) -> None:
     with pytest.raises(ConfigError, match=expected):
         load_task(write(tmp_path, digits_task_dict()), [override])
+
+
+def test_one_problem_is_one_line_several_are_listed(tmp_path: Path) -> None:
+    cfg = write(tmp_path, digits_task_dict())
+    with pytest.raises(ConfigError) as one:
+        load_task(cfg, ["training.epochs=0"])
+    assert str(one.value) == (f"invalid task config {cfg}: training.epochs: got 0: Input "
+                              "should be greater than or equal to 1")
+    with pytest.raises(ConfigError) as two:
+        load_task(cfg, ["training.epochs=0", "training.checkpoint.every_minutes=.inf"])
+    assert str(two.value).splitlines() == [
+        f"invalid task config {cfg}: 2 problems:",
+        "  training.epochs: got 0: Input should be greater than or equal to 1",
+        "  training.checkpoint.every_minutes: got inf: NaN and infinity are not allowed; "
+        "allowed: a finite number >= 0 (0 disables the time rule)"]
 
 
 def test_cnn_needs_image_shape_except_digits() -> None:
@@ -141,6 +168,7 @@ def test_cli_exits_2_with_one_clear_message(
     cfg = write(tmp_path, digits_task_dict())
     assert main(["run", str(cfg), "--set", "training.batch_size=0"]) == 2
     err = capsys.readouterr().err
+    assert err.startswith("mtp: error: ") and len(err.splitlines()) == 1, err
     assert "training.batch_size: got 0" in err and "greater than or equal to 1" in err
     assert main(["run", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml" in capsys.readouterr().err
