@@ -4,11 +4,12 @@
 with the process group, ``prepare_model`` and ``ray.train.report``; tests drive it in-process with
 ``SingleProcess`` and call ``run_epoch`` one epoch at a time.
 
-Lifecycle: ``__init__`` seeds, splits, builds the model and optimizer, then resumes from the
-newest checkpoint that verifies (model, optimizer, position in the data order, every rank's RNG
-state, early-stopping state and metric history). ``run`` calls ``run_epoch`` until the last
-epoch or early stopping, checkpointing by policy, then ``finish`` writes the final model and a
-summary (rank 0 only).
+Lifecycle: ``__init__`` seeds, splits, builds the model and its gradient exchange
+(:mod:`trainer.exchange`: the local optimizer for DDP, the server shards for the parameter
+server), resumes from the newest checkpoint that verifies (model, optimizer, position in the data
+order, every rank's RNG state, early-stopping state and metric history) and starts the exchange.
+``run`` calls ``run_epoch`` until the last epoch or early stopping, checkpointing by policy, then
+``finish`` writes the final model and a summary (rank 0 only).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from trainer.determinism import (
     seed_everything,
 )
 from trainer.errors import ConfigError
+from trainer.exchange import DDPExchange, GradientExchange
 from trainer.metrics import (
     classification_metrics,
     classification_stats,
@@ -141,7 +143,7 @@ class TrainLoop:
         prepare_model: Callable[[nn.Module], nn.Module] = lambda m: m,
         device: torch.device | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
-        make_optimizer: Callable[[nn.Module], Any] | None = None,
+        make_exchange: Callable[[nn.Module], GradientExchange] | None = None,
     ) -> None:
         self.task = task
         self.meta = meta
@@ -180,10 +182,10 @@ class TrainLoop:
         self.num_parameters = count_parameters(self.module)
         self.model = prepare_model(self.module)
         self.loss_fn = build_loss(task, meta.kind)
-        # the parameter-server strategy swaps in an optimizer that pushes gradients to the
-        # server shards and pulls the new parameters back (cluster.parameter_server)
-        self.optimizer = (make_optimizer(self.module) if make_optimizer is not None
-                          else build_optimizer(task, self.model.parameters()))
+        # default: the local optimizer (DDP averages the gradients during backward)
+        self.exchange: GradientExchange = (
+            make_exchange(self.module) if make_exchange is not None
+            else DDPExchange(build_optimizer(task, self.model.parameters())))
         self.batches = ShardedBatches(self.x_train, self.y_train, task.training.batch_size,
                                       self.rank, self.world_size, seed)
         self.store = CheckpointStore(self.layout.checkpoints, task.training.checkpoint)
@@ -194,6 +196,7 @@ class TrainLoop:
 
         seed_everything(rank_seed(seed, self.rank))  # per-rank streams (dropout)
         self._resume()
+        self.exchange.start()
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -203,7 +206,7 @@ class TrainLoop:
             return
         state, info = found
         self.module.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.exchange.load_state_dict(state["optimizer"])
         self.early.load_state_dict(state["early_stopping"])
         self.state = _RunState(int(state["epoch"]), int(state.get("global_step", 0)),
                                list(state["history"]), bool(state.get("stopped_early", False)))
@@ -228,7 +231,7 @@ class TrainLoop:
             "position": {"epoch": self.state.epoch, "batch": 0},
             "global_step": self.state.global_step,
             "model": self.module.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.exchange.state_dict(),
             "rng": rngs,
             "early_stopping": self.early.state_dict(),
             "history": self.state.history,
@@ -271,12 +274,12 @@ class TrainLoop:
         start = time.perf_counter()
         for xb, yb in self.batches:
             xb, yb = xb.to(self.device), yb.to(self.device)
-            self.optimizer.zero_grad(set_to_none=True)
+            self.exchange.zero_grad()
             loss = self.loss_fn(self.model(xb), yb)
             loss.backward()
             if clip is not None:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            self.optimizer.step()
+            self.exchange.step()
             self.state.global_step += 1  # read by the heartbeat thread
             loss_sum += loss.detach().to(torch.float64) * len(yb)
             seen += len(yb)
@@ -322,11 +325,10 @@ class TrainLoop:
         loss_sum, seen, train_time = self._train_one_epoch(epoch)
         totals = self.comm.all_reduce_sum(
             torch.tensor([loss_sum, float(seen), train_time], dtype=torch.float64)).numpy()
-        # every rank has finished the epoch's steps: an asynchronous optimizer (the parameter
-        # server's async mode) brings all ranks to the same, newest parameters before evaluation
-        synchronize = getattr(self.optimizer, "synchronize", None)
-        if synchronize is not None:
-            synchronize()
+        # every rank has finished the epoch's steps (the all-reduce above): an asynchronous
+        # exchange (the parameter server's async mode) brings every rank to the same, newest
+        # parameters before evaluation
+        self.exchange.synchronize()
         metrics = self._evaluate()
         self.state.epoch = epoch + 1
         value = metrics[self.metric_name]

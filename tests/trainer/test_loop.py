@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import digits_task_dict
 from trainer import parse_task, prepare, train_local
 from trainer._collective import SingleProcess
-from trainer.loop import TrainLoop
+from trainer.checkpoint import CheckpointStore
+from trainer.exchange import DDPExchange
+from trainer.loop import TrainLoop, build_optimizer
 
 
 def _loop(task_dict: dict, run_dir: Path) -> TrainLoop:
@@ -51,6 +54,24 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path: Path) -> None:
     assert out["weights_hash"] == reference["weights_hash"]
     assert [h["epoch"] for h in out["history"]] == [1, 2, 3, 4, 5]
     assert [h["val_loss"] for h in out["history"]] == [h["val_loss"] for h in reference["history"]]
+
+
+def test_checkpoint_stores_the_torch_optimizer_state_under_optimizer(tmp_path: Path) -> None:
+    """The checkpoint format outlives the exchange refactor: ``"optimizer"`` is the torch
+    optimizer's own state dict, loadable into a fresh optimizer of the task."""
+    loop = _loop(digits_task_dict(epochs=1), tmp_path / "run")
+    loop.run_epoch()
+    found = CheckpointStore(loop.layout.checkpoints).load_latest(loop.fingerprint)
+    assert found is not None
+    saved = found[0]["optimizer"]
+    assert saved.keys() == {"state", "param_groups"}
+    assert saved["param_groups"][0]["lr"] == 0.003
+    assert isinstance(loop.exchange, DDPExchange)
+    live = loop.exchange.optimizer.state_dict()
+    assert saved["state"].keys() == live["state"].keys()
+    for i, s in live["state"].items():
+        assert torch.equal(saved["state"][i]["exp_avg"], s["exp_avg"])
+    build_optimizer(loop.task, loop.module.parameters()).load_state_dict(saved)
 
 
 def test_resume_skips_a_corrupt_checkpoint_and_still_matches(tmp_path: Path) -> None:
