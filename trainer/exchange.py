@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from cluster.errors import ClusterError
 from cluster.parameter_server import PushOutcome, ShardLayout
 from mtp_core.metrics import LazyMetrics
 from mtp_core.spec import PSMode, Strategy
+from trainer.errors import CheckpointError
 
 __all__ = [
     "DDPExchange",
@@ -217,10 +217,10 @@ class ParameterServerExchange:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Check the checkpoint fits this run's shards and keep it for :meth:`publish`."""
         if state.get("strategy") != Strategy.PARAMETER_SERVER.value:
-            raise ClusterError("the checkpoint holds a DDP optimizer state, not a parameter "
+            raise CheckpointError("the checkpoint holds a DDP optimizer state, not a parameter "
                                "server's; use a new --run-name for strategy parameter_server")
         if state.get("shard_names") != self._shard_names():
-            raise ClusterError(
+            raise CheckpointError(
                 f"the checkpoint's shard layout ({state.get('num_shards')} shards) differs from "
                 f"this run's ps.num_shards={self.layout.num_shards}")
         self._resume_state = state

@@ -27,7 +27,6 @@ import pytest
 import torch
 from torch import nn
 
-from cluster.errors import ClusterError
 from cluster.parameter_server import PushOutcome, ShardLayout
 from cluster.ps_actors import ShardActor
 from mtp_core.spec import PSMode, TrainingTask
@@ -35,6 +34,7 @@ from tests.conftest import digits_task_dict
 from tests.support.aio_host import EventLoopHost, event_loop_host
 from trainer import parse_task, prepare
 from trainer._collective import SingleProcess
+from trainer.errors import CheckpointError
 from trainer.exchange import (
     DDPExchange,
     GradientExchange,
@@ -291,10 +291,10 @@ def test_ps_state_names_the_shards_and_rejects_other_layouts(host: EventLoopHost
 
     other = _ps_exchange(_model(), LocalShards.start(host, task, 3, PSMode.SYNC), 3,
                          PSMode.SYNC)
-    with pytest.raises(ClusterError, match=r"shard layout \(2 shards\).*ps.num_shards=3"):
+    with pytest.raises(CheckpointError, match=r"shard layout \(2 shards\).*ps.num_shards=3"):
         other.load_state_dict(state)
     ddp_state = DDPExchange(build_optimizer(task, module.parameters())).state_dict()
-    with pytest.raises(ClusterError, match="holds a DDP optimizer state"):
+    with pytest.raises(CheckpointError, match="holds a DDP optimizer state"):
         other.load_state_dict(ddp_state)
 
 
