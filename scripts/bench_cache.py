@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import logging
 import random
-import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -38,16 +35,13 @@ from typing import Any
 
 import numpy as np
 import ray
+from bench_common import load_average, machine, machine_line, median, write_json
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_train import _load_triplet, _machine  # noqa: E402
-
-from consistency.actors import ResultRegistryActor, registry_path  # noqa: E402
-from consistency.store import RegistryStore  # noqa: E402
-from mtp_core.hashing import data_hash  # noqa: E402
-from mtp_core.ray_env import NAMESPACE  # noqa: E402
-from trainer import connect, load_task, train  # noqa: E402
+from consistency.actors import ResultRegistryActor, registry_path
+from consistency.store import RegistryStore
+from mtp_core.hashing import data_hash
+from mtp_core.ray_env import NAMESPACE
+from trainer import connect, load_task, train
 
 logger = logging.getLogger("bench_cache")
 REPO = Path(__file__).resolve().parents[1]
@@ -72,8 +66,8 @@ def bench_hits(hits: int) -> dict[str, Any]:
         r = train(task, storage_path=Path(tempfile.mkdtemp(prefix="mtp-bench-cache-b-")))
         shared.append(time.perf_counter() - t0)
         assert r.cache_hit == "registry" and r.weights_hash == first.weights_hash
-    return {"train_s": train_s, "local_hit_s": statistics.median(local),
-            "registry_hit_s": statistics.median(shared), "local_all": local,
+    return {"train_s": train_s, "local_hit_s": median(local),
+            "registry_hit_s": median(shared), "local_all": local,
             "registry_all": shared, "result": first.model_dump(mode="json"),
             "storage": str(storage)}
 
@@ -166,8 +160,8 @@ def bench_hash(mb: int, repeats: int) -> dict[str, Any]:
         h.hexdigest()
         raw.append(time.perf_counter() - t0)
     gb = nbytes / 1e9
-    return {"bytes": nbytes, "data_hash_gb_per_s": gb / statistics.median(ours),
-            "sha256_gb_per_s": gb / statistics.median(raw)}
+    return {"bytes": nbytes, "data_hash_gb_per_s": gb / median(ours),
+            "sha256_gb_per_s": gb / median(raw)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -182,17 +176,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     t0 = time.perf_counter()
     connect()
-    report: dict[str, Any] = {"machine": _machine(), "ray_start_s": time.perf_counter() - t0,
-                              "load_before": _load_triplet()}
+    report: dict[str, Any] = {"machine": machine(), "ray_start_s": time.perf_counter() - t0,
+                              "load_before": load_average()}
     report["hits"] = bench_hits(args.hits)
     report["registry"] = bench_registry(report["hits"].pop("result"), args.entries,
                                         args.clients, args.lookups)
     report["hash"] = bench_hash(args.hash_mb, 3)
-    report["load_after"] = _load_triplet()
+    report["load_after"] = load_average()
     if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+        write_json(args.json, report)
     h, r, d = report["hits"], report["registry"], report["hash"]
-    print(f"load {report['load_before']} -> {report['load_after']}")
+    print(machine_line(report["machine"], report["load_before"], report["load_after"]))
     print(f"training (5 epochs digits MLP, 2 workers): {h['train_s']:.2f} s")
     print(f"local cache hit:  {h['local_hit_s'] * 1e3:.1f} ms   "
           f"registry hit: {h['registry_hit_s'] * 1e3:.1f} ms   (medians of {args.hits})")

@@ -1,11 +1,18 @@
-"""Searchers compared on the digits MLP: trials needed to get near the best, and Tune's overhead.
+"""Searchers compared: the Gaussian process against random search, and Tune's overhead.
 
-The objective is the digits MLP (``examples/digits_mlp_tune.yaml``'s base task: 1 worker,
-``--epochs`` epochs) over five hyperparameters: learning rate (log), weight decay (log), hidden
-width (choice), dropout and batch size (choice). Each trial trains the task for real with the
-platform's training loop in the trial's own process (``trainer.train_local``: the same
-``TrainLoop``, world size 1, no Ray Train start-up), so a study of dozens of trials fits in
-minutes on 2 cores; the full path (Ray Train inside each trial) is timed separately.
+Two objectives, each part runnable alone (``--only``):
+
+**bowl** (seconds): a known function of four parameters (two uniform, a choice, an int), minimum
+0 at x=0.3, y=0.7, c=a, n=3. For each of ``--bowl-seeds`` seeds a study of ``--bowl-trials``
+trials per searcher (bayesian, random); the best loss found is its distance to the optimum.
+Medians, the number of seeds on which bayesian beats random, and the ratio bayesian / random.
+
+**digits** (minutes): the objective is the digits MLP (``examples/digits_mlp_tune.yaml``'s
+base task: 1 worker, ``--epochs`` epochs) over five hyperparameters: learning rate (log), weight
+decay (log), hidden width (choice), dropout and batch size (choice). Each trial trains the task
+for real with the platform's training loop in the trial's own process (``trainer.train_local``:
+the same ``TrainLoop``, world size 1, no Ray Train start-up), so a study of dozens of trials fits
+in minutes on 2 cores; the full path (Ray Train inside each trial) is timed separately.
 
 1. A long random search (``--reference-trials``, seed 1000) sets the reference: the best
    validation accuracy it finds, ``best``.
@@ -16,36 +23,33 @@ minutes on 2 cores; the full path (Ray Train inside each trial) is timed separat
    inside the objective), medians; and the wall time per trial of ``mtp tune``'s full path (Ray
    Train inside each trial) for ``--full-trials`` trials.
 
-Printed last: the median trials-to-target per searcher and the ratio bayesian / random.
+Printed last: the ratios bayesian / random (bowl: median best loss; digits: median trials to
+target; also tpe / random).
 
 Usage::
 
-    python scripts/bench_hpo.py [--seeds 3] [--first-seed 0] [--budget 20]
+    python scripts/bench_hpo.py [--only bowl|digits] [--bowl-seeds 10] [--bowl-trials 20]
+                                [--seeds 3] [--first-seed 0] [--budget 20]
                                 [--reference-trials 40] [--initial-random-trials N] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import load_average, machine, machine_line, median, ratio, write_json
 
-from bench_train import _load_triplet, _machine  # noqa: E402
-
-from hpo.space import apply_params  # noqa: E402
-from hpo.spec import SearchSpec  # noqa: E402
-from hpo.study import run_study, tune_task  # noqa: E402
-from mtp_core.spec import load_raw_config  # noqa: E402
-from trainer import connect, parse_task  # noqa: E402
+from hpo.space import apply_params
+from hpo.spec import SearchSpec
+from hpo.study import run_study, tune_task
+from mtp_core.spec import load_raw_config
+from trainer import connect, parse_task
 
 logger = logging.getLogger("bench_hpo")
 REPO = Path(__file__).resolve().parents[1]
@@ -73,15 +77,15 @@ def make_objective(base: dict[str, Any]) -> Any:
 
 
 def study(space: dict[str, Any], searcher: str, seed: int, trials: int, objective: Any,
-          storage: str, initial_random_trials: int | None = None) -> dict[str, Any]:
+          storage: str, initial_random_trials: int | None = None, metric: str = "val_accuracy",
+          mode: str = "max", name: str = "") -> dict[str, Any]:
     extra = ({"initial_random_trials": initial_random_trials}
              if initial_random_trials is not None and searcher in ("bayesian", "tpe") else {})
-    spec = SearchSpec.model_validate({"space": space, "searcher": searcher,
-                                      "metric": "val_accuracy", "mode": "max",
-                                      "num_samples": trials, "max_concurrent_trials": 1,
-                                      "seed": seed, **extra})
+    spec = SearchSpec.model_validate({"space": space, "searcher": searcher, "metric": metric,
+                                      "mode": mode, "num_samples": trials,
+                                      "max_concurrent_trials": 1, "seed": seed, **extra})
     t0 = time.perf_counter()
-    r = run_study(spec, name=f"{searcher}-{seed}", storage=storage, objective=objective)
+    r = run_study(spec, name=f"{name}{searcher}-{seed}", storage=storage, objective=objective)
     wall = time.perf_counter() - t0
     values = [t.value for t in r.trials]
     inside = [t.last.get("objective_s", 0.0) for t in r.trials]
@@ -97,27 +101,46 @@ def trials_to(values: list[float], target: float) -> int:
     return len(values) + 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--first-seed", type=int, default=0,
-                   help="seeds are first-seed .. first-seed + seeds - 1")
-    p.add_argument("--budget", type=int, default=20)
-    p.add_argument("--reference-trials", type=int, default=40)
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--initial-random-trials", type=int, default=None,
-                   help="bayesian and tpe: search.initial_random_trials (default: Optuna's 10)")
-    p.add_argument("--full-trials", type=int, default=3)
-    p.add_argument("--json", type=Path)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("ray").setLevel(logging.WARNING)
-    connect()
-    storage = tempfile.mkdtemp(prefix="mtp-bench-hpo-")
+# ---------------------------------------------------------------------------------------------
+# bowl: a known objective
+
+
+BOWL_SPACE: dict[str, Any] = {
+    "x": {"type": "uniform", "low": 0.0, "high": 1.0},
+    "y": {"type": "uniform", "low": 0.0, "high": 1.0},
+    "c": {"type": "choice", "values": ["a", "b", "c"]},
+    "n": {"type": "int", "low": 0, "high": 8},
+}
+
+
+def bowl(p: dict[str, Any]) -> dict[str, float]:
+    """Minimum 0 at x=0.3, y=0.7, c=a, n=3: the best loss is the distance to the optimum."""
+    penalty = {"a": 0.0, "b": 0.05, "c": 0.1}[p["c"]]
+    return {"loss": (p["x"] - 0.3) ** 2 + (p["y"] - 0.7) ** 2 + penalty
+            + 0.01 * abs(p["n"] - 3)}
+
+
+def bench_bowl(seeds: int, first_seed: int, trials: int, storage: str) -> dict[str, Any]:
+    best: dict[str, list[float]] = {"bayesian": [], "random": []}
+    for seed in range(first_seed, first_seed + seeds):
+        for searcher in best:
+            r = study(BOWL_SPACE, searcher, seed, trials, bowl, storage, metric="loss",
+                      mode="min", name="bowl-")
+            best[searcher].append(min(r["values"]))
+            logger.info("bowl %s seed %d: best loss %.5f", searcher, seed, best[searcher][-1])
+    wins = sum(b < r for b, r in zip(best["bayesian"], best["random"], strict=True))
+    return {"seeds": seeds, "first_seed": first_seed, "trials": trials, "best_loss": best,
+            "bayesian_wins": wins}
+
+
+# ---------------------------------------------------------------------------------------------
+# digits: trials to target on a real training task
+
+
+def bench_digits(args: argparse.Namespace, storage: str) -> dict[str, Any]:
     base, space = _base_and_space(args.epochs)
     objective = make_objective(base)
-    report: dict[str, Any] = {"machine": _machine(), "load_before": _load_triplet(),
-                              "epochs": args.epochs, "budget": args.budget}
+    report: dict[str, Any] = {"epochs": args.epochs, "budget": args.budget}
     ref = study(space, "random", 1000, args.reference_trials, objective, storage)
     best = max(ref["values"])
     target = best - 0.005
@@ -145,24 +168,76 @@ def main(argv: Sequence[str] | None = None) -> int:
                                             "search.max_concurrent_trials=1"],
                          storage_path=tmp)
         report["full_path_per_trial_s"] = (time.perf_counter() - t0) / len(full.trials)
-    report["load_after"] = _load_triplet()
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1, default=str))
+    return report
 
-    med = {s: statistics.median(v) for s, v in per.items()}
-    print(f"load {report['load_before']} -> {report['load_after']}")
-    print(f"reference: best val_accuracy {best:.4f} in {args.reference_trials} random trials; "
-          f"target {target:.4f} (within 0.5 points)")
-    for s in ("bayesian", "tpe", "random"):
-        walls = [r["per_trial_s"] for r in runs[s]]
-        over = [r["overhead_per_trial_s"] for r in runs[s]]
-        print(f"{s:<9} trials to target {per[s]} median {med[s]:g}   wall/trial "
-              f"{statistics.median(walls):.2f} s   Tune overhead/trial "
-              f"{statistics.median(over):.2f} s")
-    print(f"full path (Ray Train inside each trial): {report['full_path_per_trial_s']:.1f} s "
-          "per trial")
-    print(f"ratio bayesian/random trials to target = {med['bayesian'] / med['random']:.2f}  "
-          f"tpe/random = {med['tpe'] / med['random']:.2f}")
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [machine_line(report["machine"], report["load_before"], report["load_after"])]
+    ratios: list[str] = []
+    bowl_r = report.get("bowl")
+    if bowl_r is not None:
+        med = {s: median(v) for s, v in bowl_r["best_loss"].items()}
+        lines.append(f"bowl (known optimum, loss 0): {bowl_r['trials']} trials per study, "
+                     f"{bowl_r['seeds']} seeds")
+        for s, v in bowl_r["best_loss"].items():
+            lines.append(f"  {s:<9} best loss median {med[s]:.5f}   per seed "
+                         + " ".join(f"{x:.4f}" for x in v))
+        ratios.append(f"bowl: ratio bayesian/random median best loss = "
+                      f"{ratio(med['bayesian'], med['random']):.2f}  (bayesian lower on "
+                      f"{bowl_r['bayesian_wins']}/{bowl_r['seeds']} seeds)")
+    digits = report.get("digits")
+    if digits is not None:
+        per = digits["trials_to_target"]
+        ref = digits["reference"]
+        med = {s: median(v) for s, v in per.items()}
+        lines.append(f"digits reference: best val_accuracy {ref['best']:.4f} in "
+                     f"{len(ref['values'])} random trials; target {ref['target']:.4f} "
+                     "(within 0.5 points)")
+        for s in ("bayesian", "tpe", "random"):
+            runs = digits["runs"][s]
+            walls = [r["per_trial_s"] for r in runs]
+            over = [r["overhead_per_trial_s"] for r in runs]
+            lines.append(f"  {s:<9} trials to target {per[s]} median {med[s]:g}   wall/trial "
+                         f"{median(walls):.2f} s   Tune overhead/trial {median(over):.2f} s")
+        lines.append(f"  full path (Ray Train inside each trial): "
+                     f"{digits['full_path_per_trial_s']:.1f} s per trial")
+        ratios.append(f"digits: ratio bayesian/random trials to target = "
+                      f"{ratio(med['bayesian'], med['random']):.2f}  tpe/random = "
+                      f"{ratio(med['tpe'], med['random']):.2f}")
+    return "\n".join([*lines, "", *ratios])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--only", choices=("bowl", "digits"), default=None,
+                   help="run one part (default: both)")
+    p.add_argument("--bowl-seeds", type=int, default=10)
+    p.add_argument("--bowl-trials", type=int, default=20)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds are first-seed .. first-seed + seeds - 1 (both parts)")
+    p.add_argument("--budget", type=int, default=20)
+    p.add_argument("--reference-trials", type=int, default=40)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--initial-random-trials", type=int, default=None,
+                   help="bayesian and tpe: search.initial_random_trials (default: Optuna's 10)")
+    p.add_argument("--full-trials", type=int, default=3)
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("ray").setLevel(logging.WARNING)
+    connect()
+    report: dict[str, Any] = {"machine": machine(), "load_before": load_average()}
+    with tempfile.TemporaryDirectory(prefix="mtp-bench-hpo-") as storage:
+        if args.only in (None, "bowl"):
+            report["bowl"] = bench_bowl(args.bowl_seeds, args.first_seed, args.bowl_trials,
+                                        storage)
+        if args.only in (None, "digits"):
+            report["digits"] = bench_digits(args, storage)
+    report["load_after"] = load_average()
+    if args.json:
+        write_json(args.json, report)
+    print(format_report(report))
     return 0
 
 

@@ -4,7 +4,7 @@ For MLPs of about 100k, 1M and 10M parameters on a synthetic classification task
 10 classes, per-worker batch 128, Adam), and the 10M model again with a per-worker batch of 16
 (``10m-b16``: communication-bound), training samples/s of:
 
-(a) plain: a single-process PyTorch loop with 2 threads (``bench_train.run_plain``);
+(a) plain: a single-process PyTorch loop with 2 threads (``bench_common.run_plain``);
 (b) ddp: ``trainer.train`` with ``strategy: ddp``, 2 workers x 1 CPU (Ray Train, gloo);
 (c) ps-sync: ``trainer.train`` with ``strategy: parameter_server``, ``mode: sync``, 2 workers
     x 1 CPU, 2 shards;
@@ -27,11 +27,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
-import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -42,16 +39,13 @@ from typing import Any
 import numpy as np
 import ray
 import torch
+from bench_common import load_average, machine, machine_line, median, ratio, run_plain, write_json
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_train import _load_triplet, _machine, run_plain  # noqa: E402
-
-from mtp_core.spec import TaskKind  # noqa: E402
-from trainer import TrainingTask, connect, parse_task, prepare, train  # noqa: E402
-from trainer.data import split_indices  # noqa: E402
-from trainer.loop import build_loss  # noqa: E402
-from trainer.models import build_model, count_parameters  # noqa: E402
+from mtp_core.spec import TaskKind
+from trainer import TrainingTask, connect, parse_task, prepare, train
+from trainer.data import split_indices
+from trainer.loop import build_loss
+from trainer.models import build_model, count_parameters
 
 logger = logging.getLogger("bench_ps")
 
@@ -178,7 +172,7 @@ def run_naive(task: TrainingTask, steps: int, windows: int) -> dict[str, Any]:
     finally:
         for h in [server, *workers]:
             ray.kill(h)
-    return {"steady_samples_per_s": statistics.median(rates), "window_samples_per_s": rates}
+    return {"steady_samples_per_s": median(rates), "window_samples_per_s": rates}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,8 +182,8 @@ def run_benchmark(sizes: Sequence[str], epochs: int, naive_steps: int,
                   naive_windows: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     connect()
-    report: dict[str, Any] = {"machine": _machine(), "ray_start_s": time.perf_counter() - t0,
-                              "load_before": _load_triplet(), "sizes": {}}
+    report: dict[str, Any] = {"machine": machine(), "ray_start_s": time.perf_counter() - t0,
+                              "load_before": load_average(), "sizes": {}}
     for size in sizes:
         ddp_task = make_task(size, epochs, "ddp")
         params = count_parameters(build_model(
@@ -206,15 +200,13 @@ def run_benchmark(sizes: Sequence[str], epochs: int, naive_steps: int,
         for k in ("plain", "ddp", "ps_sync", "ps_async", "naive"):
             logger.info("  %-8s %10.0f samples/s", k, row[k]["steady_samples_per_s"])
         report["sizes"][size] = row
-    report["load_after"] = _load_triplet()
+    report["load_after"] = load_average()
     return report
 
 
 def format_report(r: dict[str, Any]) -> str:
-    m = r["machine"]
-    lines = [f"machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, "
-             f"torch {m['torch']}, ray {m['ray']}; load {r['load_before']} -> {r['load_after']}",
-             "", f"{'size':>5} {'params':>11} {'plain':>9} {'ddp':>9} {'ps-sync':>9} "
+    lines = [machine_line(r["machine"], r["load_before"], r["load_after"]), "",
+             f"{'size':>5} {'params':>11} {'plain':>9} {'ddp':>9} {'ps-sync':>9} "
              f"{'ps-async':>9} {'naive':>9}   (training samples/s)"]
     for size, row in r["sizes"].items():
         v = [row[k]["steady_samples_per_s"] for k in ("plain", "ddp", "ps_sync", "ps_async",
@@ -224,10 +216,10 @@ def format_report(r: dict[str, Any]) -> str:
     lines.append("")
     for size, row in r["sizes"].items():
         s = {k: row[k]["steady_samples_per_s"] for k in row if isinstance(row[k], dict)}
-        lines.append(f"{size:>5}: ps-sync/ddp {s['ps_sync'] / s['ddp']:.2f}  "
-                     f"ps-async/ddp {s['ps_async'] / s['ddp']:.2f}  "
-                     f"ps-sync/naive {s['ps_sync'] / s['naive']:.2f}  "
-                     f"ddp/plain {s['ddp'] / s['plain']:.2f}")
+        lines.append(f"{size:>5}: ps-sync/ddp {ratio(s['ps_sync'], s['ddp']):.2f}  "
+                     f"ps-async/ddp {ratio(s['ps_async'], s['ddp']):.2f}  "
+                     f"ps-sync/naive {ratio(s['ps_sync'], s['naive']):.2f}  "
+                     f"ddp/plain {ratio(s['ddp'], s['plain']):.2f}")
     return "\n".join(lines)
 
 
@@ -246,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.error(f"--sizes: unknown size {s!r}; allowed: {', '.join(SIZES)}")
     report = run_benchmark(sizes, args.epochs, args.naive_steps, args.naive_windows)
     if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+        write_json(args.json, report)
     print(format_report(report))
     return 0
 

@@ -46,9 +46,10 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from bench_common import load_average, machine, machine_line, wait_until, write_json
+from node_faults import freeze_node, kill_frozen
 from ray.cluster_utils import Cluster
 
-from tests.support.simulate import freeze_node
 from trainer import TrainingResult, parse_task, train
 
 logger = logging.getLogger("bench_recovery")
@@ -103,29 +104,19 @@ def _steps_per_epoch(result: TrainingResult) -> int:
     return math.ceil(per_rank / BATCH)
 
 
-def _wait(predicate: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
-def fail_node(cluster: Cluster, node: Any, failure: str) -> None:
+def fail_node(cluster: Cluster, node: Any, failure: str, frozen: list[int]) -> None:
     """``kill``: the node's processes die (peers see refused connections at once).
-    ``freeze``: they are stopped (:func:`tests.support.simulate.freeze_node`), as on a hung machine
-    or behind a network partition; the frozen node is removed once the trial is over."""
+    ``freeze``: they are stopped (:func:`node_faults.freeze_node`), as on a hung machine
+    or behind a network partition; their pids go to ``frozen``, killed once the trial is over
+    (removing the node does not kill its stopped workers, which never run again to notice)."""
     if failure == "kill":
         cluster.remove_node(node, allow_graceful=False)
     else:
-        freeze_node(node)
+        frozen.extend(freeze_node(node))
 
 
 def run_trial(cluster: Cluster, workers: list[Any], mode: str, storage: Path,
-              failure: str) -> Trial:
-    detector = ray.get_actor("mtp-fault-detector", namespace="mtp") if mode == "b" else None
+              failure: str, frozen: list[int]) -> Trial:
     out: dict[str, Any] = {}
 
     def go() -> None:
@@ -138,20 +129,20 @@ def run_trial(cluster: Cluster, workers: list[Any], mode: str, storage: Path,
     thread = threading.Thread(target=go, daemon=True)
     thread.start()
     run_dir = storage / "bench-recovery"
-    _wait(lambda: (run_dir / "checkpoints" / "ckpt-000001").is_dir(), 300, "first checkpoint")
+    wait_until(lambda: (run_dir / "checkpoints" / "ckpt-000001").is_dir(), 300, "first checkpoint")
     det = ray.get_actor("mtp-fault-detector", namespace="mtp")
     ours = {n.node_id for n in workers}
 
     def victim() -> str | None:
-        nodes = ray.get(det.task_info.remote("bench-recovery"))["nodes"].values()
+        nodes = ray.get(det.task_progress.remote("bench-recovery")).nodes.values()
         hit = [n for n in nodes if n in ours]
         return hit[0] if hit else None
 
-    node_id = str(_wait(victim, 60, "a rank on a worker node"))
+    node_id = str(wait_until(victim, 60, "a rank on a worker node"))
     node = next(n for n in workers if n.node_id == node_id)
     workers.remove(node)
     killed_at = time.time()
-    fail_node(cluster, node, failure)
+    fail_node(cluster, node, failure, frozen)
     logger.info("mode %s: %s node %s", mode, failure, node_id[:12])
 
     table_dead_at: list[float] = []
@@ -170,7 +161,7 @@ def run_trial(cluster: Cluster, workers: list[Any], mode: str, storage: Path,
     def poll_progress() -> None:
         # until the new attempt starts, every step reported is the failed attempt's
         while not _starts_after(run_dir, killed_at) and thread.is_alive():
-            step = int(ray.get(det.task_info.remote("bench-recovery"))["step"])
+            step = int(ray.get(det.task_progress.remote("bench-recovery")).step)
             last_step[0] = max(last_step[0], step)
             time.sleep(0.1)
 
@@ -183,6 +174,8 @@ def run_trial(cluster: Cluster, workers: list[Any], mode: str, storage: Path,
     progress.join(timeout=60)
     if failure == "freeze":
         cluster.remove_node(node, allow_graceful=False)
+        kill_frozen(frozen)
+        frozen.clear()
     if "error" in out:
         raise RuntimeError(f"mode {mode}: training failed: {out['error']}")
     result: TrainingResult = out["result"]
@@ -190,8 +183,8 @@ def run_trial(cluster: Cluster, workers: list[Any], mode: str, storage: Path,
     if not resumed:
         raise RuntimeError(f"mode {mode}: no restart after the kill")
     spe = _steps_per_epoch(result)
-    if detector is not None:
-        events = ray.get(detector.snapshot.remote())["events"]
+    if mode == "b":
+        events = ray.get(det.snapshot.remote())["events"]
         # the first FAILED after the kill: on a loaded machine a live node can miss a beat,
         # be marked FAILED and recover earlier, which is no detection of this kill
         hit = [e["time"] for e in events if e["kind"] == "node" and e["node_id"] == node_id
@@ -231,29 +224,37 @@ def main() -> int:
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, namespace="mtp", logging_level="WARNING")
     trials: list[Trial] = []
+    frozen: list[int] = []  # a trial that fails leaves its frozen node's pids here
+    report_machine, load_before = machine(), load_average()
     try:
         for failure in failures:
             for k in range(args.kills):
                 for mode in ("a", "b"):  # interleaved: drift in machine load hits both alike
                     with tempfile.TemporaryDirectory(prefix="mtp-bench-recovery-") as tmp:
-                        trial = run_trial(cluster, workers, mode, Path(tmp), failure)
+                        trial = run_trial(cluster, workers, mode, Path(tmp), failure,
+                                          frozen)
                     trials.append(trial)
                     logger.info("%s %d mode %s: %s", failure, k + 1, mode, trial)
                     workers.append(cluster.add_node(num_cpus=1))  # restore spare capacity
                     cluster.wait_for_nodes()
     finally:
         ray.shutdown()
+        kill_frozen(frozen)
         cluster.shutdown()
 
+    load_after = load_average()
     if args.json:
-        Path(args.json).write_text(json.dumps([asdict(t) for t in trials], indent=1))
+        write_json(Path(args.json), {"machine": report_machine, "load_before": load_before,
+                                     "load_after": load_after,
+                                     "trials": [asdict(t) for t in trials]})
 
     def med(failure: str, mode: str, attr: str) -> float:
         return float(statistics.median(getattr(t, attr) for t in trials
                                        if t.mode == mode and t.failure == failure))
 
     hashes = {t.weights_hash for t in trials}
-    print(f"\n{args.kills} node failures per kind and mode; heartbeat {HEARTBEAT_S:g} s, FAILED "
+    print(f"\n{machine_line(report_machine, load_before, load_after)}")
+    print(f"{args.kills} node failures per kind and mode; heartbeat {HEARTBEAT_S:g} s, FAILED "
           f"after {FAILURE_TIMEOUT_S:g} s; checkpoint every epoch "
           f"({trials[0].steps_per_epoch} steps per epoch per rank); medians")
     print(f"{'failure':<8}{'mode':<40}{'detection s':>12}{'resumed s':>11}{'steps redone':>14}")

@@ -6,7 +6,7 @@ samples x 256 features, an MLP of about 1M parameters, fixed epochs, batch 256, 
 (a) a plain single-process PyTorch loop with 2 threads: the same model (``build_model``), data
     (``load_dataset`` + ``split_indices``), batch size, optimizer and batching (a ``randperm``
     order per epoch, one ``index_select`` gather per batch, as ``ShardedBatches`` does), with a
-    validation pass per epoch;
+    validation pass per epoch (``bench_common.run_plain``, shared with bench_ps);
 (b) ``trainer.train`` with 1 worker x 2 CPUs;
 (c) ``trainer.train`` with 2 workers x 1 CPU (gloo DDP).
 
@@ -35,59 +35,43 @@ import argparse
 import json
 import logging
 import math
-import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from bench_common import (
+    PLAIN_THREADS,
+    PlainRun,
+    load_average,
+    machine,
+    machine_line,
+    median,
+    ratio,
+    run_plain,
+    write_json,
+)
 
 from mtp_core.hashing import data_hash
 from mtp_core.layout import RunLayout
-from mtp_core.spec import TaskKind
 from trainer import TrainingTask, connect, load_task, prepare, train
 from trainer._collective import SingleProcess
-from trainer.data import feature_stats, load_dataset, split_indices
-from trainer.loop import TrainLoop, build_loss
-from trainer.models import build_model, count_parameters
+from trainer.loop import TrainLoop
 from trainer.result import TrainingResult
 
 logger = logging.getLogger("bench_train")
 
 DEFAULT_TASK = Path(__file__).resolve().parent.parent / "examples" / "synthetic_large.yaml"
-PLAIN_THREADS = 2
 TARGET_RATIO = 0.9
-_EVAL_CHUNK = 8192  # the platform's validation chunk (trainer/loop.py)
-_PLAIN_SEED = 0  # the split/initialisation seed does not change the cost of a step
 
 
 # ---------------------------------------------------------------------------------------------
 # Measurements
-
-
-@dataclass
-class PlainRun:
-    """One run of the plain PyTorch loop (a)."""
-
-    load_s: float
-    stats_s: float
-    build_s: float
-    startup_s: float
-    train_times_s: list[float]
-    val_times_s: list[float]
-    samples_per_epoch: int
-    num_samples: int
-    num_parameters: int
-    steady_samples_per_s: float
-    wall_s: float
-    final_val_accuracy: float
 
 
 @dataclass
@@ -134,100 +118,6 @@ class Report:
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     machine: dict[str, Any] = field(default_factory=dict)
-
-
-def _median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else math.nan
-
-
-def _steady(samples: int, times: Sequence[float]) -> float:
-    """Median throughput of epochs 2..N (all epochs when there is only one)."""
-    rest = list(times[1:]) or list(times)
-    return _median([samples / t for t in rest if t > 0])
-
-
-# ---------------------------------------------------------------------------------------------
-# (a) plain PyTorch
-
-
-@torch.no_grad()
-def _validate(model: torch.nn.Module, loss_fn: torch.nn.Module, x: torch.Tensor,
-              y: torch.Tensor, kind: TaskKind) -> tuple[float, float]:
-    """Validation loss and accuracy (0 for regression), chunked like the platform's."""
-    model.eval()
-    loss_sum, correct = 0.0, 0
-    for s in range(0, len(x), _EVAL_CHUNK):
-        out = model(x[s : s + _EVAL_CHUNK])
-        yb = y[s : s + _EVAL_CHUNK]
-        loss_sum += float(loss_fn(out, yb)) * len(yb)
-        if kind is TaskKind.CLASSIFICATION:
-            correct += int((out.argmax(dim=1) == yb).sum())
-    n = max(len(x), 1)
-    return loss_sum / n, correct / n
-
-
-def run_plain(task: TrainingTask) -> PlainRun:
-    """Train ``task`` in this process with plain PyTorch; time the same phases as mtp."""
-    torch.set_num_threads(PLAIN_THREADS)
-    torch.manual_seed(_PLAIN_SEED)
-    t_start = time.perf_counter()
-    ds = load_dataset(task.dataset)
-    t_loaded = time.perf_counter()
-    train_idx, val_idx = split_indices(ds.num_samples, task.training.validation_split,
-                                       _PLAIN_SEED)
-    x = torch.from_numpy(ds.features)
-    y = torch.from_numpy(ds.targets)
-    x_train, y_train = x[train_idx], y[train_idx]
-    x_val, y_val = x[val_idx], y[val_idx]
-    if task.dataset.standardize:
-        mean, std = feature_stats(x_train.numpy())
-    else:
-        mean = np.zeros(ds.sample_shape, np.float32)
-        std = np.ones(ds.sample_shape, np.float32)
-    t_stats = time.perf_counter()
-    model = build_model(task.model, ds.sample_shape, ds.kind, ds.num_classes, mean, std)
-    loss_fn = build_loss(task, ds.kind)
-    hp = task.hyperparameters
-    optimizer = torch.optim.Adam(model.parameters(), lr=task.training.learning_rate,
-                                 betas=hp.betas, eps=hp.eps, weight_decay=hp.weight_decay)
-    t_built = time.perf_counter()
-
-    batch = task.training.batch_size
-    n_train = len(x_train)
-    gen = torch.Generator().manual_seed(_PLAIN_SEED)
-    train_times: list[float] = []
-    val_times: list[float] = []
-    val_acc = math.nan
-    for epoch in range(task.training.epochs):
-        model.train()
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        t0 = time.perf_counter()
-        order = torch.randperm(n_train, generator=gen)
-        for s in range(0, n_train, batch):
-            idx = order[s : s + batch]
-            xb, yb = x_train.index_select(0, idx), y_train.index_select(0, idx)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xb), yb)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach().to(torch.float64) * len(yb)
-        t1 = time.perf_counter()
-        val_loss, val_acc = _validate(model, loss_fn, x_val, y_val, ds.kind)
-        t2 = time.perf_counter()
-        train_times.append(t1 - t0)
-        val_times.append(t2 - t1)
-        logger.info("plain epoch %d: %.0f samples/s, train loss %.4f, val loss %.4f, "
-                    "val acc %.4f, validation %.2f s", epoch + 1, n_train / (t1 - t0),
-                    float(loss_sum) / n_train, val_loss, val_acc, t2 - t1)
-    wall = time.perf_counter() - t_start
-    return PlainRun(
-        load_s=t_loaded - t_start, stats_s=t_stats - t_loaded, build_s=t_built - t_stats,
-        startup_s=t_built - t_start, train_times_s=train_times, val_times_s=val_times,
-        samples_per_epoch=n_train, num_samples=ds.num_samples,
-        num_parameters=count_parameters(model),
-        steady_samples_per_s=_steady(n_train, train_times),
-        wall_s=wall, final_val_accuracy=val_acc,
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,28 +192,6 @@ def probe_startup(task: TrainingTask) -> StartupProbe:
 # Driver
 
 
-def _machine() -> dict[str, Any]:
-    cpu_model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    import ray
-
-    return {"nproc": os.cpu_count(), "memory_gib": round(mem_gib, 1), "cpu_model": cpu_model,
-            "torch": torch.__version__, "ray": ray.__version__,
-            "python": sys.version.split()[0]}
-
-
-def _load_triplet() -> tuple[float, float, float]:
-    a, b, c = os.getloadavg()
-    return (round(a, 2), round(b, 2), round(c, 2))
-
-
 def run_benchmark(task_file: Path, epochs: int, repeats: int, samples: int | None) -> Report:
     base = [f"training.epochs={epochs}", "training.early_stopping.patience=0"]
     if samples is not None:
@@ -334,7 +202,7 @@ def run_benchmark(task_file: Path, epochs: int, repeats: int, samples: int | Non
     configs = [("(b) mtp 1 worker x 2 CPU", "mtp-1x2", one),
                ("(c) mtp 2 workers x 1 CPU", "mtp-2x1", two)]
 
-    load_before = _load_triplet()
+    load_before = load_average()
     logger.info("load average before: %s", load_before)
     t0 = time.perf_counter()
     connect()
@@ -344,7 +212,7 @@ def run_benchmark(task_file: Path, epochs: int, repeats: int, samples: int | Non
     report = Report(task_file=str(task_file), overrides=base, epochs=epochs, repeats=repeats,
                     num_samples=0, train_samples=0, batch_size=plain_task.training.batch_size,
                     num_parameters=0, ray_init_s=ray_init, load_before=load_before,
-                    mtp={label: [] for label, _, _ in configs}, machine=_machine())
+                    mtp={label: [] for label, _, _ in configs}, machine=machine())
     for rep in range(repeats):
         logger.info("repeat %d/%d: (a) plain PyTorch", rep + 1, repeats)
         report.plain.append(run_plain(plain_task))
@@ -354,7 +222,7 @@ def run_benchmark(task_file: Path, epochs: int, repeats: int, samples: int | Non
 
     logger.info("start-up probe (prepare, hash, ray.put, TrainLoop init)")
     report.probe = probe_startup(one)
-    report.load_after = _load_triplet()
+    report.load_after = load_average()
     logger.info("load average after: %s", report.load_after)
     report.num_samples = report.plain[0].num_samples
     report.train_samples = report.plain[0].samples_per_epoch
@@ -365,36 +233,34 @@ def run_benchmark(task_file: Path, epochs: int, repeats: int, samples: int | Non
 def format_report(r: Report) -> str:
     """The CLI table: medians over repeats, the start-up breakdown, the ratios last."""
     plain = r.plain
-    a_steady = _median([p.steady_samples_per_s for p in plain])
-    a_wall = _median([p.wall_s for p in plain])
-    a_start = _median([p.startup_s for p in plain])
+    a_steady = median([p.steady_samples_per_s for p in plain])
+    a_wall = median([p.wall_s for p in plain])
+    a_start = median([p.startup_s for p in plain])
     lines = [
         f"task {r.task_file} {' '.join(r.overrides)}",
         f"  {r.num_samples:,} samples ({r.train_samples:,} train/epoch), batch "
         f"{r.batch_size}, {r.num_parameters:,} parameters, {r.epochs} epochs, "
         f"medians of {r.repeats} repeats",
-        f"  machine: {r.machine.get('nproc')} CPUs ({r.machine.get('cpu_model')}), "
-        f"{r.machine.get('memory_gib')} GiB; load average before {r.load_before}, "
-        f"after {r.load_after}",
+        f"  {machine_line(r.machine, r.load_before, r.load_after)}",
         "",
         f"{'run':<30}{'steady samples/s':>18}{'wall s':>10}{'start-up s':>12}{'val acc':>9}",
         f"{'(a) plain PyTorch, 2 threads':<30}{a_steady:>18,.0f}{a_wall:>10.1f}{a_start:>12.1f}"
-        f"{_median([p.final_val_accuracy for p in plain]):>9.4f}",
+        f"{median([p.final_val_accuracy for p in plain]):>9.4f}",
     ]
     steady: dict[str, float] = {}
     for label, runs in r.mtp.items():
-        steady[label] = _median([m.steady_samples_per_s for m in runs])
+        steady[label] = median([m.steady_samples_per_s for m in runs])
         lines.append(
-            f"{label:<30}{steady[label]:>18,.0f}{_median([m.wall_s for m in runs]):>10.1f}"
-            f"{_median([m.startup_s for m in runs]):>12.1f}"
-            f"{_median([m.final_val_accuracy for m in runs]):>9.4f}")
+            f"{label:<30}{steady[label]:>18,.0f}{median([m.wall_s for m in runs]):>10.1f}"
+            f"{median([m.startup_s for m in runs]):>12.1f}"
+            f"{median([m.final_val_accuracy for m in runs]):>9.4f}")
     lines.append(f"Ray start-up (trainer.connect, once, not in the wall times above): "
                  f"{r.ray_init_s:.1f} s")
     lines.append("")
-    a_load = _median([p.load_s for p in plain])
-    a_stats = _median([p.stats_s for p in plain])
-    a_build = _median([p.build_s for p in plain])
-    a_val = _median([v for p in plain for v in p.val_times_s])
+    a_load = median([p.load_s for p in plain])
+    a_stats = median([p.stats_s for p in plain])
+    a_build = median([p.build_s for p in plain])
+    a_val = median([v for p in plain for v in p.val_times_s])
     lines.append(f"plain start-up: data load {a_load:.1f} s, split + feature stats "
                  f"{a_stats:.1f} s, model {a_build:.2f} s; validation {a_val:.2f} s/epoch")
     if r.probe is not None:
@@ -403,17 +269,17 @@ def format_report(r: Report) -> str:
                      f"s, sha256 hash {pr.hash_s:.2f} s), ray.put {pr.ray_put_s:.2f} s, "
                      f"TrainLoop init {pr.trainloop_init_s:.2f} s (per worker)")
         for label, runs in r.mtp.items():
-            start = _median([m.startup_s for m in runs])
+            start = median([m.startup_s for m in runs])
             rest = start - pr.prepare_s - pr.ray_put_s - pr.trainloop_init_s
             lines.append(f"  {label}: start-up {start:.1f} s = prepare {pr.prepare_s:.1f} + "
                          f"ray.put {pr.ray_put_s:.2f} + TrainLoop init "
                          f"{pr.trainloop_init_s:.2f} + Ray Train controller/workers/process "
                          f"group {rest:.1f}")
     for label, runs in r.mtp.items():
-        over = _median([e - t for m in runs
+        over = median([e - t for m in runs
                         for e, t in zip(m.epoch_times_s, m.train_times_s, strict=True)])
-        gaps = _median([g for m in runs for g in m.report_gaps_s])
-        tear = _median([m.teardown_s for m in runs])
+        gaps = median([g for m in runs for g in m.report_gaps_s])
+        tear = median([m.teardown_s for m in runs])
         lines.append(f"  {label}: per epoch outside training steps {over:.2f} s (validation, "
                      f"metrics, checkpoint), report gap {gaps:.2f} s, teardown {tear:.1f} s")
     lines.append("")
@@ -423,9 +289,9 @@ def format_report(r: Report) -> str:
         lines.append(f"target {first.split()[0]}/(a) >= {TARGET_RATIO}: "
                      + ("met" if met else "NOT met"))
     for label, value in steady.items():
-        ratio = value / a_steady if a_steady > 0 else math.nan
-        wall = _median([m.wall_s for m in r.mtp[label]]) / a_wall if a_wall > 0 else math.nan
-        lines.append(f"{label.split()[0]}/(a) steady throughput ratio = {ratio:.3f}   "
+        wall = ratio(median([m.wall_s for m in r.mtp[label]]), a_wall)
+        lines.append(f"{label.split()[0]}/(a) steady throughput ratio = "
+                     f"{ratio(value, a_steady):.3f}   "
                      f"(end-to-end wall ratio {wall:.2f}x)")
     return "\n".join(lines)
 
@@ -454,8 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        args.epochs)
     report = run_benchmark(args.task, args.epochs, args.repeats, args.samples)
     if args.json is not None:
-        args.json.write_text(json.dumps(asdict(report), indent=1))
-        logger.info("measurements written to %s", args.json)
+        write_json(args.json, report)
     print(format_report(report))
     return 0
 

@@ -1,31 +1,27 @@
-"""Shared fixtures: a session-scoped local Ray, a bounded wait helper, small task configs."""
+"""Shared fixtures: a local Ray, small task configs, and the end-of-session cleanup.
+
+The bounded wait helper lives in :mod:`tests.support.wait` (re-exported here, where older
+tests import it from).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.simulate import SUITE_ENV, kill_stopped_suite_processes
+from tests.support.wait import wait_for as wait_for
+
+logger = logging.getLogger(__name__)
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float, interval_s: float = 0.1,
-             what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}")
-        time.sleep(interval_s)
 
 
 # Tests that compare two trainings of one task must really train both: result reuse (local
@@ -87,7 +83,16 @@ def ensure_local_ray() -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _shutdown_ray_at_exit() -> Iterator[None]:
+def _session_cleanup() -> Iterator[None]:
+    """Tag this suite's processes, and at the end stop Ray and reap any frozen one.
+
+    Every process the suite starts (Ray nodes and their workers included) inherits
+    ``SUITE_ENV`` in its environment, which is how the reaper tells this suite's processes from
+    those of other Ray sessions on the same host. A node frozen by
+    :func:`tests.support.simulate.freeze_node` and not released would otherwise stay stopped
+    forever (a stopped process never sees its raylet die).
+    """
+    os.environ[SUITE_ENV] = str(os.getpid())
     yield
     import sys
 
@@ -95,6 +100,13 @@ def _shutdown_ray_at_exit() -> Iterator[None]:
         import ray
 
         ray.shutdown()
+    reaped = kill_stopped_suite_processes(str(os.getpid()))
+    for proc in reaped:
+        logger.warning("killed a stopped process the suite left behind: %s", proc)
+    assert not reaped, (
+        "stopped (SIGSTOP) processes of this suite were left behind and are now killed: "
+        + "; ".join(str(p) for p in reaped)
+        + ". The test that froze them must release them in a finally (kill_frozen).")
 
 
 FAST_FAULT_TOLERANCE: dict[str, Any] = {

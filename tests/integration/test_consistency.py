@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from mtp.cli import main
-from tests.conftest import REPO, digits_task_dict, ensure_local_ray, wait_for
+from tests.conftest import REPO, digits_task_dict, ensure_local_ray
+from tests.support.wait import wait_for
 from trainer import TrainingResult, parse_task
 from trainer import train as mtp_train
 

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from mtp.cli import main
-from tests.conftest import FAST_FAULT_TOLERANCE, digits_task_dict, train_in_thread, wait_for
-from tests.support.simulate import freeze_node
+from tests.conftest import FAST_FAULT_TOLERANCE, digits_task_dict, train_in_thread
+from tests.support.simulate import freeze_node, kill_frozen
+from tests.support.wait import wait_for
 from trainer import TrainingFailedError, TrainingResult, parse_task
 from trainer import train as mtp_train
 
@@ -42,6 +43,7 @@ class MultiNode:
                                head_node_args={"num_cpus": head_cpus, "include_dashboard": False})
         self.workers = [self.cluster.add_node(num_cpus=1) for _ in range(worker_nodes)]
         self.frozen: list[Any] = []
+        self.frozen_pids: list[int] = []
         self.cluster.wait_for_nodes()
         ray.init(address=self.cluster.address, namespace="mtp", logging_level="WARNING")
 
@@ -58,13 +60,20 @@ class MultiNode:
         self.workers.remove(node)
         self.frozen.append(node)
         frozen_at = time.time()
-        freeze_node(node)
+        self.frozen_pids += freeze_node(node)
         return frozen_at
+
+    def release_frozen(self) -> None:
+        """Kill what :meth:`freeze` stopped: removing the node kills its daemons, but its
+        stopped workers would never run again to notice."""
+        kill_frozen(self.frozen_pids)
+        self.frozen_pids.clear()
 
     def shutdown(self) -> None:
         import ray
 
         ray.shutdown()
+        self.release_frozen()
         for node in self.frozen:  # a graceful stop would wait on processes that cannot run
             self.cluster.remove_node(node, allow_graceful=False)
         self.cluster.shutdown()
@@ -210,7 +219,10 @@ def test_a_hung_node_is_stopped_and_migrated_before_ray_notices(
     victim = _worker_node_of_task(mn, attempt=0)
     _await_first_checkpoint(tmp_path / "run", thread, out)
     mn.freeze(victim)
-    result = _finish(thread, out)
+    try:
+        result = _finish(thread, out)
+    finally:
+        mn.release_frozen()
 
     assert result.weights_hash == reference
     migrations = _migrations()
@@ -238,7 +250,9 @@ def test_detector_and_migrator_killed_mid_run_come_back(
                         what="detector restart")
     assert detector["restored"], "the restarted detector did not reload its persisted state"
     # the restarted detector's own node agents keep every node alive, tasks or not
-    time.sleep(3 * INTERVAL)  # longer than node_failure_timeout_s: a silent node would fail
+    # The elapsed time is what is tested (no condition to wait for): for longer than
+    # node_failure_timeout_s nothing may go FAILED, which a silent node would.
+    time.sleep(3 * INTERVAL)
     detector = _snapshot("mtp-fault-detector")
     assert [n["health"] for n in detector["nodes"]] == ["HEALTHY", "HEALTHY"]
     migrator = wait_for(lambda: _snapshot_when_up("mtp-task-migrator"), 60,

@@ -1,4 +1,8 @@
-"""Hyperparameter search on a local Ray: searchers, grid coverage, resume, a real digits study."""
+"""Hyperparameter search on a local Ray: searchers, grid coverage, resume, a real digits study.
+
+Which searcher finds better configurations (the Gaussian process against random search) is a
+measurement, not a pass/fail property: scripts/bench_hpo.py compares them over many seeds.
+"""
 
 from __future__ import annotations
 
@@ -39,16 +43,15 @@ def _spec(searcher: str, **kw: Any) -> SearchSpec:
                                       "max_concurrent_trials": 1, "seed": 7, **kw})
 
 
-def test_bayesian_gets_closer_to_the_optimum_than_random(tmp_path: Path) -> None:
-    best = {s: run_study(_spec(s), name=s, storage=tmp_path, objective=bowl).best_value
-            for s in ("bayesian", "random")}
-    assert best["bayesian"] < best["random"], best
-    assert best["bayesian"] < 0.02
-
-
-def test_same_seed_suggests_the_same_sequence(tmp_path: Path) -> None:
-    a = run_study(_spec("tpe", num_samples=6), name="a", storage=tmp_path, objective=bowl)
-    b = run_study(_spec("tpe", num_samples=6), name="b", storage=tmp_path, objective=bowl)
+# bayesian after 3 random trials: the Gaussian process suggests the other 3
+@pytest.mark.parametrize("searcher,extra", [("tpe", {}),
+                                            ("bayesian", {"initial_random_trials": 3})])
+def test_same_seed_suggests_the_same_sequence(searcher: str, extra: dict[str, Any],
+                                              tmp_path: Path) -> None:
+    spec = _spec(searcher, num_samples=6, **extra)
+    a = run_study(spec, name="a", storage=tmp_path, objective=bowl)
+    b = run_study(spec, name="b", storage=tmp_path, objective=bowl)
+    assert len(a.trials) == 6
     assert [t.params for t in a.trials] == [t.params for t in b.trials]
 
 

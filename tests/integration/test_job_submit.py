@@ -1,4 +1,8 @@
-"""The real job path: `ray start --head`, then `ray job submit` of the example driver script."""
+"""The real job path: `ray start --head`, then `ray job submit` of the example driver script.
+
+The job trains the golden reference ``digits_mlp_ws2`` (tests/golden/), so its numbers are
+checked against the golden file too: the job path trains exactly what ``trainer.train`` does.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, wait_for
+from tests.conftest import REPO
+from tests.golden.reference import WS2, Numerics, check
+from tests.support.wait import wait_for
 from trainer import load_result
 
 pytestmark = pytest.mark.ray
@@ -82,8 +88,8 @@ def test_ray_job_submit_runs_the_driver_script(
 ) -> None:
     url, env = head_node
     cmd = [RAY, "job", "submit", "--address", url, "--working-dir", str(REPO), "--",
-           sys.executable, "scripts/train_driver.py", "examples/digits_mlp.yaml",
-           "--set", "training.epochs=3", "--storage-path", str(tmp_path)]
+           sys.executable, "scripts/train_driver.py", WS2.config,
+           *(a for o in WS2.overrides for a in ("--set", o)), "--storage-path", str(tmp_path)]
 
     def submit() -> subprocess.CompletedProcess[str] | None:
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
@@ -96,3 +102,4 @@ def test_ray_job_submit_runs_the_driver_script(
     result = load_result(tmp_path / "digits-mlp")
     assert result.epochs_completed == 3 and result.world_size == 2
     assert f"weights sha256: {result.weights_hash}" in proc.stdout
+    check(WS2, Numerics.from_result(result))

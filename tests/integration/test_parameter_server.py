@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import digits_task_dict, ensure_local_ray, train_in_thread, wait_for
+from tests.conftest import digits_task_dict, ensure_local_ray, train_in_thread
+from tests.support.wait import wait_for
 from trainer import TrainingResult, load_result, parse_task
 from trainer import train as mtp_train
 

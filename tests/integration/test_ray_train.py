@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from mtp.cli import main
-from tests.conftest import EXAMPLES, digits_task_dict, ensure_local_ray, train_in_thread, wait_for
+from tests.conftest import EXAMPLES, digits_task_dict, ensure_local_ray, train_in_thread
+from tests.support.wait import wait_for
 from trainer import TrainingFailedError, TrainingResult, load_model, load_result, parse_task
 from trainer import train as mtp_train
 

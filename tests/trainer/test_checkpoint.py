@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mtp_core.spec import CheckpointPolicy, Compression
+from tests.support.wait import wait_for
 from trainer import CheckpointError
 from trainer.checkpoint import CheckpointScheduler, CheckpointStore, SaveReason
 
@@ -112,7 +113,6 @@ def test_process_killed_while_writing_never_leaves_a_usable_partial_checkpoint(
     import signal
     import subprocess
     import sys
-    import time
 
     store = CheckpointStore(tmp_path, CheckpointPolicy(keep_last=3))
     _save(store, 1)
@@ -129,11 +129,13 @@ def test_process_killed_while_writing_never_leaves_a_usable_partial_checkpoint(
     proc = subprocess.Popen([sys.executable, "-c", writer, str(tmp_path)],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".tmp-ckpt-000002-*/state.pt")):
+
+    def mid_write() -> bool:
         assert proc.poll() is None, "the writer finished before it could be interrupted"
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
+        return bool(list(tmp_path.glob(".tmp-ckpt-000002-*/state.pt")))
+
+    # polled every millisecond: the temp file must be caught before the rename
+    wait_for(mid_write, 60, interval_s=0.001, what="the writer's temp checkpoint file")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert not (tmp_path / "ckpt-000002").exists()

@@ -1,0 +1,123 @@
+"""Golden numerics: reference tasks must reproduce their checked-in losses and weights exactly.
+
+Every run trains the digits MLP (examples/digits_mlp.yaml) on CPU and compares, bit for bit,
+the per-epoch train_loss / val_loss / val_accuracy, the seed and the final weights hash with
+``tests/golden/<name>.json``:
+
+- ``digits_mlp_ws1``: world size 1, all 15 epochs, in this process (``trainer.train_local``)
+  with one torch thread (CPU results depend on the thread count, which torch would otherwise
+  take from the machine's cores; a Ray Train worker has ``cpus_per_worker`` threads);
+- ``digits_mlp_ws2``: world size 2 on a local Ray (``trainer.train``, 2 Ray Train workers,
+  3 epochs; tests/integration/test_job_submit.py checks its ``ray job submit`` run against the
+  same file).
+
+When the numbers change on purpose (a model, loss, optimizer, data-split or loop change):
+
+1. bump ``MODEL_CODE_VERSION`` in trainer/models.py: it is part of the result cache key, so
+   results of the old code are no longer served from a cache or registry;
+2. regenerate the files from the repository root::
+
+       python -m tests.golden.regenerate                  # every reference
+       python -m tests.golden.regenerate digits_mlp_ws1   # one
+
+   (it refuses to rewrite numbers that changed under the recorded MODEL_CODE_VERSION and
+   torch/numpy versions; ``--force`` overrides that).
+
+A mismatch message names the first differing epoch and metric and which of the two steps is
+missing. The files checked in first were produced by commit 6fc8dfc (before the layer
+refactor) and reproduced exactly by the code after it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from tests.golden import reference
+from tests.golden.reference import REFERENCES, WS1, WS2, GoldenMismatch, Numerics, check
+from trainer.models import MODEL_CODE_VERSION
+
+
+def test_digits_mlp_world_size_1_matches_its_golden_file(tmp_path: Path) -> None:
+    check(WS1, reference.run(WS1, tmp_path))
+
+
+@pytest.mark.ray
+@pytest.mark.usefixtures("ray_session")
+def test_digits_mlp_world_size_2_matches_its_golden_file(tmp_path: Path) -> None:
+    check(WS2, reference.run(WS2, tmp_path))
+
+
+# -- the files and the comparison, without training ---------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_golden_file_matches_its_reference_and_the_model_code_version(name: str) -> None:
+    ref = REFERENCES[name]
+    golden = reference.load(ref)
+    assert golden == reference.record(ref, Numerics.from_golden(golden)) | {
+        "versions": golden["versions"], "model_code_version": golden["model_code_version"]}
+    assert golden["model_code_version"] == MODEL_CODE_VERSION, (
+        f"MODEL_CODE_VERSION is {MODEL_CODE_VERSION!r}, {ref.path.name} was recorded under "
+        f"{golden['model_code_version']!r}: regenerate with {ref.regenerate_command}")
+    assert len(golden["epochs"]) == ref.task().training.epochs
+
+
+def _perturbed(numerics: Numerics, epoch: int) -> Numerics:
+    """``numerics`` with epoch ``epoch``'s train_loss one ulp further."""
+    import math
+
+    epochs = [list(e) for e in numerics.epochs]
+    metric, value = epochs[epoch - 1][0]
+    epochs[epoch - 1][0] = (metric, math.nextafter(value, math.inf))
+    return dataclasses.replace(numerics, epochs=tuple(tuple(e) for e in epochs))
+
+
+def test_changed_numbers_under_the_same_model_code_version_say_bump_it() -> None:
+    golden = reference.load(WS1)
+    observed = _perturbed(Numerics.from_golden(golden), epoch=7)
+    assert reference.mismatch(WS1, golden, Numerics.from_golden(golden)) is None
+    with pytest.raises(GoldenMismatch) as err:
+        check(WS1, observed)
+    msg = str(err.value)
+    assert "numerics changed (epoch 7 train_loss: golden " in msg
+    assert "bump MODEL_CODE_VERSION in trainer/models.py" in msg
+    assert "python -m tests.golden.regenerate digits_mlp_ws1" in msg
+
+
+def test_a_changed_weights_hash_alone_is_a_mismatch() -> None:
+    golden = reference.load(WS2)
+    observed = dataclasses.replace(Numerics.from_golden(golden), weights_hash="0" * 64)
+    msg = reference.mismatch(WS2, golden, observed)
+    assert msg is not None and "final weights hash" in msg and "bump MODEL_CODE_VERSION" in msg
+
+
+def test_a_bumped_model_code_version_asks_for_regeneration_only() -> None:
+    golden = {**reference.load(WS1), "model_code_version": "models-v0"}
+    same = reference.mismatch(WS1, golden, Numerics.from_golden(golden))
+    assert same is not None and "recorded under 'models-v0'" in same
+    assert "regenerate the golden file" in same and "bump" not in same
+    changed = reference.mismatch(WS1, golden, _perturbed(Numerics.from_golden(golden), 1))
+    assert changed is not None and "numerics changed (epoch 1 train_loss" in changed
+
+
+def test_other_torch_or_numpy_versions_ask_for_regeneration() -> None:
+    golden = {**reference.load(WS1), "versions": {"torch": "0.0", "numpy": "0.0"}}
+    assert reference.mismatch(WS1, golden, Numerics.from_golden(golden)) is None
+    msg = reference.mismatch(WS1, golden, _perturbed(Numerics.from_golden(golden), 2))
+    assert msg is not None and "cache key already includes the torch and numpy" in msg
+
+
+def test_regeneration_refuses_changed_numbers_under_the_same_model_code_version() -> None:
+    from tests.golden.regenerate import refusal
+
+    golden = reference.load(WS1)
+    same = Numerics.from_golden(golden)
+    assert refusal(WS1, golden, same) is None
+    assert refusal(WS1, None, same) is None  # a new reference
+    msg = refusal(WS1, golden, _perturbed(same, 4))
+    assert msg is not None and "epoch 4 train_loss" in msg and "bump it" in msg
+    bumped = {**golden, "model_code_version": "models-v0"}
+    assert refusal(WS1, bumped, _perturbed(same, 4)) is None
