@@ -491,14 +491,21 @@ def train_local(task: TrainingTask, *, storage_path: str | Path, run_name: str |
     """Run the training loop in this process with world size 1 (no Ray); returns the summary.
 
     Useful for debugging a task and for tests of the loop itself. ``device`` defaults to
-    ``cuda`` when the task asks for GPUs and one is visible, else ``cpu``.
+    ``cuda`` when the task asks for GPUs and one is visible, else ``cpu``. The loop runs with
+    ``resources.cpus_per_worker`` torch threads, as a Ray worker of the task would: CPU kernels'
+    results depend on the thread count, which torch otherwise takes from the machine's cores.
     """
     prepared = prepare(task)
     run_dir = Path(storage_path).resolve() / (run_name or task.task_id)
     if device is None:
         device = "cuda" if task.resources.use_gpu and torch.cuda.is_available() else "cpu"
-    loop = TrainLoop(task, prepared.dataset.features, prepared.dataset.targets, prepared.meta,
-                     prepared.seed, run_dir, prepared.fingerprint, SingleProcess(),
-                     device=torch.device(device))
-    return loop.run()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(task.resources.cpus_per_worker)))
+    try:
+        loop = TrainLoop(task, prepared.dataset.features, prepared.dataset.targets,
+                         prepared.meta, prepared.seed, run_dir, prepared.fingerprint,
+                         SingleProcess(), device=torch.device(device))
+        return loop.run()
+    finally:
+        torch.set_num_threads(threads)
 

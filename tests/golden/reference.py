@@ -114,14 +114,8 @@ def run(reference: Reference, storage: Path) -> Numerics:
 
     task = reference.task()
     if reference.world_size == 1:
-        # one intra-op thread, as a Ray Train worker with cpus_per_worker=1 has: CPU results
-        # depend on the thread count, which torch otherwise takes from the machine's cores
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            summary = train_local(task, storage_path=storage, device="cpu")
-        finally:
-            torch.set_num_threads(threads)
+        # train_local runs with cpus_per_worker (here 1) torch threads, as a Ray worker does
+        summary = train_local(task, storage_path=storage, device="cpu")
         return Numerics.from_summary(summary)
     assert task.resources.num_workers == reference.world_size, reference
     return Numerics.from_result(train(task, storage_path=storage, use_cache=False))
