@@ -24,14 +24,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from consistency.errors import ConsistencyError
 from mtp_core.atomic import atomic_write_bytes
+from mtp_core.consistency_spec import CacheSpec
 from mtp_core.hashing import canonical_json, json_checksum
-
-if TYPE_CHECKING:
-    from mtp_core.consistency_spec import CacheSpec
 
 __all__ = ["CacheStats", "ResultCache", "validate_key"]
 

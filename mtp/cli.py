@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from pydantic import ValidationError
 
 from mtp_core.errors import ConfigError, InputError, MtpError, exit_code_for
-from mtp_core.ray_env import connect
+from mtp_core.ray_env import NAMESPACE, connect
 from mtp_core.spec import load_task
 
 if TYPE_CHECKING:  # the trainer imports torch: only the commands that train load it
@@ -169,8 +169,6 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _cmd_registry_stats(args: argparse.Namespace) -> int:
     import ray
-
-    from mtp_core.ray_env import NAMESPACE
 
     connect(args.address, require_cluster="registry stats")  # first: a bad address fails fast
     from consistency.actors import REGISTRY_NAME

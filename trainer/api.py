@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cluster.detector import HealthThresholds
 from cluster.errors import ClusterError
 from cluster.migrator import NoCapacityError
 from cluster.parameter_server import ShardLayout
@@ -252,7 +253,6 @@ def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: 
     from ray.util.queue import Empty, Queue
 
     from cluster.actors import get_fault_detector, get_task_migrator
-    from cluster.detector import HealthThresholds
 
     os.environ.setdefault(_HEALTH_CHECK_ENV, _HEALTH_CHECK_DEFAULT_S)
     connect(address)
