@@ -51,11 +51,6 @@ class Health(enum.StrEnum):
     CRITICAL = "CRITICAL"
     FAILED = "FAILED"
 
-    @property
-    def usable(self) -> bool:
-        """Whether new work may be placed here."""
-        return self is Health.HEALTHY
-
 
 class EventKind(enum.StrEnum):
     NODE = "node"  # a node became FAILED

@@ -17,6 +17,7 @@ trial with the best-so-far line).
 from __future__ import annotations
 
 import enum
+import io
 import json
 import logging
 import re
@@ -31,7 +32,7 @@ from ray.tune import Callback
 from hpo.errors import HpoError, SearchConfigError, StudyFailedError
 from hpo.space import apply_params, check_space, decode, tune_space
 from hpo.spec import SchedulerName, SearcherName, SearchSpec
-from mtp_core.atomic import atomic_write_text
+from mtp_core.atomic import atomic_write_bytes, atomic_write_text
 from mtp_core.direction import Direction
 from mtp_core.ray_env import connect
 from mtp_core.spec import format_validation_error, load_raw_config, parse_task
@@ -407,12 +408,10 @@ def write_outputs(result: StudyResult) -> dict[str, str]:
     df = pd.DataFrame(rows)
     files = {"csv": str(d / "trials.csv"), "parquet": str(d / "trials.parquet"),
              "json": str(d / "study.json"), "plot": str(d / "progress.png")}
-    tmp = d / ".trials.csv.tmp"
-    df.to_csv(tmp, index=False)
-    tmp.replace(files["csv"])
-    tmp = d / ".trials.parquet.tmp"
-    df.to_parquet(tmp, index=False)
-    tmp.replace(files["parquet"])
+    atomic_write_text(files["csv"], df.to_csv(index=False))
+    parquet = io.BytesIO()
+    df.to_parquet(parquet, index=False)
+    atomic_write_bytes(files["parquet"], parquet.getvalue())
     atomic_write_text(Path(files["json"]), json.dumps(
         {k: v for k, v in result.to_dict().items() if k != "files"}, indent=1, default=str))
     _plot(result, Path(files["plot"]))
@@ -437,10 +436,10 @@ def _plot(result: StudyResult, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
     plt.close(fig)
-    tmp.replace(path)
+    atomic_write_bytes(path, png.getvalue())
 
 
 def tune_task(config_path: str | Path, *, overrides: list[str] | None = None,
