@@ -34,6 +34,7 @@ from hpo.space import apply_params, check_space, decode, tune_space
 from hpo.spec import SchedulerName, SearcherName, SearchSpec
 from mtp_core.atomic import atomic_write_bytes, atomic_write_text
 from mtp_core.direction import Direction
+from mtp_core.errors import raised_error
 from mtp_core.ray_env import connect
 from mtp_core.spec import format_validation_error, load_raw_config, parse_task
 from trainer.api import resolve_storage, train
@@ -372,10 +373,7 @@ def check_study_succeeded(spec: SearchSpec, name: str, study_dir: Path, results:
 def trial_error_message(err: BaseException) -> str:
     """One line for a trial's error: the exception raised in the trial, not the Ray task
     error around it (whose text is the remote traceback) nor a stored traceback's text."""
-    seen: set[int] = set()
-    while isinstance(getattr(err, "cause", None), BaseException) and id(err) not in seen:
-        seen.add(id(err))
-        err = err.cause  # type: ignore[attr-defined]
+    err = raised_error(err)
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     if any(line.startswith("Traceback (most recent call last)") for line in lines):
         return lines[-1]  # a traceback's text ends with "ErrorType: message"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
 
-from mtp_core.errors import ConfigError, InputError, MtpError, exit_code_for
+from mtp_core.errors import ConfigError, InputError, MtpError, exit_code_for, raised_error
 from mtp_core.ray_env import NAMESPACE, connect
 from mtp_core.spec import load_task
 
@@ -373,15 +373,9 @@ _PATH_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirector
                 NotADirectoryError)
 
 
-def _cause(err: BaseException) -> BaseException:
-    """The platform's error inside a Ray task/actor error (whose text is a remote traceback)."""
-    cause = getattr(err, "cause", None)
-    return cause if isinstance(cause, BaseException) else err
-
-
 def _error_message(err: BaseException) -> str:
     """What ``mtp`` prints for ``err``: the message, without a remote traceback."""
-    err = _cause(err)
+    err = raised_error(err)
     if isinstance(err, ValidationError):
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "<root>"
@@ -401,7 +395,7 @@ def _is_training_failure(err: BaseException) -> bool:
 
 
 def _report(err: BaseException, code: int) -> int:
-    cause = _cause(err)
+    cause = raised_error(err)
     if code == EXIT_BAD_INPUT:
         prefix = "mtp: error: "
     elif _is_training_failure(cause):

@@ -13,7 +13,7 @@ pickle across Ray actor and task boundaries unchanged.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "InputError", "MtpError", "exit_code_for"]
+__all__ = ["ConfigError", "DataError", "InputError", "MtpError", "exit_code_for", "raised_error"]
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -39,3 +39,15 @@ class DataError(InputError):
 def exit_code_for(err: MtpError) -> int:
     """2 for input errors, 1 for every other platform error."""
     return EXIT_BAD_INPUT if isinstance(err, InputError) else EXIT_FAILED
+
+
+def raised_error(err: BaseException) -> BaseException:
+    """The exception that was raised where the work ran: Ray wraps an error raised in a task or
+    actor (and Tune a trial's) in its own error, whose text is the remote traceback, and keeps
+    the original as ``.cause``, possibly several layers deep."""
+    seen: set[int] = set()
+    while isinstance(getattr(err, "cause", None), BaseException) and id(err) not in seen:
+        seen.add(id(err))
+        err = err.cause  # type: ignore[attr-defined]
+    return err
+

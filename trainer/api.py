@@ -35,6 +35,7 @@ from cluster.parameter_server import ShardLayout
 from cluster.supervision import Action, Limit, RestartLimits, Supervisor
 from consistency.identity import cache_key, task_params_for_key
 from mtp_core.atomic import atomic_write_text
+from mtp_core.errors import raised_error
 from mtp_core.hashing import canonical_json, data_hash
 from mtp_core.layout import RunLayout
 from mtp_core.ray_env import connect
@@ -397,7 +398,7 @@ def _supervise(task: TrainingTask, task_key: str, storage: Path, run_name: str,
                             ft.node_failure_timeout_s + 2 * ft.heartbeat_interval_s))
                     except NoCapacityError as no_room:
                         # raised in the actor: Ray's wrapper keeps the original as .cause
-                        supervisor.no_capacity(str(getattr(no_room, "cause", no_room)),
+                        supervisor.no_capacity(str(raised_error(no_room)),
                                                could_fit_once_settled=False)
                         continue
                     detector.retire_task.remote(task_key, attempt)
