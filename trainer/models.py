@@ -8,15 +8,26 @@ preprocessing too.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from mtp_core.spec import Activation, CNNModel, LinearModel, MLPModel, ModelSpec, TaskKind
+from mtp_core.spec import (
+    Activation,
+    CNNModel,
+    LinearModel,
+    MLPModel,
+    ModelSpec,
+    OptimizerName,
+    TaskKind,
+)
+from trainer.data import available_memory, format_bytes
 from trainer.errors import ConfigError
 
-__all__ = ["MODEL_CODE_VERSION", "Standardize", "build_model", "count_parameters"]
+__all__ = ["MODEL_CODE_VERSION", "ModelSize", "Standardize", "build_model", "check_model_size",
+           "count_parameters", "model_size"]
 
 #: Bump when a model builder below changes what it builds (layers, initialisation): it is part
 #: of the result cache key, so results of the old architecture code stop matching.
@@ -89,15 +100,8 @@ def _cnn(spec: CNNModel, shape: tuple[int, ...], n_out: int) -> list[nn.Module]:
     return layers
 
 
-def build_model(
-    spec: ModelSpec,
-    sample_shape: tuple[int, ...],
-    kind: TaskKind,
-    num_classes: int,
-    mean: np.ndarray | torch.Tensor,
-    std: np.ndarray | torch.Tensor,
-) -> nn.Sequential:
-    """The model for one sample shape and task kind; parameters drawn from torch's global RNG."""
+def _body(spec: ModelSpec, sample_shape: tuple[int, ...], kind: TaskKind,
+          num_classes: int) -> list[nn.Module]:
     n_in = math.prod(sample_shape)
     if kind is TaskKind.CLASSIFICATION:
         n_out = num_classes
@@ -117,7 +121,93 @@ def build_model(
         body = _cnn(spec, sample_shape, n_out)
     if kind is TaskKind.REGRESSION:
         body.append(_Squeeze())
+    return body
+
+
+def build_model(
+    spec: ModelSpec,
+    sample_shape: tuple[int, ...],
+    kind: TaskKind,
+    num_classes: int,
+    mean: np.ndarray | torch.Tensor,
+    std: np.ndarray | torch.Tensor,
+) -> nn.Sequential:
+    """The model for one sample shape and task kind; parameters drawn from torch's global RNG.
+
+    It is allocated for real: call :func:`check_model_size` first where the size comes from
+    user input.
+    """
+    body = _body(spec, sample_shape, kind, num_classes)
     return nn.Sequential(Standardize(mean, std), *body)
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """What a model takes in memory during training, in float32 values."""
+
+    parameters: int
+    buffers: int  # the Standardize layer's mean and std
+    optimizer_states: int  # state tensors the optimizer keeps per parameter
+
+    @property
+    def weight_bytes(self) -> int:
+        return 4 * (self.parameters + self.buffers)
+
+    @property
+    def training_bytes(self) -> int:
+        """Weights, their gradients and the optimizer's state."""
+        return 4 * (self.parameters * (2 + self.optimizer_states) + self.buffers)
+
+
+def _optimizer_states(optimizer: OptimizerName, momentum: float) -> int:
+    if optimizer is OptimizerName.SGD:
+        return 1 if momentum > 0 else 0  # the momentum buffer
+    return 2  # Adam and AdamW: first and second moments
+
+
+def model_size(spec: ModelSpec, sample_shape: tuple[int, ...], kind: TaskKind, num_classes: int,
+               optimizer: OptimizerName = OptimizerName.ADAM, momentum: float = 0.0) -> ModelSize:
+    """The size of the model :func:`build_model` would build, counted on torch's meta device
+    (the same builders, no memory allocated and no random numbers drawn)."""
+    with torch.device("meta"):
+        body = _body(spec, sample_shape, kind, num_classes)
+    params = sum(p.numel() for m in body for p in m.parameters())
+    return ModelSize(params, 2 * math.prod(sample_shape), _optimizer_states(optimizer, momentum))
+
+
+def _size_fields(spec: ModelSpec) -> tuple[str, str]:
+    """The fields that set a model's size, and what to do about them."""
+    if isinstance(spec, MLPModel):
+        return f"model.hidden_sizes={spec.hidden_sizes}", "narrow or drop hidden layers"
+    if isinstance(spec, CNNModel):
+        return (f"model.channels={spec.channels}, model.hidden_size={spec.hidden_size}",
+                "lower them (or use a smaller dataset.image_shape)")
+    return f"model.type={spec.type}", "use fewer input features (dataset.features)"
+
+
+def check_model_size(spec: ModelSpec, sample_shape: tuple[int, ...], kind: TaskKind,
+                     num_classes: int, optimizer: OptimizerName = OptimizerName.ADAM,
+                     momentum: float = 0.0, *, available_bytes: int | None = None) -> ModelSize:
+    """Refuse a model whose weights, gradients and optimizer state do not fit in the memory
+    available (``available_bytes``, default: what the machine has now), before it is built;
+    returns its size. The ConfigError names the fields that set the size."""
+    size = model_size(spec, sample_shape, kind, num_classes, optimizer, momentum)
+    have = available_memory() if available_bytes is None else available_bytes
+    if size.training_bytes > have:
+        n_in = math.prod(sample_shape)
+        n_out = num_classes if kind is TaskKind.CLASSIFICATION else 1
+        states = (f" and {size.optimizer_states} {optimizer.value} state tensor"
+                  f"{'s' if size.optimizer_states > 1 else ''} per weight"
+                  if size.optimizer_states else "")
+        fields, fix = _size_fields(spec)
+        raise ConfigError(
+            f"{fields} on {n_in:,} input{'s' if n_in > 1 else ''} and {n_out:,} "
+            f"output{'s' if n_out > 1 else ''} makes {size.parameters:,} parameters: "
+            f"{format_bytes(size.weight_bytes)} of float32 weights, "
+            f"{format_bytes(size.training_bytes)} with their gradients{states}, but "
+            f"{format_bytes(have)} of memory is available; {fix}"
+        )
+    return size
 
 
 def count_parameters(model: nn.Module) -> int:

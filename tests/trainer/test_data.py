@@ -95,7 +95,7 @@ def test_empty_dataset_is_rejected(tmp_path: Path) -> None:
 
 def test_nan_features_are_rejected(tmp_path: Path) -> None:
     pq.write_table(pa.table({"a": [1.0, float("nan")], "y": [0, 1]}), tmp_path / "n.parquet")
-    with pytest.raises(DataError, match="1 rows with NaN"):
+    with pytest.raises(DataError, match=r"has 1 row with NaN .*\(first: row 2, feature 'a'\)"):
         load_dataset(FileDataset(source="parquet", path=tmp_path / "n.parquet", target="y"))
 
 
