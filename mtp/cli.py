@@ -1,8 +1,9 @@
 """The ``mtp`` command line.
 
 Exit codes: 0 success; 2 bad input (config, data, arguments, paths); 1 the platform or the
-training failed; 130 interrupted. An error the platform raises (any ``MtpError``) is one
-``mtp: error: ...`` / ``mtp: failed: ...`` line on stderr, never a traceback (``-v`` logs it).
+training failed; 3 training diverged (a loss or metric became NaN or infinite); 130 interrupted
+(SIGINT, Ctrl-C); 143 terminated (SIGTERM). An error the platform raises (any ``MtpError``) is
+one ``mtp: error: ...`` / ``mtp: failed: ...`` line on stderr, never a traceback (``-v`` logs it).
 """
 
 from __future__ import annotations
@@ -12,14 +13,24 @@ import json
 import logging
 import math
 import os
-import re
+import shlex
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
 
-from mtp_core.errors import ConfigError, InputError, MtpError, exit_code_for, raised_error
+from mtp_core.errors import (
+    EXIT_DIVERGED,
+    ConfigError,
+    InputError,
+    MtpError,
+    exit_code_for,
+    raised_error,
+)
+from mtp_core.names import name_problem
 from mtp_core.ray_env import NAMESPACE, connect
 from mtp_core.spec import load_task
 
@@ -29,6 +40,7 @@ if TYPE_CHECKING:  # the trainer imports torch: only the commands that train loa
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+_RESUMABLE = ("run", "tune", "verify")  # commands whose rerun resumes where it stopped
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +87,9 @@ def format_summary(r: TrainingResult) -> str:
         f"training {t.train_time_s:.1f}s  {t.samples_per_s:,.0f} samples/s  "
         f"(steady {t.steady_samples_per_s:,.0f})",
     ]
+    if r.diverged is not None:
+        lines.insert(3, f"status     DIVERGED: {r.diverged.describe()}; training stopped there "
+                     "(this result is not cached)")
     if r.cache_hit is not None:
         lines.append(f"cache      reused from {r.cache_hit.source}: no "
                      f"training was started (key {(r.cache_key or '')[:16]}; --no-cache "
@@ -239,15 +254,11 @@ def _address_arg(p: argparse.ArgumentParser, local: bool) -> None:
                    + (", else an embedded local Ray" if local else ""))
 
 
-_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-
-
-def _run_name(text: str) -> str:
-    """A run directory's name under the storage path: one path component."""
-    if not _RUN_NAME.match(text):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not allowed: use 1-128 letters, digits, '_', '.', '-' starting with a "
-            "letter or digit (a name under --storage-path, not a path)")
+def _plain_name(text: str) -> str:
+    """A run's or a study's folder name under the storage path: one plain path component."""
+    problem = name_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{problem} (a name under --storage-path, not a path)")
     return text
 
 
@@ -281,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--storage-path", default=None,
                      help="where runs are stored (default: $MTP_STORAGE_PATH or ./mtp_results); "
                      "must be shared by all nodes on a multi-node cluster")
-    run.add_argument("--run-name", default=None, type=_run_name,
+    run.add_argument("--run-name", default=None, type=_plain_name,
                      help="run directory name (default: the task id); an existing run of the "
                      "same task resumes from its latest checkpoint")
     run.add_argument("--no-cache", action="store_true",
@@ -322,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("config", help="study config: a task config with a search section")
     tune.add_argument("--set", action="append", metavar="KEY=VALUE",
                       help="override a task or search field, e.g. --set search.num_samples=8")
-    tune.add_argument("--name", default=None, help="study name (default: <task id>-study)")
+    tune.add_argument("--name", default=None, type=_plain_name,
+                      help="study name (default: <task id>-study)")
     tune.add_argument("--resume", action="store_true",
                       help="continue an interrupted study; finished trials are not rerun")
     tune.add_argument("--storage-path", default=None,
@@ -341,7 +353,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Signals:
+    """SIGINT and SIGTERM end a command as Ctrl-C does: the first one raises KeyboardInterrupt
+    in the main thread (the run stops; its checkpoints are already on disk), a second one exits
+    at once. ``mtp_core.ray_env.connect`` keeps them in place across ``ray.init`` (which sets
+    its own SIGTERM handler)."""
+
+    received: int | None = None
+
+    @classmethod
+    def install(cls) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, cls._handle)
+
+    @classmethod
+    def _handle(cls, signum: int, frame: Any) -> None:
+        if cls.received is not None:
+            os._exit(128 + cls.received)
+        cls.received = signum
+        raise KeyboardInterrupt
+
+
+def _interrupted(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    signum = _Signals.received or signal.SIGINT
+    name = signal.Signals(signum).name
+    again = ""
+    if args.command in _RESUMABLE:
+        again = (f"; rerun `{shlex.join(['mtp', *argv])}` to resume from the latest "
+                 "checkpoint" if args.command != "tune" else
+                 f"; rerun `{shlex.join(['mtp', *argv, *([] if args.resume else ['--resume'])])}`"
+                 " to continue the study")
+    print(f"mtp: interrupted ({name}){again}", file=sys.stderr, flush=True)
+    return 128 + signum
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # named by the subcommand they were given to, not by the top-level parser
@@ -352,14 +399,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # Ray's token authentication stays on; only silence its dashboard's usage prompt.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread:
+        _Signals.received = None
+        _Signals.install()
     try:
         code: int = args.func(args)
         return code
     except KeyboardInterrupt:
-        print("mtp: interrupted; rerun the same command to resume from the latest checkpoint",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted(args, argv)
     except MtpError as err:
+        if _Signals.received is not None:  # the error is how the interrupted work ended
+            return _interrupted(args, argv)
         return _report(err, exit_code_for(err))
     except ValidationError as err:
         # the platform's own models; a user's files are checked where they are read
@@ -367,6 +418,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         # a path given on the command line (or under it) that cannot be read or written
         return _report(err, EXIT_BAD_INPUT if isinstance(err, _PATH_ERRORS) else EXIT_FAILED)
+    except Exception:
+        if _Signals.received is not None:
+            return _interrupted(args, argv)
+        raise
 
 
 _PATH_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
@@ -398,6 +453,8 @@ def _report(err: BaseException, code: int) -> int:
     cause = raised_error(err)
     if code == EXIT_BAD_INPUT:
         prefix = "mtp: error: "
+    elif code == EXIT_DIVERGED:
+        prefix = "mtp: training diverged: "
     elif _is_training_failure(cause):
         prefix = "mtp: training failed: "
     else:

@@ -6,10 +6,38 @@ worker (which writes checkpoints, events and the final model into it).
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RunLayout"]
+from mtp_core.errors import ConfigError
+
+__all__ = ["RunLayout", "ensure_storage"]
+
+
+def ensure_storage(storage: Path, field: str = "--storage-path") -> Path:
+    """``storage``, created if missing, once it is known to be a writable folder.
+
+    Checked before any run, cache or study file is read or written, so a storage path that is
+    a file, cannot be created or is read-only is one :class:`ConfigError` naming it.
+    """
+    if storage.exists() and not storage.is_dir():
+        raise ConfigError(f"{field} {str(storage)!r} is a file, not a folder: give a folder "
+                          "(it is created if missing)")
+    try:
+        storage.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"{field} {str(storage)!r} cannot be created: "
+                          f"{err.strerror or err}") from None
+    try:  # a real write: os.access says yes to root on a read-only filesystem
+        fd, probe = tempfile.mkstemp(prefix=".mtp-write-check-", dir=storage)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ConfigError(f"{field} {str(storage)!r} is not writable: "
+                          f"{err.strerror or err}") from None
+    return storage
 
 
 @dataclass(frozen=True)

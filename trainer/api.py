@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
 from cluster.detector import HealthThresholds
 from cluster.errors import ClusterError
@@ -34,10 +35,11 @@ from cluster.migrator import NoCapacityError
 from cluster.parameter_server import ShardLayout
 from cluster.supervision import Action, Limit, RestartLimits, Supervisor
 from consistency.identity import cache_key, task_params_for_key
-from mtp_core.atomic import atomic_write_text
+from mtp_core.atomic import CorruptFileError, atomic_write_text, read_json
 from mtp_core.errors import raised_error
 from mtp_core.hashing import canonical_json, data_hash
-from mtp_core.layout import RunLayout
+from mtp_core.layout import RunLayout, ensure_storage
+from mtp_core.names import check_name
 from mtp_core.ray_env import connect
 from mtp_core.resources import TaskResources
 from mtp_core.spec import Strategy, TrainingTask
@@ -45,15 +47,21 @@ from mtp_core.version import __version__
 from trainer._collective import SingleProcess
 from trainer.checkpoint import CheckpointStore
 from trainer.data import Dataset, load_dataset
-from trainer.errors import ConfigError, TrainingFailedError
+from trainer.errors import (
+    CheckpointError,
+    ConfigError,
+    ResultFileError,
+    TrainingDivergedError,
+    TrainingFailedError,
+)
 from trainer.launch import WorkerLaunch
 from trainer.loop import DatasetMeta, TrainLoop, build_loss
-from trainer.models import MODEL_CODE_VERSION, build_model
-from trainer.result import EpochRecord, Timings, TrainingResult
+from trainer.models import MODEL_CODE_VERSION, build_model, check_model_size
+from trainer.result import EpochRecord, Timings, TrainingResult, load_result
 from trainer.reuse import ResultReuse
 
-__all__ = ["DEFAULT_STORAGE_PATH", "PreparedTask", "code_version", "connect", "prepare",
-           "resolve_storage", "train", "train_local"]
+__all__ = ["DEFAULT_STORAGE_PATH", "PreparedTask", "check_run_dir", "code_version", "connect",
+           "prepare", "resolve_storage", "train", "train_local"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +96,8 @@ def code_version() -> str:
     return f"mtp-{__version__}+torch-{torch.__version__}+numpy-{np.__version__}"
 
 
-def _fingerprint(task: TrainingTask, digest: str, seed: int) -> str:
-    """What must match for a checkpoint to be resumable by this task.
+def _identity(task: TrainingTask) -> dict[str, Any]:
+    """The parts of a task a run directory's checkpoints and results depend on.
 
     Epoch count, early stopping, checkpoint policy and resources may change between runs of
     the same training (extending a run is allowed); model, data, optimizer, loss and split
@@ -99,11 +107,17 @@ def _fingerprint(task: TrainingTask, digest: str, seed: int) -> str:
     training = {k: v for k, v in d["training"].items()
                 if k not in ("epochs", "early_stopping", "checkpoint")}
     key = {"task_id": task.task_id, "model": d["model"], "dataset": d["dataset"],
-           "hyperparameters": d["hyperparameters"], "training": training, "data": digest,
-           "seed": seed}
+           "hyperparameters": d["hyperparameters"], "training": training}
     if task.strategy is not Strategy.DDP:  # the optimizer state lives on the server shards
         key["strategy"] = {"name": task.strategy.value, "ps": d["ps"] or {}}
-    return hashlib.sha256(canonical_json(key)).hexdigest()
+    return key
+
+
+def _fingerprint(task: TrainingTask, digest: str, seed: int) -> str:
+    """What must match for a checkpoint to be resumable by this task: its identity, the
+    data's content hash and the seed."""
+    return hashlib.sha256(canonical_json({**_identity(task), "data": digest, "seed": seed})
+                          ).hexdigest()
 
 
 def prepare(task: TrainingTask) -> PreparedTask:
@@ -111,6 +125,9 @@ def prepare(task: TrainingTask) -> PreparedTask:
     dataset = load_dataset(task.dataset)
     build_loss(task, dataset.kind)
     shape = dataset.sample_shape
+    # before a byte of the model is allocated: a model that cannot fit is a ConfigError
+    check_model_size(task.model, shape, dataset.kind, dataset.num_classes,
+                     task.training.optimizer, task.hyperparameters.momentum)
     model = build_model(task.model, shape, dataset.kind, dataset.num_classes,
                         np.zeros(shape, np.float32), np.ones(shape, np.float32))
     if task.strategy is Strategy.PARAMETER_SERVER:
@@ -119,6 +136,78 @@ def prepare(task: TrainingTask) -> PreparedTask:
         except ClusterError as err:
             raise ConfigError(f"invalid task config: {err}") from None
     return PreparedTask(task, dataset)
+
+
+def _run_dir_problem(layout: RunLayout, task: TrainingTask, prepared: PreparedTask
+                     ) -> str | None:
+    """Why ``layout`` cannot hold this run of ``task``, or None.
+
+    Every file the platform writes there is checked, not only the checkpoints: a run directory
+    belongs to one task (its identity, data and seed) and is never overwritten by another, nor
+    relabelled by a rerun that asks for fewer epochs than it already holds.
+    """
+    root = layout.root
+    if not root.exists():
+        return None
+    if not root.is_dir():
+        return f"{root} is a file, not a run directory"
+    found = CheckpointStore(layout.checkpoints).load_latest(prepared.fingerprint)
+    trained = found[1].epoch if found is not None else 0
+    if layout.result.exists():
+        try:
+            stored = load_result(root)
+        except ResultFileError as err:
+            return f"it holds a result.json that cannot be read ({err})"
+        try:
+            stored_task = TrainingTask.model_validate(stored.task)
+        except ValidationError:
+            return f"its result.json holds a task this version cannot read ({layout.result})"
+        if _fingerprint(stored_task, stored.data_hash, stored.seed) != prepared.fingerprint:
+            return "it holds the result of " + _other_run(
+                stored_task, task, (stored.data_hash, stored.seed),
+                (prepared.data_hash, prepared.seed))
+        trained = max(trained, stored.epochs_completed)
+    elif layout.task.exists():
+        try:
+            stored_task = TrainingTask.model_validate(read_json(layout.task))
+        except (CorruptFileError, ValidationError):
+            return f"it holds a task.json that is not a task of this version ({layout.task})"
+        if _identity(stored_task) != _identity(task):
+            return "it holds a run of " + _other_run(stored_task, task)
+    elif found is None:
+        strays = [p.name for p in (layout.model, layout.final) if p.exists()]
+        if strays:
+            return f"it holds files of an unknown run ({', '.join(strays)})"
+    epochs = task.training.epochs
+    if trained > epochs:
+        return (f"it already holds this task trained for {trained} epochs and "
+                f"training.epochs={epochs} asks for fewer: nothing would be trained and the "
+                f"stored run would be relabelled (see it with `mtp show {root}`, or raise "
+                f"training.epochs to {trained} or more to reuse or extend it)")
+    return None
+
+
+def _other_run(stored: TrainingTask, task: TrainingTask, stored_data: tuple[str, int] = ("", 0),
+               data: tuple[str, int] = ("", 0)) -> str:
+    """``another task ('x')`` or ``task 'p' with other settings (training, data)``."""
+    if stored.task_id != task.task_id:
+        return f"another task ({stored.task_id!r})"
+    a, b = _identity(stored), _identity(task)
+    differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    if stored_data[0] != data[0]:
+        differ.append("the data's content")
+    elif stored_data[1] != data[1]:
+        differ.append("the seed")
+    return f"task {task.task_id!r} with other settings ({', '.join(differ)} differ)"
+
+
+def check_run_dir(layout: RunLayout, task: TrainingTask, prepared: PreparedTask) -> None:
+    """Raise :class:`CheckpointError` when the run directory cannot hold this run."""
+    problem = _run_dir_problem(layout, task, prepared)
+    if problem is not None:
+        raise CheckpointError(f"run directory {layout.root} cannot be used for task "
+                              f"{task.task_id!r}: {problem}; nothing was changed: give "
+                              "another --run-name (or --storage-path)")
 
 
 def _check_capacity(task: TrainingTask) -> None:
@@ -200,8 +289,10 @@ def train(
     """
 
     t_start = time.time()
+    if run_name is not None:
+        check_name(run_name, "run name")
+    storage = ensure_storage(resolve_storage(storage_path))
     prepared = prepare(task)
-    storage = resolve_storage(storage_path)
     spec = task.consistency
     reuse = ResultReuse(task, prepared.cache_key, storage) if use_cache else None
     if reuse is not None:
@@ -217,6 +308,8 @@ def train(
 
                 get_result_registry(storage).note_cache.remote(True)
             return hit
+    # before Ray starts: a run directory this run may not use fails fast, nothing written
+    check_run_dir(RunLayout.of(storage / (run_name or task.task_id)), task, prepared)
     connect(address)
     registry = None
     if reuse is not None and spec.sharing.enabled:
@@ -231,6 +324,16 @@ def train(
     try:
         result = _train(task, prepared, storage, run_name, address, on_epoch, node_ids,
                         t_start)
+        if result.diverged is not None:  # stored, never cached or shared
+            hp = task.hyperparameters
+            raise TrainingDivergedError(
+                f"task {task.task_id!r}: {result.diverged.describe()} "
+                f"(training.learning_rate={task.training.learning_rate:g}, "
+                f"optimizer={task.training.optimizer.value}"
+                + (f", momentum={hp.momentum:g}" if hp.momentum else "")
+                + f"); training stopped there and the run is stored in {result.run_dir} "
+                "(not cached): lower training.learning_rate or set "
+                "hyperparameters.grad_clip_norm, and train it under another --run-name")
         if reuse is not None:
             reuse.publish(result, registry)
         return result
@@ -244,10 +347,8 @@ def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: 
            node_ids: list[str] | None, t_start: float) -> TrainingResult:
     run_name = run_name or task.task_id
     run_dir = storage / run_name
-    run_dir.mkdir(parents=True, exist_ok=True)
     layout = RunLayout.of(run_dir)
-    # fail fast, in the driver, if the run directory holds another task's checkpoints
-    CheckpointStore(layout.checkpoints).load_latest(prepared.fingerprint)
+    run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(layout.task, json.dumps(task.canonical_dict(), indent=1))
 
     import ray
@@ -334,6 +435,34 @@ def _make_trainer(task: TrainingTask, run_name: str, storage: Path, launch: Work
     )
 
 
+def _fit(trainer: Any) -> None:
+    """``trainer.fit()`` in a helper thread, so that Ctrl-C and SIGTERM reach this driver.
+
+    Called from the main thread, Ray Train replaces the process's SIGINT handler with its own,
+    which aborts the run and then exits the process with no word of why. From another thread
+    it leaves signals alone (as under Tune): the caller's handler raises KeyboardInterrupt
+    here, and the run's actors end with this driver; every checkpoint already written stays
+    valid, so rerunning the command resumes from the latest one.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        trainer.fit()
+        return
+    outcome: list[BaseException] = []
+
+    def fit() -> None:
+        try:
+            trainer.fit()
+        except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome.append(err)
+
+    thread = threading.Thread(target=fit, name="mtp-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(timeout=0.2)
+    if outcome:
+        raise outcome[0]
+
+
 def _supervise(task: TrainingTask, task_key: str, storage: Path, run_name: str,
                layout: RunLayout, launch: WorkerLaunch, detector: Any,
                migrator: Any, node_ids: list[str] | None = None) -> None:
@@ -361,7 +490,7 @@ def _supervise(task: TrainingTask, task_key: str, storage: Path, run_name: str,
         trainer = _make_trainer(task, run_name, storage, launch, node_ids,
                                 0 if auto else task.failure.max_failures)
         try:
-            trainer.fit()
+            _fit(trainer)
             if migrator is not None:
                 migrator.finished.remote(task_key, True)
             return
@@ -470,6 +599,7 @@ def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, r
         best_checkpoint=str(best.path) if best else None,
         latest_checkpoint=str(ckpts[-1].path) if ckpts else None,
         resumed_from_epoch=summary["resumed_from_epoch"],
+        diverged=summary.get("diverged"),
         attempts=max(_count_attempts(layout.events, t_start), 1),
         timings=Timings(
             wall_time_s=wall,

@@ -10,10 +10,10 @@ Ray actor boundaries.
 
 from __future__ import annotations
 
-from mtp_core.errors import ConfigError, DataError, InputError, MtpError
+from mtp_core.errors import EXIT_DIVERGED, ConfigError, DataError, InputError, MtpError
 
 __all__ = ["CheckpointError", "ConfigError", "DataError", "ResultFileError", "TrainerError",
-           "TrainingFailedError"]
+           "TrainingDivergedError", "TrainingFailedError"]
 
 
 class TrainerError(MtpError):
@@ -31,3 +31,10 @@ class ResultFileError(TrainerError, InputError):
 
 class TrainingFailedError(TrainerError):
     """Training started but did not finish; the message says why and where checkpoints are."""
+
+
+class TrainingDivergedError(TrainerError):
+    """A loss or validation metric became NaN or infinite: training stopped at that epoch, the
+    run is stored (``result.json`` says ``diverged``) and is never cached or shared (exit 3)."""
+
+    exit_code = EXIT_DIVERGED

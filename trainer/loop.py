@@ -52,7 +52,7 @@ from trainer.metrics import (
 )
 from trainer.models import build_model, count_parameters
 
-__all__ = ["DatasetMeta", "TrainLoop", "build_loss", "build_optimizer"]
+__all__ = ["DatasetMeta", "TrainLoop", "build_loss", "build_optimizer", "first_non_finite"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +87,17 @@ class _RunState:
     global_step: int = 0  # optimizer steps taken, all epochs
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
+    # {"epoch", "metric", "value"}: the first non-finite loss or metric; training stops there
+    diverged: dict[str, Any] | None = None
+
+
+def first_non_finite(record: dict[str, Any]) -> tuple[str, float] | None:
+    """The first loss or validation metric of an epoch record that is NaN or infinite."""
+    for name in ("train_loss", *sorted(k for k in record if k.startswith("val_"))):
+        value = record.get(name)
+        if isinstance(value, float) and not math.isfinite(value):
+            return name, value
+    return None
 
 
 def build_loss(task: TrainingTask, kind: TaskKind) -> nn.Module:
@@ -355,7 +366,17 @@ class TrainLoop:
             "start_unix": t0,
         }
         self.state.history.append(record)
-        ckpt = self._maybe_checkpoint(is_best, record)
+        bad = first_non_finite(record)
+        if bad is not None:
+            # every rank sees the same all-reduced numbers, so every rank stops here; the
+            # epoch is not checkpointed: a rerun resumes from the last finite state
+            self.state.diverged = {"epoch": epoch + 1, "metric": bad[0], "value": bad[1]}
+            if self.rank == 0:
+                logger.info("training diverged: %s is %s at epoch %d", bad[0], bad[1],
+                               epoch + 1)
+            ckpt = None
+        else:
+            ckpt = self._maybe_checkpoint(is_best, record)
         record["epoch_time_s"] = time.time() - t0
         report = {k: v for k, v in record.items() if k != "start_unix"}
         report["checkpoint"] = ckpt
@@ -368,7 +389,8 @@ class TrainLoop:
         if self.rank == 0:
             self._event({"event": "start", "from_epoch": self.state.epoch,
                          "world_size": self.world_size})
-        while self.state.epoch < self.task.training.epochs and not self.state.stopped_early:
+        while (self.state.epoch < self.task.training.epochs and not self.state.stopped_early
+               and self.state.diverged is None):
             self.run_epoch()
         return self.finish()
 
@@ -395,6 +417,7 @@ class TrainLoop:
             "world_size": self.world_size,
             "seed": self.seed,
             "resumed_from_epoch": self.resumed_from,
+            "diverged": self.state.diverged,
         }
         if self.rank == 0:
             from safetensors.torch import save as st_save

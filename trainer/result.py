@@ -14,7 +14,7 @@ from mtp_core.layout import RunLayout
 from mtp_core.spec import format_validation_error
 from trainer.errors import ResultFileError
 
-__all__ = ["CacheHit", "EpochRecord", "Timings", "TrainingResult", "load_result"]
+__all__ = ["CacheHit", "Divergence", "EpochRecord", "Timings", "TrainingResult", "load_result"]
 
 RESULT_FILE = RunLayout.of(".").result.name
 
@@ -34,10 +34,15 @@ class CacheHit(enum.StrEnum):
                 CacheHit.WAITED: "another driver's run of the same task (waited for it)"}[self]
 
 
+# NaN and infinity are written as the strings "NaN" / "Infinity" (JSON has no such numbers,
+# and pydantic's default, null, would not read back as a float)
+_RESULT_CONFIG = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
+
+
 class EpochRecord(BaseModel):
     """Metrics of one epoch; validation metrics are in ``metrics`` (val_loss, val_accuracy...)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _RESULT_CONFIG
 
     epoch: int
     train_loss: float
@@ -57,7 +62,22 @@ class EpochRecord(BaseModel):
                    is_best=rec["is_best"])
 
 
+class Divergence(BaseModel):
+    """Where a diverged run stopped: the first loss or metric that was NaN or infinite."""
+
+    model_config = _RESULT_CONFIG
+
+    epoch: int = Field(description="The epoch (1-based) whose numbers were not finite.")
+    metric: str = Field(description="train_loss or the validation metric that was not finite.")
+    value: float
+
+    def describe(self) -> str:
+        return f"{self.metric} is {self.value} at epoch {self.epoch}"
+
+
 class Timings(BaseModel):
+    model_config = _RESULT_CONFIG
+
     wall_time_s: float = Field(description="Driver wall time of train(), start-up included.")
     startup_s: float = Field(description="From train() being called to the first epoch start.")
     train_time_s: float = Field(description="Time spent in training steps, all epochs.")
@@ -70,7 +90,7 @@ class Timings(BaseModel):
 class TrainingResult(BaseModel):
     """Everything needed to compare, share and reload a finished run."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _RESULT_CONFIG
 
     task_id: str
     task_name: str
@@ -105,6 +125,9 @@ class TrainingResult(BaseModel):
         None, description="Result-cache key: task identity, parameters, data hash, versions.")
     cache_hit: CacheHit | None = Field(
         None, description="None: trained by this call; local, registry or waited: reused.")
+    diverged: Divergence | None = Field(
+        None, description="Set when training stopped because a loss or metric became NaN or "
+        "infinite; such a result is stored but never cached or shared.")
     timings: Timings
     versions: dict[str, str]
     created_at: str
@@ -134,6 +157,9 @@ def load_result(run_dir: str | Path) -> TrainingResult:
     except ValueError as err:  # not UTF-8, or not JSON
         raise ResultFileError(f"{str(path)!r} is not a training result: not valid JSON "
                               f"({err})") from None
+    if not isinstance(raw, dict):
+        raise ResultFileError(f"{str(path)!r} is not a training result: expected a JSON object, "
+                              f"got {type(raw).__name__ if raw is not None else 'null'}")
     try:
         return TrainingResult.model_validate(raw)
     except ValidationError as err:

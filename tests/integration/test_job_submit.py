@@ -6,15 +6,8 @@ checked against the golden file too: the job path trains exactly what ``trainer.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,65 +15,16 @@ import pytest
 
 from tests.conftest import REPO
 from tests.golden.reference import WS2, Numerics, check
+from tests.support.ray_head import RAY, ray_head
 from tests.support.wait import wait_for
 from trainer import load_result
 
 pytestmark = pytest.mark.ray
 
-RAY = str(Path(sys.executable).parent / "ray")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _kill_cluster(temp_dir: str) -> None:
-    """Stop only this test's Ray processes (``ray stop`` would stop every Ray on the host)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if temp_dir in cmdline:
-                try:
-                    os.kill(int(proc.name), sig)
-                except ProcessLookupError:
-                    pass
-
-
-def _dashboard_up(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/api/version", timeout=2) as r:
-            return bool(json.load(r).get("ray_version"))
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def head_node() -> Iterator[tuple[str, dict[str, str]]]:
-    temp_dir = tempfile.mkdtemp(prefix="mtpray", dir="/tmp")  # short: unix socket paths
-    dash_port = _free_port()
-    # token auth is on by default in Ray 2.60; this loopback-only test cluster turns it off
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_ADDRESS", None)
-    subprocess.run(
-        [RAY, "start", "--head", f"--port={_free_port()}", "--num-cpus=2",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}",
-         f"--dashboard-agent-listen-port={_free_port()}",
-         f"--temp-dir={temp_dir}", "--disable-usage-stats"],
-        env=env, check=True, capture_output=True, timeout=120)
-    url = f"http://127.0.0.1:{dash_port}"
-    try:
-        wait_for(lambda: _dashboard_up(url), 60, interval_s=0.5, what="the Ray dashboard")
-        yield url, env
-    finally:
-        _kill_cluster(temp_dir)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    with ray_head() as head:
+        yield head.dashboard_url, head.env
 
 
 def test_ray_job_submit_runs_the_driver_script(
