@@ -12,15 +12,16 @@ import json
 import math
 import re
 import types
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 from mtp_core.base import StrictModel
+from mtp_core.config_file import MAX_CONFIG_DEPTH, parse_override_value, read_config_file
 from mtp_core.consistency_spec import ConsistencySpec
 from mtp_core.direction import Direction
 from mtp_core.errors import ConfigError
@@ -42,6 +43,7 @@ __all__ = [
     "OptimizerName",
     "PSMode",
     "ParameterServerSpec",
+    "SKLEARN_KINDS",
     "ResourcesSpec",
     "SklearnDataset",
     "Strategy",
@@ -50,9 +52,12 @@ __all__ = [
     "TrainingSpec",
     "TrainingTask",
     "apply_overrides",
+    "declared_kind",
     "format_validation_error",
     "load_raw_config",
     "load_task",
+    "metric_direction",
+    "metrics_for_kind",
     "parse_task",
     "set_dotted",
 ]
@@ -109,7 +114,8 @@ class MLPModel(StrictModel):
 
     type: Literal["mlp"]
     hidden_sizes: list[Annotated[int, Field(gt=0, le=65536)]] = Field(
-        default_factory=lambda: [128], min_length=1, description="Width of each hidden layer."
+        default_factory=lambda: [128], min_length=1, max_length=64,
+        description="Width of each hidden layer."
     )
     activation: Activation = Activation.RELU
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout after each hidden layer.")
@@ -120,7 +126,8 @@ class CNNModel(StrictModel):
 
     type: Literal["cnn"]
     channels: list[Annotated[int, Field(gt=0, le=4096)]] = Field(
-        default_factory=lambda: [16, 32], min_length=1, description="Channels per conv block."
+        default_factory=lambda: [16, 32], min_length=1, max_length=16,
+        description="Channels per conv block."
     )
     kernel_size: int = Field(3, ge=1, le=15)
     hidden_size: int = Field(64, gt=0, le=65536, description="Width of the dense layer.")
@@ -142,18 +149,44 @@ ModelSpec = Annotated[LinearModel | MLPModel | CNNModel, Field(discriminator="ty
 # Datasets
 
 
+MAX_IMAGE_DIM = 65_536
+MAX_SAMPLE_VALUES = 100_000_000
+"""Most values one sample may hold (``image_shape``'s product): 400 MB as float32."""
+MAX_SYNTHETIC_VALUES = 1_000_000_000
+"""Most values a synthetic dataset may generate (n_samples x n_features), all held in memory."""
+
+_ImageDim = Annotated[int, Field(gt=0, le=MAX_IMAGE_DIM)]
+
+
 class _DatasetCommon(StrictModel):
     standardize: bool = Field(
         True,
         description="Scale features to zero mean, unit variance using train-split statistics; "
         "the statistics are stored in the model so the exported model takes raw inputs.",
     )
-    image_shape: tuple[int, int, int] | None = Field(
+    image_shape: tuple[_ImageDim, _ImageDim, _ImageDim] | None = Field(
         None, description="(channels, height, width) of each sample, needed by model.type=cnn."
     )
     max_samples: int | None = Field(
-        None, gt=0, description="Use only the first N rows (after loading, before splitting)."
+        None, gt=0, le=10**12,
+        description="Use only the first N rows (after loading, before splitting)."
     )
+
+    @field_validator("image_shape", mode="before")
+    @classmethod
+    def _three_dims(cls, v: Any) -> Any:
+        if isinstance(v, list | tuple) and len(v) != 3:
+            raise ValueError(f"expected 3 dimensions [channels, height, width], got {len(v)}")
+        return v
+
+    @field_validator("image_shape")
+    @classmethod
+    def _sample_size(cls, v: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if v is not None and math.prod(v) > MAX_SAMPLE_VALUES:
+            raise ValueError(
+                f"channels x height x width = {math.prod(v):,} values per sample; the limit is "
+                f"{MAX_SAMPLE_VALUES:,}")
+        return v
 
 
 class SklearnDataset(_DatasetCommon):
@@ -171,8 +204,10 @@ class SyntheticDataset(_DatasetCommon):
     n_samples: int = Field(1000, gt=0, le=100_000_000)
     n_features: int = Field(20, gt=0, le=100_000)
     n_classes: int = Field(2, ge=2, le=10_000, description="Classification only.")
-    n_informative: int | None = Field(None, gt=0, description="Default: half of n_features.")
-    noise: float = Field(0.1, ge=0.0, description="Regression: std of the Gaussian noise.")
+    n_informative: int | None = Field(
+        None, gt=0, le=100_000, description="Default: half of n_features.")
+    noise: float = Field(
+        0.1, ge=0.0, le=1e6, description="Regression: std of the Gaussian noise.")
     seed: int = Field(0, ge=0, lt=2**32, description="Generator seed (part of the data).")
 
     @model_validator(mode="after")
@@ -181,6 +216,11 @@ class SyntheticDataset(_DatasetCommon):
             raise ValueError(
                 f"n_informative={self.n_informative} exceeds n_features={self.n_features}"
             )
+        if self.n_samples * self.n_features > MAX_SYNTHETIC_VALUES:
+            raise ValueError(
+                f"n_samples x n_features = {self.n_samples:,} x {self.n_features:,} = "
+                f"{self.n_samples * self.n_features:,} values; the limit is "
+                f"{MAX_SYNTHETIC_VALUES:,} (the generated data is held in memory)")
         return self
 
 
@@ -189,13 +229,40 @@ class FileDataset(_DatasetCommon):
 
     source: Literal["parquet", "csv"]
     path: Path = Field(description="File path; relative paths are taken from the config's folder.")
-    target: str = Field(min_length=1, description="Name of the label/target column.")
-    features: list[str] | None = Field(
-        None, min_length=1, description="Feature columns (default: every column but target)."
+    target: str = Field(min_length=1, max_length=1024,
+                        description="Name of the label/target column.")
+    features: list[Annotated[str, Field(min_length=1, max_length=1024)]] | None = Field(
+        None, min_length=1, max_length=100_000,
+        description="Feature columns (default: every column but target)."
     )
     kind: TaskKind | None = Field(
         None, description="classification or regression (default: regression for float targets)."
     )
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _usable_path(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            if not v.strip():
+                raise ValueError("the path is empty; allowed: a .parquet or .csv file path")
+            if "\0" in v:
+                raise ValueError("the path contains a NUL character")
+            if len(v) > 4096:
+                raise ValueError(f"the path is {len(v):,} characters long; the limit is 4,096")
+        return v
+
+    @model_validator(mode="after")
+    def _distinct_features(self) -> FileDataset:
+        if self.features is None:
+            return self
+        twice = sorted(f for f, n in Counter(self.features).items() if n > 1)
+        if twice:
+            raise ValueError(f"features lists {twice} more than once; each feature column may "
+                             "be named once")
+        if self.target in self.features:
+            raise ValueError(f"features includes the target column {self.target!r}; a model "
+                             "cannot be given the value it predicts")
+        return self
 
 
 DatasetSpec = Annotated[
@@ -214,8 +281,9 @@ class Hyperparameters(StrictModel):
     momentum: float = Field(0.0, ge=0.0, lt=1.0, description="SGD only.")
     nesterov: bool = Field(False, description="SGD only; needs momentum > 0.")
     betas: tuple[float, float] = Field((0.9, 0.999), description="Adam/AdamW.")
-    eps: float = Field(1e-8, gt=0.0)
-    grad_clip_norm: float | None = Field(None, gt=0.0, description="Clip the global grad norm.")
+    eps: float = Field(1e-8, gt=0.0, le=1.0)
+    grad_clip_norm: float | None = Field(
+        None, gt=0.0, le=1e6, description="Clip the global grad norm.")
 
     @field_validator("betas")
     @classmethod
@@ -235,8 +303,9 @@ class Hyperparameters(StrictModel):
 class EarlyStopping(StrictModel):
     """Stop when the monitored validation metric has not improved for ``patience`` epochs."""
 
-    patience: int = Field(0, ge=0, description="0 disables early stopping.")
-    min_delta: float = Field(0.0, ge=0.0, description="Smallest change that counts as better.")
+    patience: int = Field(0, ge=0, le=100_000, description="0 disables early stopping.")
+    min_delta: float = Field(
+        0.0, ge=0.0, le=1e6, description="Smallest change that counts as better.")
 
 
 class MonitorSpec(StrictModel):
@@ -247,7 +316,9 @@ class MonitorSpec(StrictModel):
         description="auto (val_accuracy for classification, val_loss for regression) or one "
         "of val_loss, val_accuracy, val_precision, val_recall, val_f1, val_mse, val_r2.",
     )
-    mode: Literal["auto", "max", "min"] = "auto"
+    mode: Literal["auto", "max", "min"] = Field(
+        "auto", description="auto (the metric's own direction) or that direction spelled out: "
+        "min for val_loss and val_mse, max for the others.")
 
     @field_validator("metric")
     @classmethod
@@ -256,6 +327,21 @@ class MonitorSpec(StrictModel):
         if v not in allowed:
             raise ValueError(f"unknown metric {v!r}; allowed: {sorted(allowed)}")
         return v
+
+    @model_validator(mode="after")
+    def _mode_fits_metric(self) -> MonitorSpec:
+        if self.metric != "auto":
+            problem = _mode_problem(self.metric, self.mode, prefix="")
+            if problem:
+                raise ValueError(problem)
+        return self
+
+    def resolve(self, kind: TaskKind) -> tuple[str, Direction]:
+        """The (metric, direction) pair for a task of ``kind``, ``auto`` resolved."""
+        metric = self.metric
+        if metric == "auto":
+            metric = "val_accuracy" if kind is TaskKind.CLASSIFICATION else "val_loss"
+        return metric, _METRIC_MODES[metric] if self.mode == "auto" else Direction(self.mode)
 
 
 _METRIC_MODES: dict[str, Direction] = {
@@ -267,6 +353,42 @@ _METRIC_MODES: dict[str, Direction] = {
     "val_mse": Direction.MINIMIZE,
     "val_r2": Direction.MAXIMIZE,
 }
+# the validation metrics each kind of task reports every epoch (trainer/loop.py _evaluate)
+_KIND_METRICS: dict[TaskKind, tuple[str, ...]] = {
+    TaskKind.CLASSIFICATION: ("val_loss", "val_accuracy", "val_precision", "val_recall",
+                              "val_f1"),
+    TaskKind.REGRESSION: ("val_loss", "val_mse", "val_r2"),
+}
+_TRAIN_METRICS = {"train_loss": Direction.MINIMIZE}
+
+
+def metrics_for_kind(kind: TaskKind) -> tuple[str, ...]:
+    """Every metric an epoch of a ``kind`` task reports: ``train_loss`` and the validation
+    metrics (what a study's ``search.metric`` may name; ``training.monitor.metric`` may name
+    the validation ones)."""
+    return (*_TRAIN_METRICS, *_KIND_METRICS[TaskKind(kind)])
+
+
+def metric_direction(metric: str) -> Direction:
+    """Which way ``metric`` improves (min for losses and errors, max for the others)."""
+    if metric in _TRAIN_METRICS:
+        return _TRAIN_METRICS[metric]
+    if metric not in _METRIC_MODES:
+        raise ConfigError(f"unknown metric {metric!r}; allowed: "
+                          f"{sorted({*_TRAIN_METRICS, *_METRIC_MODES})}")
+    return _METRIC_MODES[metric]
+
+
+def _mode_problem(metric: str, mode: str, *, prefix: str, auto_for: str = "") -> str | None:
+    """Why ``mode`` contradicts ``metric``, or None when it fits; ``prefix`` goes before the
+    field names, ``auto_for`` names the task kind when the config says ``metric: auto``."""
+    natural = _METRIC_MODES[metric]
+    if mode == "auto" or Direction(mode) is natural:
+        return None
+    better = "lower" if natural is Direction.MINIMIZE else "higher"
+    shown = f"auto (that is {metric} for a {auto_for} task)" if auto_for else metric
+    return (f"{prefix}mode={mode} contradicts {prefix}metric={shown}: {metric} is better when "
+            f"{better}; allowed: mode auto or {natural.value}")
 
 
 class CheckpointPolicy(StrictModel):
@@ -278,8 +400,9 @@ class CheckpointPolicy(StrictModel):
     best are kept; older ones are deleted after a newer one is safely on disk.
     """
 
-    every_n_epochs: int = Field(1, ge=0, description="0 disables the epoch interval rule.")
-    every_minutes: float = Field(0.0, ge=0.0, description="0 disables the time rule.")
+    every_n_epochs: int = Field(
+        1, ge=0, le=100_000, description="0 disables the epoch interval rule.")
+    every_minutes: float = Field(0.0, ge=0.0, le=1e6, description="0 disables the time rule.")
     on_best: bool = True
     keep_last: int = Field(2, ge=1, le=1000)
     keep_best: bool = True
@@ -316,7 +439,8 @@ class ResourcesSpec(StrictModel):
 
 class FailureSpec(StrictModel):
     max_failures: int = Field(
-        3, ge=-1, description="Worker-group restarts Ray Train may do; -1 retries forever."
+        3, ge=-1, le=10_000,
+        description="Worker-group restarts Ray Train may do; -1 retries forever."
     )
 
 
@@ -413,7 +537,7 @@ class TrainingTask(StrictModel):
 
     name: str = Field(description="Human-readable name; letters, digits, '_', '.', '-'.")
     id: str | None = Field(None, description="Stable task identity (default: name).")
-    description: str = ""
+    description: str = Field("", max_length=10_000)
     model: ModelSpec
     dataset: DatasetSpec
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
@@ -453,6 +577,63 @@ class TrainingTask(StrictModel):
             )
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data: Any) -> Any:
+        # pydantic's lax mode reads true as 1 for a number field: `epochs: true` would train one
+        # epoch and `learning_rate: yes` at 1.0
+        if isinstance(data, Mapping):
+            problems = _bools_for_numbers(cls, data, "")
+            if problems:
+                more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+                raise ValueError(problems[0] + more)
+        return data
+
+    @model_validator(mode="after")
+    def _kind_checks(self) -> TrainingTask:
+        kind = declared_kind(self.dataset)
+        if kind is not None:
+            problem = self._kind_problem(kind, _kind_source(self.dataset))
+            if problem:
+                raise ValueError(problem)
+        return self
+
+    def check_kind(self, kind: TaskKind) -> None:
+        """Refuse settings that a ``kind`` task cannot honour: a monitor metric it never
+        reports, a monitor mode against the metric's direction, a loss for the other kind.
+
+        The spec checks this itself when the config fixes the kind (sklearn and synthetic
+        datasets, a file dataset with ``kind`` set); for a file dataset without ``kind`` the
+        caller checks once the data is loaded and the kind is known. Raises ConfigError.
+        """
+        problem = self._kind_problem(TaskKind(kind), "the dataset's target column makes it one;"
+                                     " dataset.kind is not set")
+        if problem:
+            raise ConfigError(f"invalid task config for task {self.task_id}: {problem}")
+
+    def _kind_problem(self, kind: TaskKind, source: str) -> str | None:
+        what = f"a {kind.value} task ({source})"
+        monitor = self.training.monitor
+        reported = _KIND_METRICS[kind]
+        if monitor.metric != "auto" and monitor.metric not in reported:
+            return (f"training.monitor.metric={monitor.metric} is never reported by {what}; "
+                    f"allowed: {', '.join(['auto', *reported])}")
+        if monitor.metric == "auto":
+            metric, _ = monitor.resolve(kind)
+            problem = _mode_problem(metric, monitor.mode, prefix="training.monitor.",
+                                    auto_for=kind.value)
+            if problem:
+                return problem
+        loss = self.training.loss
+        if kind is TaskKind.CLASSIFICATION and loss not in (LossName.AUTO,
+                                                             LossName.CROSS_ENTROPY):
+            return (f"training.loss={loss.value} does not fit {what}; allowed: cross_entropy "
+                    "or auto")
+        if kind is TaskKind.REGRESSION and loss is LossName.CROSS_ENTROPY:
+            return (f"training.loss=cross_entropy does not fit {what}; allowed: mse, l1, huber "
+                    "or auto")
+        return None
+
     @property
     def ps_spec(self) -> ParameterServerSpec:
         """The parameter-server settings, defaults filled in."""
@@ -464,15 +645,85 @@ class TrainingTask(StrictModel):
 
     def monitor_metric(self, kind: TaskKind) -> tuple[str, Direction]:
         """The (metric, direction) pair that selects the best epoch, resolving ``auto``."""
-        metric = self.training.monitor.metric
-        if metric == "auto":
-            metric = "val_accuracy" if kind is TaskKind.CLASSIFICATION else "val_loss"
-        mode = self.training.monitor.mode
-        return metric, _METRIC_MODES[metric] if mode == "auto" else Direction(mode)
+        return self.training.monitor.resolve(kind)
 
     def canonical_dict(self) -> dict[str, Any]:
         """JSON-ready dict with enums as values: the input to hashes and stored copies."""
         return json.loads(self.model_dump_json())
+
+
+SKLEARN_KINDS: dict[str, TaskKind] = {
+    "digits": TaskKind.CLASSIFICATION,
+    "breast_cancer": TaskKind.CLASSIFICATION,
+    "wine": TaskKind.CLASSIFICATION,
+    "iris": TaskKind.CLASSIFICATION,
+    "diabetes": TaskKind.REGRESSION,
+}
+"""What each bundled scikit-learn dataset's target is."""
+
+
+def declared_kind(dataset: SklearnDataset | SyntheticDataset | FileDataset) -> TaskKind | None:
+    """The task kind the config fixes, or None for a file dataset without ``kind`` (its
+    target column decides once loaded)."""
+    if isinstance(dataset, SklearnDataset):
+        return SKLEARN_KINDS[dataset.name]
+    return dataset.kind
+
+
+def _kind_source(dataset: SklearnDataset | SyntheticDataset | FileDataset) -> str:
+    if isinstance(dataset, SklearnDataset):
+        return f"sklearn dataset {dataset.name}"
+    return f"dataset.kind={dataset.kind.value if dataset.kind else None}"
+
+
+def _bools_for_numbers(model: type[BaseModel], raw: Mapping[Any, Any], prefix: str
+                       ) -> list[str]:
+    """``where: got true: ...`` for each boolean given to an int or float field, through
+    nested models (tagged unions by their tag), lists and tuples."""
+    problems: list[str] = []
+    for key, value in raw.items():
+        field = model.model_fields.get(key) if isinstance(key, str) else None
+        if field is not None:
+            _walk_bools(field.annotation, value, f"{prefix}{key}", field, problems)
+    return problems
+
+
+def _walk_bools(tp: Any, value: Any, where: str, field: FieldInfo | None,
+                problems: list[str]) -> None:
+    members = _flatten(tp)
+    if isinstance(value, bool):
+        numbers = [t for t in members if t in (int, float)]
+        if numbers and bool not in members:
+            noun = "an integer" if numbers == [int] else "a number"
+            bounds = _bounds(field) if field is not None else ""
+            problems.append(f"{where}: got {str(value).lower()}: a boolean is not a number; "
+                            f"allowed: {noun}{bounds}")
+        return
+    if isinstance(value, Mapping):
+        models = [t for t in members if isinstance(t, type) and issubclass(t, BaseModel)]
+        tagged = [m for m in models
+                  if any(value.get(name) in _literals(f.annotation)
+                         for name, f in m.model_fields.items())]
+        chosen = tagged if len(models) > 1 else models
+        if len(chosen) == 1:
+            problems.extend(_bools_for_numbers(chosen[0], value, f"{where}."))
+        return
+    if isinstance(value, list | tuple):
+        for container in (t for t in members if get_origin(t) in (list, tuple)):
+            args = [a for a in get_args(container) if a is not Ellipsis]
+            for i, item in enumerate(value):
+                if not args:
+                    break
+                arg = args[min(i, len(args) - 1)]
+                _walk_bools(arg, item, f"{where}[{i}]", _annotated_field(arg), problems)
+            return
+
+
+def _annotated_field(tp: Any) -> FieldInfo | None:
+    """The constraints of ``Annotated[int, Field(...)]`` (list items, tuple members)."""
+    if get_origin(tp) is Annotated:
+        return next((m for m in get_args(tp)[1:] if isinstance(m, FieldInfo)), None)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -533,6 +784,11 @@ def _describe_problem(e: Any, raw: Any, model: type[BaseModel] | None, prefix: s
         if field is not None and field.description:
             allowed += f" ({field.description.rstrip('.')})"
         return f"{where}: got {_show(value)}: NaN and infinity are not allowed; allowed: {allowed}"
+    if e["type"] == "int_parsing_size" or (e["type"] == "float_type" and isinstance(value, int)):
+        field = _field_info(model, e["loc"]) if model is not None else None
+        noun = "a whole number" if e["type"] == "int_parsing_size" else "a number"
+        bounds = _bounds(field) if field is not None else ""
+        return f"{where}: got {_show(value)}: too large; allowed: {noun}{bounds}"
     return f"{where}: got {_show(value)}: {msg}"
 
 
@@ -550,7 +806,9 @@ def _bounds(field: FieldInfo) -> str:
         for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
             bound = getattr(c, attr, None)
             if isinstance(bound, int | float) and not isinstance(bound, bool):
-                out.append(f"{op} {bound:g}")
+                shown = str(int(bound)) if float(bound).is_integer() and abs(bound) < 1e15 \
+                    else f"{bound:g}"
+                out.append(f"{op} {shown}")
     return (" " + " and ".join(out)) if out else ""
 
 
@@ -596,22 +854,23 @@ def _literals(tp: Any) -> tuple[Any, ...]:
     return get_args(tp) if get_origin(tp) is Literal else ()
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
 def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config dict."""
-    out = json.loads(json.dumps(raw))  # deep copy of plain data
+    """Apply ``key.sub=value`` overrides (values parsed as YAML, with a config file's bounds)
+    to a raw config dict of plain data."""
+    try:
+        out: dict[str, Any] = json.loads(json.dumps(raw))  # deep copy of plain data
+    except (TypeError, ValueError, RecursionError) as err:
+        raise ConfigError(f"the config holds a value that is not plain data: {err}") from None
     for item in overrides:
         key, sep, value = item.partition("=")
         key = key.strip()
+        where = f"--set {item!r}"
         if not sep or not key or any(not p for p in key.split(".")):
-            raise ConfigError(f"--set {item!r}: expected key.sub=value, e.g. training.epochs=5")
-        set_dotted(out, key, _parse_value(value), where=f"--set {item!r}")
+            raise ConfigError(f"{where}: expected key.sub=value, e.g. training.epochs=5")
+        if key.count(".") >= MAX_CONFIG_DEPTH:
+            raise ConfigError(f"{where}: the key has {key.count('.') + 1} parts; the limit is "
+                              f"{MAX_CONFIG_DEPTH}")
+        set_dotted(out, key, parse_override_value(value, where), where=where)
     return out
 
 
@@ -664,28 +923,13 @@ def load_task(path: str | Path, overrides: Iterable[str] = ()) -> TrainingTask:
 
 
 def load_raw_config(path: str | Path, overrides: Iterable[str] = ()) -> Any:
-    """The parsed YAML/JSON mapping of a config file with overrides applied (not validated)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"task config file {str(p)!r} does not exist (or is not a file)")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"task config file {str(p)!r} cannot be read: {err}") from None
-    try:
-        if p.suffix.lower() == ".json":
-            raw = json.loads(text)
-        elif p.suffix.lower() in (".yaml", ".yml"):
-            raw = yaml.safe_load(text)
-        else:
-            raise ConfigError(
-                f"task config file {str(p)!r}: unknown extension {p.suffix!r}; "
-                "allowed: .yaml, .yml, .json"
-            )
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(f"task config file {str(p)!r} is not valid: {err}") from None
-    if raw is None:
-        raise ConfigError(f"task config file {str(p)!r} is empty")
+    """The parsed YAML/JSON data of a config file with overrides applied (not validated).
+
+    The file is read by :func:`mtp_core.config_file.read_config_file`: bounded in size and
+    expansion, duplicate keys refused, plain data only; every problem is one ConfigError line
+    naming the file.
+    """
+    raw = read_config_file(path)
     if isinstance(raw, dict):
         raw = apply_overrides(raw, overrides)
     return raw

@@ -97,7 +97,7 @@ CASES: list[tuple[str, Args, int, list[str]]] = [
     ("run-unknown-flag", lambda d: ["run", _ok(d), "--bogus"], 2,
      ["mtp run", "unrecognized arguments: --bogus"]),
     ("run-bad-run-name", lambda d: ["run", _ok(d), "--run-name", "../elsewhere"], 2,
-     ["mtp run", "--run-name", "'../elsewhere' is not allowed"]),
+     ["mtp run", "--run-name", "'../elsewhere' is a path"]),
     ("run-bad-address", lambda d: ["run", _ok(d), "--address", BAD_ADDRESS, "--storage-path",
                                    str(d)], 2, [BAD_ADDRESS, "cannot connect"]),
     ("show-no-run", lambda d: ["show", str(d / "nowhere")], 2,

@@ -123,6 +123,7 @@ def _fingerprint(task: TrainingTask, digest: str, seed: int) -> str:
 def prepare(task: TrainingTask) -> PreparedTask:
     """Load and check the data and the model/loss choice; raises ConfigError / DataError."""
     dataset = load_dataset(task.dataset)
+    task.check_kind(dataset.kind)  # a monitor metric or loss the data's kind never produces
     build_loss(task, dataset.kind)
     shape = dataset.sample_shape
     # before a byte of the model is allocated: a model that cannot fit is a ConfigError
