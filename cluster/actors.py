@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,21 @@ class NodeAgent:
         return self.node_id
 
 
+def _restore(path: Path, what: str, load: Callable[[], None]) -> bool:
+    """Load a control-plane actor's saved state; a file that is JSON but not that state (a
+    hand edit, another version) is moved aside to ``<name>.corrupt`` and the actor starts
+    fresh, rather than dying in its constructor on every restart."""
+    try:
+        load()
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        aside = path.with_name(path.name + ".corrupt")
+        logger.warning("%s is not a %s state (%s: %s); moved aside to %s, starting fresh",
+                       path, what, type(err).__name__, err, aside.name)
+        os.replace(path, aside)
+        return False
+    return True
+
+
 class FaultDetectorActor:
     """Ray actor around :class:`FaultDetector`: heartbeats in, failure events out."""
 
@@ -126,11 +142,14 @@ class FaultDetectorActor:
         self.restored = False
         if self.state_path is not None:
             state = read_json(self.state_path, tolerate_corrupt=True)
-            if state is not None:
-                self.core.load_state_dict(state, time.time())
+            if state is not None and _restore(self.state_path, "fault detector",
+                                              lambda: self.core.load_state_dict(state,
+                                                                                time.time())):
                 self.restored = True
                 logger.warning("fault detector restored %d nodes, %d workers from %s",
                                len(self.core.nodes), len(self.core.workers), self.state_path)
+        if not self.restored:  # a half-loaded state is not kept
+            self.core = FaultDetector(t, max_pause_s=t.heartbeat_interval_s)
         self._last_persist = 0.0
         # agents fate-share with the detector that owns them; a fresh name per incarnation
         # keeps a restarted detector from getting a dying agent of its predecessor by name
@@ -284,9 +303,11 @@ class TaskMigratorActor:
         self._workers: dict[str, dict[int, tuple[int, Any]]] = {}
         if self.state_path is not None:
             state = read_json(self.state_path, tolerate_corrupt=True)
-            if state is not None:
-                self.core.load_state_dict(state)
+            if state is not None and _restore(self.state_path, "task migrator",
+                                              lambda: self.core.load_state_dict(state)):
                 self.restored = True
+            else:  # a half-loaded state is not kept
+                self.core = TaskMigrator(strategy)
         try:
             detector = ray.get_actor(DETECTOR_NAME, namespace=NAMESPACE)
             me = ray.get_runtime_context().current_actor

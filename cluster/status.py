@@ -4,6 +4,7 @@ the recent failures and migrations, read from the detector and migrator actors."
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from typing import Any
 
 from cluster.actors import DETECTOR_NAME, MIGRATOR_NAME
@@ -14,9 +15,19 @@ from mtp_core.ray_env import NAMESPACE
 __all__ = ["collect_status", "format_status"]
 
 
+#: Seconds an actor gets to answer for its snapshot before the status says it does not.
+SNAPSHOT_TIMEOUT_S = 30.0
+
+
 def collect_status() -> dict[str, Any]:
-    """Snapshots of the running actors (Ray must be connected); absent actors give None."""
+    """Snapshots of the running actors (Ray must be connected); absent actors give None.
+
+    An actor that exists but cannot answer (it died, say on a state file it could not load,
+    or is restarting, or is too busy for ``SNAPSHOT_TIMEOUT_S``) also gives None, and one line
+    saying why under ``<key>_error``: the status shows what it can rather than a traceback.
+    """
     import ray
+    from ray.exceptions import GetTimeoutError, RayError
 
     out: dict[str, Any] = {"detector": None, "migrator": None, "ray_nodes": ray.nodes()}
     for key, name in (("detector", DETECTOR_NAME), ("migrator", MIGRATOR_NAME)):
@@ -24,8 +35,34 @@ def collect_status() -> dict[str, Any]:
             handle = ray.get_actor(name, namespace=NAMESPACE)
         except ValueError:
             continue
-        out[key] = ray.get(handle.snapshot.remote(), timeout=30)
+        try:
+            out[key] = ray.get(handle.snapshot.remote(), timeout=SNAPSHOT_TIMEOUT_S)
+        except GetTimeoutError:
+            out[f"{key}_error"] = f"no answer within {SNAPSHOT_TIMEOUT_S:g} s"
+        except RayError as err:  # died (its constructor raised, say) or its snapshot raised
+            out[f"{key}_error"] = _actor_failure(err)
     return out
+
+
+def _actor_failure(err: BaseException) -> str:
+    """One line for an actor that cannot answer: the exception its constructor or its
+    snapshot raised (the last line of Ray's text, which holds the remote traceback), else the
+    first line of Ray's own account (e.g. "The actor died unexpectedly ...")."""
+    from ray.exceptions import RayTaskError
+
+    lines = [line.strip() for line in _ANSI.sub("", str(err)).splitlines() if line.strip()]
+    if not lines:
+        line = type(err).__name__
+    elif getattr(err, "actor_init_failed", False):
+        line = f"its constructor raised {lines[-1]}"
+    elif isinstance(err, RayTaskError):
+        line = f"its snapshot raised {lines[-1]}"
+    else:
+        line = lines[0]
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the actor's name in its error text
 
 
 def _ts(t: float | None) -> str:
@@ -43,8 +80,12 @@ def format_status(status: dict[str, Any]) -> str:
     det, mig = status["detector"], status["migrator"]
     lines: list[str] = []
     if det is None:
-        lines.append("fault detector: not running (it starts with the first `mtp run`); "
-                     "nodes from Ray's node table:")
+        if status.get("detector_error"):
+            lines.append(f"fault detector: not answering ({status['detector_error']}); "
+                         "nodes from Ray's node table:")
+        else:
+            lines.append("fault detector: not running (it starts with the first `mtp run`); "
+                         "nodes from Ray's node table:")
         lines.append(f"{'node':<14}{'address':<17}{'alive':<7}resources")
         for n in status["ray_nodes"]:
             lines.append(f"{n['NodeID'][:12]:<14}{n.get('NodeManagerAddress', ''):<17}"
@@ -69,6 +110,9 @@ def format_status(status: dict[str, Any]) -> str:
             f"worker rank {e['rank']} on {e['node_id'][:12]}")
         lines.append(f"  {_ts(e['time'])}  {who}: {e['cause']}"
                      + (f"  tasks: {', '.join(e['task_ids'])}" if e["task_ids"] else ""))
+    if mig is None and status.get("migrator_error"):
+        lines.append("")
+        lines.append(f"task migrator: not answering ({status['migrator_error']})")
     if mig is not None:
         lines.append("")
         tasks = mig["tasks"]

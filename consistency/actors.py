@@ -17,6 +17,7 @@ from typing import Any
 
 import ray
 
+from consistency.errors import RegistryCorruptError
 from consistency.store import CLAIM_TIMEOUT_S, RegistryEntry, RegistryStore
 from mtp_core.metrics import LazyMetrics
 from mtp_core.ray_env import NAMESPACE, control_plane_options
@@ -26,7 +27,6 @@ __all__ = ["REGISTRY_NAME", "ResultRegistryActor", "get_result_registry", "regis
 logger = logging.getLogger(__name__)
 
 REGISTRY_NAME = "mtp-result-registry"
-#: A driver renews its claim while it trains; a claim this old belongs to a dead driver.
 
 
 def registry_path(storage: str | Path) -> Path:
@@ -55,18 +55,46 @@ def _registry_metrics() -> dict[str, Any]:
 
 
 class ResultRegistryActor:
-    """The registry; each method is one step on the store plus a save when it changed."""
+    """The registry; each method is one step on the store plus a save when it changed.
+
+    A registry file that cannot be loaded (corrupt, with no good backup) does not fail the
+    constructor: Ray would report that as an ``ActorDiedError`` whose text is the actor's
+    traceback, and a restarting actor would die for good. The actor stays up instead and
+    every call that needs the entries raises the :class:`RegistryCorruptError` (which
+    crosses to the caller as itself), loading the file again first: once the user has moved
+    it aside, the next call starts an empty registry, without restarting the cluster.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
         self.store = RegistryStore(claim_timeout_s=CLAIM_TIMEOUT_S)
-        loaded = self.store.load(self.path)
+        self.load_error: RegistryCorruptError | None = None
         self.metrics = LazyMetrics(_registry_metrics)
         self.counts = {"cache_hits": 0, "cache_misses": 0, "registry_hits": 0,
                        "registry_misses": 0, "violations": 0, "verified": 0}
         self.last_confidence: float | None = None
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            loaded = self.store.load(self.path)
+        except RegistryCorruptError as err:
+            if self.load_error is None:
+                logger.error("result registry unusable: %s", err)
+            self.load_error = err
+            return
+        if self.load_error is not None:
+            logger.warning("result registry %s is usable again", self.path)
+        self.load_error = None
         logger.info("result registry: %d entries from %s", loaded, self.path)
         self._gauge()
+
+    def _ready(self) -> None:
+        """Raise the load error while the file is still unusable."""
+        if self.load_error is not None:
+            self._load()
+        if self.load_error is not None:
+            raise self.load_error
 
     def _save(self) -> None:
         self.store.save(self.path)
@@ -80,6 +108,7 @@ class ResultRegistryActor:
         m["hit_rate"].set(hits / lookups if lookups else 0.0)
 
     def lookup(self, key: str) -> dict[str, Any] | None:
+        self._ready()
         entry = self.store.lookup(key)
         outcome = "hit" if entry is not None else "miss"
         self.counts["registry_hits" if entry is not None else "registry_misses"] += 1
@@ -94,21 +123,27 @@ class ResultRegistryActor:
         self._gauge()
 
     def claim(self, key: str, owner: str) -> str:
+        self._ready()
         return self.store.try_claim(key, owner).value
 
     def release(self, key: str, owner: str) -> bool:
+        # no _ready(): drivers release without waiting for the answer, and an unloaded
+        # registry holds no claims
         return self.store.release(key, owner)
 
     def claimed(self, key: str) -> bool:
+        self._ready()
         return self.store.is_claimed(key)
 
     def register(self, key: str, entry: RegistryEntry | dict[str, Any]) -> dict[str, Any]:
+        self._ready()
         stored = self.store.register(key, entry)
         self.metrics.get()["shared"].inc()
         self._save()
         return stored
 
     def mark_verified(self, key: str, report: dict[str, Any]) -> dict[str, Any]:
+        self._ready()
         entry = self.store.mark_verified(key, report)
         self.record_report(report)
         self._save()
@@ -127,6 +162,7 @@ class ResultRegistryActor:
             m["violations"].inc()
 
     def stats(self) -> dict[str, Any]:
+        self._ready()
         s = self.store.stats().as_dict()
         lookups = self.counts["cache_hits"] + self.counts["cache_misses"]
         hits = self.counts["cache_hits"] + self.counts["registry_hits"]
@@ -139,8 +175,17 @@ class ResultRegistryActor:
 
 
 def get_result_registry(storage: str | Path) -> Any:
-    """The running registry actor, or a new one persisted under ``storage``."""
+    """The running registry actor, or a new one persisted under ``storage``.
+
+    Before it starts one, the driver checks the file it would load: a corrupt registry is a
+    :class:`RegistryCorruptError` here, in the caller's process, naming the file and how to
+    recover, rather than an actor that cannot serve.
+    """
     path = registry_path(Path(storage).expanduser().resolve())
+    try:
+        ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE)
+    except ValueError:  # none running: this driver's storage is the one it would load
+        RegistryStore.check_file(path)
     return ray.remote(ResultRegistryActor).options(
         name=REGISTRY_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
         max_restarts=-1, max_task_retries=3, num_cpus=0, max_concurrency=64,

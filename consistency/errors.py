@@ -18,8 +18,10 @@ class ConsistencyError(MtpError):
 
 
 class RegistryCorruptError(ConsistencyError, InputError):
-    """The registry file (and its ``.bak`` backup) cannot be read; names the files and how to
-    recover (exit code 2: the user must act on the file)."""
+    """The registry file (and its ``.bak`` backup) cannot be read; one line naming the files
+    and how to recover (exit code 2: the user must act on the file). Raised in the driver
+    before it starts the registry actor, and by the actor's calls when it restarted over such
+    a file (Ray hands it to the caller as its ``cause``)."""
 
 
 class EntryNotFoundError(ConsistencyError):

@@ -352,39 +352,34 @@ class RegistryStore:
         """Replace the entries with those in ``path``; returns how many were loaded.
 
         An unreadable main file falls back to ``<path>.bak`` with a warning; only when both are
-        unusable is :class:`RegistryCorruptError` raised. Single entries whose checksum or
-        fields are wrong are skipped with a warning while the rest load; expired ones are
-        dropped. With neither file present: 0 entries if ``missing_ok``, else an error.
+        unusable is :class:`RegistryCorruptError` raised (one line: the files, what is wrong
+        with each, and how to recover). Single entries whose checksum or fields are wrong are
+        skipped with a warning while the rest load; expired ones are dropped. With neither
+        file present: 0 entries if ``missing_ok``, else an error.
         """
         p = Path(path)
-        bak = _backup_path(p)
-        problems: list[str] = []
-        for candidate in (p, bak):
-            if not candidate.exists():
-                problems.append(f"{candidate} does not exist")
-                continue
-            try:
-                items = _parse_document(candidate.read_bytes())
-            except (OSError, _Unusable) as err:
-                problems.append(f"{candidate} is unusable: {err}")
-                logger.warning("registry file %s is unusable (%s)%s", candidate, err,
-                               f"; trying backup {bak}" if candidate == p else "")
-                continue
-            if candidate == bak:
-                logger.warning("registry: loaded from backup %s because the main file is "
-                               "unusable; the next save rewrites %s", bak, p)
-            return self._adopt(items, candidate, self._now(now))
-        if not p.exists() and not bak.exists():
+        found = _read_file(p)
+        if found is None:
             if missing_ok:
-                logger.info("registry: no file at %s (nor %s); starting empty", p, bak.name)
+                logger.info("registry: no file at %s (nor %s); starting empty", p,
+                            _backup_path(p).name)
                 with self._lock:
                     self._entries = {}
                 return 0
-            raise ConsistencyError(f"registry file {p} does not exist (nor its backup {bak})")
-        raise RegistryCorruptError(
-            f"cannot load the result registry from {p}: {'; '.join(problems)}. Move {p} (and "
-            f"{bak.name}) aside to start with an empty registry; trained results stay in their "
-            "run directories and can be registered again.")
+            raise ConsistencyError(
+                f"registry file {p} does not exist (nor its backup {_backup_path(p)})")
+        items, source, main_problem = found
+        if main_problem is not None:
+            logger.warning("registry: loaded from backup %s because %s is unusable (%s); the "
+                           "next save rewrites it", source, p.name, main_problem)
+        return self._adopt(items, source, self._now(now))
+
+    @staticmethod
+    def check_file(path: str | Path) -> None:
+        """Raise :class:`RegistryCorruptError` if :meth:`load` would (neither ``path`` nor its
+        backup is usable, and one of them exists); quiet otherwise. A driver calls it before it
+        starts the registry actor, so that the error reaches the user as itself."""
+        _read_file(Path(path))
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -429,6 +424,34 @@ class _Unusable(Exception):
     """A registry document or item failed a check; the message says which."""
 
 
+def _read_file(p: Path) -> tuple[list[Any], Path, str | None] | None:
+    """The items of the first usable file of ``p`` and its backup: ``(items, file, what was
+    wrong with p or None)``; ``None`` when neither exists. Raises RegistryCorruptError when
+    one exists and neither is usable."""
+    bak = _backup_path(p)
+    problems: list[str] = []
+    main_problem = None
+    for candidate in (p, bak):
+        if not candidate.exists():
+            problems.append(f"{candidate.name} does not exist")
+            main_problem = main_problem or "it does not exist"
+            continue
+        try:
+            items = _parse_document(candidate.read_bytes())
+        except (OSError, _Unusable) as err:
+            problems.append(f"{candidate.name}: {err}")
+            main_problem = main_problem or str(err)
+            continue
+        return items, candidate, main_problem
+    if not p.exists() and not bak.exists():
+        return None
+    raise RegistryCorruptError(
+        f"result registry {p} is {'corrupt' if p.exists() else 'missing'} and has no good "
+        f"backup ({'; '.join(problems)}): move {p.name} and {bak.name} out of {p.parent} to "
+        "start an empty registry; trained runs and the local result cache are not affected "
+        "(a task trained again is registered again)")
+
+
 def _backup_path(path: Path) -> Path:
     return path.with_name(path.name + BACKUP_SUFFIX)
 
@@ -443,7 +466,7 @@ def _parse_document(data: bytes) -> list[Any]:
     except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
         raise _Unusable(f"not valid JSON ({err})") from None
     if not isinstance(doc, dict):
-        raise _Unusable(f"expected a JSON object, got {type(doc).__name__}")
+        raise _Unusable(f"expected a JSON object, got {_json_type(doc)}")
     if doc.get("format") != FILE_FORMAT:
         raise _Unusable(f"unsupported format {doc.get('format')!r} (this code reads "
                         f"format {FILE_FORMAT})")
@@ -451,6 +474,13 @@ def _parse_document(data: bytes) -> list[Any]:
     if not isinstance(entries, list):
         raise _Unusable("'entries' is missing or not a list")
     return entries
+
+
+def _json_type(value: object) -> str:
+    """``value``'s JSON type name (``null``, ``array``...), as the file's reader sees it."""
+    names = {type(None): "null", bool: "boolean", int: "number", float: "number",
+             str: "string", list: "array", dict: "object"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _verify_item(item: Any) -> RegistryEntry:

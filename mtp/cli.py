@@ -31,7 +31,7 @@ from mtp_core.errors import (
     raised_error,
 )
 from mtp_core.names import name_problem
-from mtp_core.ray_env import NAMESPACE, connect
+from mtp_core.ray_env import NAMESPACE, connect, mute_worker_logs
 from mtp_core.spec import load_task
 
 if TYPE_CHECKING:  # the trainer imports torch: only the commands that train load it
@@ -97,8 +97,15 @@ def format_summary(r: TrainingResult) -> str:
     return "\n".join(lines)
 
 
+def _connect_early(args: argparse.Namespace) -> None:
+    """A given cluster address is checked before torch loads: a bad one fails in seconds."""
+    if args.address or os.environ.get("RAY_ADDRESS"):
+        connect(args.address)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     task = load_task(args.config, args.set or [])  # a bad config fails before torch loads
+    _connect_early(args)
     from trainer.api import train
 
     total = task.training.epochs
@@ -172,6 +179,7 @@ def format_report(report: Any) -> str:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     task = load_task(args.config, args.set or [])  # a bad config fails before torch loads
+    _connect_early(args)
     from trainer.verify import verify
 
     report = verify(task, args.replicas, storage_path=args.storage_path, address=args.address)
@@ -209,6 +217,7 @@ def _fmt_param(v: Any) -> str:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
+    _connect_early(args)
     from hpo.study import TrialRecord, tune_task
 
     header = {"printed": False}
@@ -229,8 +238,6 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     # a failed trial is one line in the study's summary (its traceback is in the trial's
     # error.txt), not a traceback logged by Tune
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
-    if args.address or os.environ.get("RAY_ADDRESS"):
-        connect(args.address)
     result = tune_task(args.config, overrides=args.set or [], storage_path=args.storage_path,
                        name=args.name, resume=args.resume, on_trial=on_trial)
     if args.json:
@@ -371,6 +378,7 @@ class _Signals:
         if cls.received is not None:
             os._exit(128 + cls.received)
         cls.received = signum
+        mute_worker_logs()  # the run's workers die with it: their tracebacks are noise
         raise KeyboardInterrupt
 
 

@@ -76,10 +76,14 @@ def ray_session() -> Iterator[None]:
 def ensure_local_ray() -> None:
     import ray
 
+    from mtp_core.ray_env import own_cluster_options
+
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not ray.is_initialized():
-        # "local": never join a cluster some other process left running on this host
-        ray.init(address="local", num_cpus=2, namespace="mtp", logging_level="WARNING")
+        # "local": never join a cluster some other process left running on this host; its
+        # processes are told which cluster is theirs, as the platform's own connect() does
+        ray.init(address="local", num_cpus=2, namespace="mtp", logging_level="WARNING",
+                 **own_cluster_options(None, embedded=True))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -6,6 +6,7 @@ same guarantees fail in the ordinary test run, with the offending imports in the
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +74,13 @@ def test_the_vocabulary_and_the_facade_load_without_torch_or_ray() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, timeout=120, check=True).stdout.strip()
     assert out == "[]", f"importing mtp / mtp_core loaded {out}"
+
+
+def test_the_private_ray_hooks_the_platform_relies_on_still_exist() -> None:
+    """``mute_worker_logs`` removes Ray's worker-log relay by name; a Ray upgrade that renames
+    it would silently bring the dying workers' tracebacks back after an interrupt."""
+    import ray._private.worker as worker
+
+    dispatcher = worker.global_worker_stdstream_dispatcher
+    assert callable(dispatcher.remove_handler)
+    assert "ray_print_logs" in inspect.getsource(worker.connect)

@@ -258,6 +258,8 @@ def _count_attempts(events_path: Path, since_unix: float) -> int:
             ev = json.loads(line)
         except ValueError:
             continue
+        if not isinstance(ev, dict):
+            continue
         if ev.get("event") == "start" and ev.get("time_unix", 0) >= since_unix:
             n += 1
     return n

@@ -5,7 +5,8 @@ to save (``decide``); if so, rank 0 hands the state to :class:`CheckpointStore.s
 writes a new ``ckpt-<epoch>`` directory next to the old ones under a temporary name, then
 renames it into place (``os.replace``), then prunes. Each checkpoint has a ``manifest.json``
 with the payload's sha256 and size; ``load_latest`` walks checkpoints newest first and skips
-(with a warning) any whose payload is missing, truncated or altered, so a crash in the middle
+(with a warning) any whose manifest is unreadable or not a manifest (``null``, a list, missing
+or mistyped fields) or whose payload is missing, truncated or altered, so a crash in the middle
 of a write never produces a checkpoint that is used.
 """
 
@@ -83,6 +84,29 @@ class CheckpointScheduler:
         self._last_save = self._clock()
 
 
+_REQUIRED_FIELDS = frozenset({"epoch", "is_best", "reason", "sha256", "size"})
+_OPTIONAL_DEFAULTS: dict[str, Any] = {"metrics": {}, "fingerprint": ""}
+_FIELD_TYPES: dict[str, type] = {"epoch": int, "is_best": bool, "reason": str, "sha256": str,
+                                 "size": int, "metrics": dict, "fingerprint": str}
+_TYPE_NAMES = {int: "a whole number", bool: "true or false", str: "a string",
+               dict: "an object"}
+
+
+def _json_type(value: object) -> str:
+    """``value``'s JSON type, as a reader of the file would call it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object" if isinstance(value, dict) else type(value).__name__
+
+
 @dataclass(frozen=True)
 class CheckpointInfo:
     path: Path
@@ -95,10 +119,31 @@ class CheckpointInfo:
     fingerprint: str
 
     @classmethod
-    def from_manifest(cls, path: Path, m: dict[str, Any]) -> CheckpointInfo:
-        return cls(path, int(m["epoch"]), bool(m["is_best"]), str(m["reason"]),
-                   str(m["sha256"]), int(m["size"]), dict(m.get("metrics", {})),
-                   str(m.get("fingerprint", "")))
+    def from_manifest(cls, path: Path, m: object) -> CheckpointInfo:
+        """The checkpoint described by manifest ``m`` (parsed JSON); :class:`ValueError` naming
+        the first problem when ``m`` is not a manifest: any JSON can sit in the file (``null``
+        from a tool that zeroed it, a list, a manifest missing fields or with mistyped ones),
+        and the loader must skip such a checkpoint as it skips a truncated one."""
+        if not isinstance(m, dict):
+            raise ValueError(f"expected a JSON object, got {_json_type(m)}")
+        missing = sorted(_REQUIRED_FIELDS - m.keys())
+        if missing:
+            raise ValueError(f"missing fields {missing}")
+        for name, kind in _FIELD_TYPES.items():
+            value = m.get(name, _OPTIONAL_DEFAULTS.get(name))
+            # bool is an int in Python: an epoch of `true` is not an epoch
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ValueError(f"field {name!r} must be {_TYPE_NAMES[kind]}, got "
+                                 f"{_json_type(value)}")
+        if m["epoch"] < 0 or m["size"] < 0:
+            raise ValueError(f"epoch and size must be >= 0, got {m['epoch']} and {m['size']}")
+        metrics = m.get("metrics", {})
+        bad = [k for k, v in metrics.items()
+               if not isinstance(v, int | float) or isinstance(v, bool)]
+        if bad:
+            raise ValueError(f"metrics {bad} are not numbers")
+        return cls(path, m["epoch"], m["is_best"], m["reason"], m["sha256"], m["size"],
+                   dict(metrics), m.get("fingerprint", ""))
 
 
 def _compress(data: bytes, how: Compression) -> bytes:
@@ -200,9 +245,9 @@ class CheckpointStore:
             return out
         for d in sorted(self.root.glob("ckpt-*")):
             try:
-                m = json.loads((d / "manifest.json").read_text())
+                m = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
                 out.append(CheckpointInfo.from_manifest(d, m))
-            except (OSError, ValueError, KeyError) as err:
+            except (OSError, ValueError) as err:  # JSON and Unicode errors are ValueErrors
                 logger.warning("skipping checkpoint %s: unreadable manifest (%s)", d, err)
         out.sort(key=lambda i: i.epoch)
         return out

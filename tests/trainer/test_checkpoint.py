@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -73,6 +75,77 @@ def test_truncated_and_half_written_checkpoints_are_skipped(
         found = store.load_latest()
     assert found is not None and found[1].epoch == 1
     assert "truncated" in caplog.text
+
+
+def _manifest_without(field: str) -> Any:
+    def edit(m: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in m.items() if k != field}
+    return edit
+
+
+def _manifest_with(field: str, value: Any) -> Any:
+    def edit(m: dict[str, Any]) -> dict[str, Any]:
+        return {**m, field: value}
+    return edit
+
+
+# (id, the latest checkpoint's manifest as a function of the good one, words in the warning)
+NOT_A_MANIFEST: list[tuple[str, Any, str]] = [
+    ("null", lambda m: None, "expected a JSON object, got null"),
+    ("list", lambda m: [m], "expected a JSON object, got an array"),
+    ("number", lambda m: 3, "expected a JSON object, got a number"),
+    ("string", lambda m: "ckpt", "expected a JSON object, got a string"),
+    ("empty-object", lambda m: {}, "missing fields ['epoch', 'is_best', 'reason', 'sha256'"),
+    ("no-sha256", _manifest_without("sha256"), "missing fields ['sha256']"),
+    ("epoch-null", _manifest_with("epoch", None), "field 'epoch' must be a whole number, "
+     "got null"),
+    ("epoch-bool", _manifest_with("epoch", True), "field 'epoch' must be a whole number"),
+    ("size-string", _manifest_with("size", "12"), "field 'size' must be a whole number, "
+     "got a string"),
+    ("size-negative", _manifest_with("size", -1), "must be >= 0"),
+    ("metrics-list", _manifest_with("metrics", [1.0]), "field 'metrics' must be an object"),
+    ("metric-not-a-number", _manifest_with("metrics", {"val_loss": "low"}),
+     "metrics ['val_loss'] are not numbers"),
+    ("fingerprint-null", _manifest_with("fingerprint", None), "field 'fingerprint' must be a "
+     "string"),
+]
+
+
+@pytest.mark.parametrize(("edit", "words"), [c[1:] for c in NOT_A_MANIFEST],
+                         ids=[c[0] for c in NOT_A_MANIFEST])
+def test_manifest_that_is_not_a_manifest_is_skipped_like_a_truncated_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, edit: Any, words: str
+) -> None:
+    store = CheckpointStore(tmp_path, CheckpointPolicy(keep_last=3))
+    for e in (1, 2):
+        _save(store, e, is_best=True)
+    manifest = tmp_path / "ckpt-000002" / "manifest.json"
+    manifest.write_text(json.dumps(edit(json.loads(manifest.read_text()))))
+    with caplog.at_level(logging.WARNING, logger="trainer.checkpoint"):
+        found = store.load_latest("fp")
+        listed = [i.epoch for i in store.list()]
+        best = store.best()
+    assert found is not None
+    state, info = found
+    assert info.epoch == 1 and torch.equal(state["w"], torch.full((64,), 1.0))
+    assert listed == [1] and best is not None and best.epoch == 1
+    assert "skipping checkpoint" in caplog.text and "ckpt-000002" in caplog.text
+    assert words in caplog.text, caplog.text
+    _save(store, 3)  # a later save still works next to the unreadable one
+    latest = store.load_latest("fp")
+    assert latest is not None and latest[1].epoch == 3
+
+
+def test_manifest_that_is_not_utf8_is_skipped(tmp_path: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    store = CheckpointStore(tmp_path)
+    for e in (1, 2):
+        _save(store, e)
+    (tmp_path / "ckpt-000002" / "manifest.json").write_bytes(b"\xff\xfe{")
+    with caplog.at_level(logging.WARNING, logger="trainer.checkpoint"):
+        found = store.load_latest()
+    assert found is not None and found[1].epoch == 1
+    assert "unreadable manifest" in caplog.text and "utf-8" in caplog.text
 
 
 def test_all_corrupt_means_start_fresh(tmp_path: Path) -> None:
