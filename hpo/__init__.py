@@ -5,12 +5,13 @@ takes a :class:`SearchSpec` and either a base task (each trial trains it) or a p
 Import from ``hpo.study`` for the full API.
 """
 
-from hpo.errors import HpoError, SearchConfigError, StudyFailedError
+from hpo.errors import HpoError, MetricNotReportedError, SearchConfigError, StudyFailedError
 from hpo.spec import SchedulerName, SearcherName, SearchSpec
 from hpo.study import StudyResult, TrialRecord, TrialStatus, run_study, tune_task
 
 __all__ = [
     "HpoError",
+    "MetricNotReportedError",
     "SchedulerName",
     "SearchConfigError",
     "SearchSpec",

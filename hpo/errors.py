@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mtp_core.errors import ConfigError, MtpError
 
-__all__ = ["HpoError", "SearchConfigError", "StudyFailedError"]
+__all__ = ["HpoError", "MetricNotReportedError", "SearchConfigError", "StudyFailedError"]
 
 
 class HpoError(MtpError):
@@ -15,5 +15,10 @@ class SearchConfigError(HpoError, ConfigError):
     """A bad ``search`` section: exits with code 2 like every config error."""
 
 
+class MetricNotReportedError(SearchConfigError):
+    """A trial's report lacks ``search.metric`` (raised in the trial; the study stops at once)."""
+
+
 class StudyFailedError(HpoError):
-    """The study ran but produced no usable trial (every trial failed): exit code 1."""
+    """The study ran but produced no usable trial (every trial failed), or could not start
+    any trial within ``search.trial_start_timeout_s``: exit code 1."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,29 +24,78 @@ def apply_params(base: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str
 
 
 def check_space(spec: SearchSpec, base: Mapping[str, Any]) -> None:
-    """Every parameter must be a field of the task, and every listed value valid there."""
-
+    """Every parameter must be a value field of the task, and every value it can take valid
+    there: both bounds and a fractional value inside a float range (a whole-number field
+    takes no ``uniform``), the integers of an int range (or a spread of them when there are
+    many: a field may take only some, like an odd kernel size), every choice and grid value."""
+    shape = parse_task(base, origin="the study's task").canonical_dict()
     for path, p in spec.space.items():
         if not path or any(not part for part in path.split(".")):
             raise SearchConfigError(f"search.space: {path!r} is not a dotted task field path")
-        values = ([p.low, p.high] if isinstance(p, FloatParam | IntParam)
-                  else list(p.values))
-        for value in values:
+        _check_is_value_field(path, shape)
+        for value in _values_to_check(p):
             try:
                 parse_task(apply_params(base, {path: value}), origin=f"search.space.{path}")
             except ConfigError as err:
-                msg = str(err)
-                if "unknown field" in msg:
-                    raise SearchConfigError(
-                        f"search.space.{path}: unknown parameter name: the task has no field "
-                        f"{path!r} (names are dotted task paths, e.g. training.learning_rate)"
-                    ) from None
-                detail = msg.removeprefix(f"invalid task config search.space.{path}:")
-                raise SearchConfigError(
-                    f"search.space.{path}: value {value!r} is not valid for the task: "
-                    f"{detail.splitlines()[-1].strip()}") from None
+                raise _bad_value(path, p, value, str(err)) from None
     if spec.metric in spec.space:
         raise SearchConfigError(f"search.metric={spec.metric!r} is a searched parameter")
+
+
+def _check_is_value_field(path: str, task: Mapping[str, Any]) -> None:
+    """A path through a value, or to a whole section, names no field a number can go in."""
+    node: Any = task
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, Mapping):
+            where = ".".join(parts[:i])
+            raise SearchConfigError(
+                f"search.space.{path}: not a task field: {where} is a value, not a section")
+        if part not in node:
+            return  # an unknown field: parse_task names it
+        node = node[part]
+    if isinstance(node, Mapping) and node:
+        numbers = [k for k, v in node.items()
+                   if isinstance(v, int | float) and not isinstance(v, bool)]
+        example = (numbers or list(node))[0]
+        raise SearchConfigError(
+            f"search.space.{path}: {path} is a section of the task, not a value; name a field "
+            f"in it, e.g. {path}.{example}")
+
+
+_INT_SPREAD = 64  # int values checked at most per parameter
+
+
+def _values_to_check(p: Any) -> list[Any]:
+    if isinstance(p, FloatParam):
+        # a value strictly inside, not a whole number: what most samples look like
+        inside = p.low + (p.high - p.low) * 0.382
+        if inside == int(inside):
+            inside = math.nextafter(inside, p.high)
+        return [p.low, p.high, inside]
+    if isinstance(p, IntParam):
+        n = p.high - p.low + 1
+        if n <= _INT_SPREAD:
+            return list(range(p.low, p.high + 1))
+        step = (p.high - p.low) / (_INT_SPREAD - 1)
+        return sorted({p.low + round(i * step) for i in range(_INT_SPREAD)} | {p.high})
+    return list(p.values)
+
+
+def _bad_value(path: str, p: Any, value: Any, msg: str) -> SearchConfigError:
+    if "unknown field" in msg:
+        return SearchConfigError(
+            f"search.space.{path}: unknown parameter name: the task has no field {path!r} "
+            "(names are dotted task paths, e.g. training.learning_rate)")
+    detail = msg.removeprefix(f"invalid task config search.space.{path}:").splitlines()[-1]
+    detail = detail.strip()
+    if isinstance(p, FloatParam) and value not in (p.low, p.high):
+        return SearchConfigError(
+            f"search.space.{path}: type {p.type} samples fractional values such as {value:.4g}, "
+            f"which the field does not take ({detail}); allowed: type int for a whole-number "
+            "field")
+    return SearchConfigError(
+        f"search.space.{path}: value {value!r} is not valid for the task: {detail}")
 
 
 def tune_space(spec: SearchSpec) -> dict[str, Any]:

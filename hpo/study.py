@@ -9,9 +9,16 @@ function trainable, reporting every epoch) or, for tests and benchmarks, a plain
 function of the parameters.
 
 The study directory (``<storage>/_studies/<name>/``) holds Tune's experiment state (so an
-interrupted study resumes with ``resume=True`` without rerunning finished trials), and, at the
-end, ``trials.csv``, ``trials.parquet``, ``study.json`` and ``progress.png`` (the metric per
+interrupted study resumes with ``resume=True`` without rerunning finished trials), the config
+it was started with (``hpo.state``: when a rerun starts over, resumes or is refused), and, at
+the end, ``trials.csv``, ``trials.parquet``, ``study.json`` and ``progress.png`` (the metric per
 trial with the best-so-far line).
+
+Everything that can be checked before a trial starts is: the name (``hpo.names``), the space
+against the task (``hpo.space``), the metric against what the task's trials report
+(``hpo.metrics``), the CPUs a trial needs. While the study runs, a guard stops it when a trial
+reports no ``search.metric`` (an input error) or when no trial can start training for
+``search.trial_start_timeout_s`` (``hpo.guard``).
 """
 
 from __future__ import annotations
@@ -29,13 +36,27 @@ from typing import Any
 
 from ray.tune import Callback
 
-from hpo.errors import HpoError, SearchConfigError, StudyFailedError
+from hpo.errors import HpoError, MetricNotReportedError, SearchConfigError, StudyFailedError
+from hpo.guard import StudyGuard
+from hpo.metrics import check_trial_metric, task_kind
+from hpo.names import check_study_name, default_study_name, trial_run_name
 from hpo.space import apply_params, check_space, decode, tune_space
 from hpo.spec import SchedulerName, SearcherName, SearchSpec
+from hpo.state import (
+    StudyStart,
+    decide_start,
+    move_aside,
+    read_study,
+    study_config,
+    study_lock,
+    write_study_config,
+)
 from mtp_core.atomic import atomic_write_bytes, atomic_write_text
 from mtp_core.direction import Direction
 from mtp_core.errors import raised_error
+from mtp_core.layout import check_storage
 from mtp_core.ray_env import connect
+from mtp_core.resources import TaskResources
 from mtp_core.spec import format_validation_error, load_raw_config, parse_task
 from trainer.api import resolve_storage, train
 
@@ -122,9 +143,17 @@ def _function_trainable(objective: Objective, spec: SearchSpec) -> Callable[[dic
         from ray import tune
 
         metrics = dict(objective(decode(spec, config)))
+        if spec.metric not in metrics:
+            raise _metric_not_reported(spec.metric, metrics)
         tune.report(metrics)
 
     return trainable
+
+
+def _metric_not_reported(metric: str, reported: Mapping[str, Any]) -> MetricNotReportedError:
+    return MetricNotReportedError(
+        f"search.metric {metric!r} is not reported by the trials; they report: "
+        f"{', '.join(sorted(reported)) or 'nothing'}")
 
 
 def _task_trainable(base: dict[str, Any], spec: SearchSpec, storage: str,
@@ -139,7 +168,7 @@ def _task_trainable(base: dict[str, Any], spec: SearchSpec, storage: str,
         # trial; the task migrator, which would restart a stopped trial's run, stays out.
         raw.setdefault("fault_tolerance", {})["enable_auto_recovery"] = False
         task = parse_task(raw, origin=f"study {study}")
-        reported = {"n": 0, "epoch": 0}
+        reported: dict[str, Any] = {"n": 0, "epoch": 0, "missing": None}
 
         def on_epoch(rec: dict[str, Any]) -> None:
             # after a worker restart the epochs since the last checkpoint run again: Tune
@@ -147,16 +176,26 @@ def _task_trainable(base: dict[str, Any], spec: SearchSpec, storage: str,
             if int(rec.get("epoch", 0)) <= reported["epoch"]:
                 return
             reported["epoch"] = int(rec.get("epoch", 0))
-            tune.report(_numeric(rec))  # Tune's session is process-wide: any thread may report
+            metrics = _numeric(rec)
+            if spec.metric not in metrics:  # checked before the study: a backstop. Raising
+                # here would only stop the progress pump, not the training
+                reported["missing"] = metrics
+                return
+            tune.report(metrics)  # Tune's session is process-wide: any thread may report
             reported["n"] += 1
 
         trial = tune.get_context().get_trial_id()
-        result = train(task, storage_path=storage, run_name=f"{study}-{trial}",
+        result = train(task, storage_path=storage, run_name=trial_run_name(study, trial),
                        on_epoch=on_epoch)
+        if reported["missing"] is not None:
+            raise _metric_not_reported(spec.metric, reported["missing"])
         if reported["n"] == 0:  # reused from the cache or registry: replay its curve
             for h in result.history:
-                tune.report({"epoch": h.epoch, "train_loss": h.train_loss, **h.metrics,
-                             "cache_hit": 1.0})
+                metrics = {"epoch": h.epoch, "train_loss": h.train_loss, **h.metrics,
+                           "cache_hit": 1.0}
+                if spec.metric not in metrics:
+                    raise _metric_not_reported(spec.metric, metrics)
+                tune.report(metrics)
 
     return trainable
 
@@ -166,15 +205,18 @@ def _numeric(rec: Mapping[str, Any]) -> dict[str, float]:
             if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
-def _trial_cpus(base: Mapping[str, Any] | None) -> float:
+def _trial_needs(base: Mapping[str, Any] | None) -> tuple[float, str]:
+    """CPUs one trial holds while it trains, and how to say so."""
     if base is None:
-        return 1.0
-
+        return 1.0, "1 CPU"
     task = parse_task(base)
-    cpus = task.resources.num_workers * task.resources.cpus_per_worker
-    if task.ps is not None:  # parameter-server shards hold CPUs too
-        cpus += task.ps.num_shards * task.ps.cpus_per_shard
-    return cpus
+    res = TaskResources.of(task)
+    text = (f"{res.total_cpus:g} CPU{'' if res.total_cpus == 1 else 's'} "
+            f"(resources.num_workers={res.num_workers} x "
+            f"cpus_per_worker={res.cpus_per_worker:g}"
+            + (f" + {res.shard_cpus:g} for parameter-server shards" if res.shard_cpus else "")
+            + ")" + (f" and {res.total_gpus:g} GPUs" if res.total_gpus else ""))
+    return res.total_cpus, text
 
 
 def run_study(spec: SearchSpec, *, name: str, storage: str | Path,
@@ -183,20 +225,30 @@ def run_study(spec: SearchSpec, *, name: str, storage: str | Path,
               on_trial: Callable[[TrialRecord, TrialRecord | None, int], None] | None = None,
               ) -> StudyResult:
     """Run (or resume) a study; exactly one of ``base_task`` (a raw task dict) and
-    ``objective`` says what a trial does. Returns the best parameters and every trial."""
+    ``objective`` says what a trial does. Returns the best parameters and every trial.
+
+    Raises SearchConfigError (an input error) for a bad name, space, metric or an existing
+    study it must not touch, before any trial starts; StudyFailedError when the study ran but
+    no trial is usable, or no trial could start within ``spec.trial_start_timeout_s``."""
     import ray
     from ray import tune
 
     if (base_task is None) == (objective is None):
         raise HpoError("run_study needs exactly one of base_task and objective")
-    storage_root = Path(storage).expanduser().resolve()
+    check_study_name(name)
+    storage_root = check_storage(Path(storage).expanduser().resolve())
     studies = storage_root / "_studies"
     study_dir = studies / name
     if base_task is not None:
         check_space(spec, base_task)
+        task = parse_task(base_task)
+        check_trial_metric(spec.metric, task_kind(task))
         trainable = _task_trainable(dict(base_task), spec, str(storage_root), name)
 
-        max_t = parse_task(base_task).training.epochs
+        max_t = task.training.epochs
+        if spec.scheduler is SchedulerName.ASHA and spec.grace_period >= max_t:
+            logger.warning("search.grace_period=%d is not below training.epochs=%d: asha "
+                           "stops no trial", spec.grace_period, max_t)
         # the trial function only drives Ray Train; its workers hold the CPUs
         trainable = tune.with_resources(trainable, {"cpu": 0.001})
     else:
@@ -204,15 +256,23 @@ def run_study(spec: SearchSpec, *, name: str, storage: str | Path,
         trainable = _function_trainable(objective, spec)
         trainable = tune.with_resources(trainable, {"cpu": 1})
         max_t = 1
+    config = study_config(spec, base_task)
+    # refusals first: a study that may not run leaves the storage path as it was
+    decide_start(name, read_study(study_dir, spec.metric), config, resume)
     if not ray.is_initialized():
         connect()
-    per_trial = _trial_cpus(base_task)
+    if base_task is not None and task.consistency.sharing.enabled:
+        # a corrupt registry is one line now, not the same failure in every trial
+        from consistency.actors import get_result_registry
+
+        get_result_registry(storage_root)
+    per_trial, needs = _trial_needs(base_task)
     have = float(ray.cluster_resources().get("CPU", 1.0))
     fits = max(1, int(have // per_trial)) if per_trial > 0 else 1
     if per_trial > have:
         raise SearchConfigError(
-            f"one trial needs {per_trial:g} CPUs (resources.num_workers x cpus_per_worker) but "
-            f"the cluster has {have:g}; lower them or add nodes")
+            f"one trial needs {needs} but the cluster has {have:g} CPUs; lower them or add "
+            "nodes")
     concurrent = spec.max_concurrent_trials or fits
     if concurrent > fits:
         logger.warning("search.max_concurrent_trials=%d trials of %g CPUs need %g CPUs, the "
@@ -220,37 +280,45 @@ def run_study(spec: SearchSpec, *, name: str, storage: str | Path,
                        per_trial, concurrent * per_trial, have, fits)
         concurrent = fits
 
-    callbacks = [_Progress(spec, on_trial)] if on_trial is not None else []
+    guard = StudyGuard(name, spec.trial_start_timeout_s, per_trial, needs,
+                       None if base_task is None else str(storage_root))
+    callbacks: list[Callback] = [guard]
+    if on_trial is not None:
+        callbacks.append(_Progress(spec, on_trial))
     run_config = tune.RunConfig(
         name=name, storage_path=str(studies), verbose=verbose, callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures))
-    t0 = time.time()
-    if resume:
-        if not tune.Tuner.can_restore(str(study_dir)):
-            raise SearchConfigError(f"--resume: no study to resume at {study_dir} (start it "
-                                    "without --resume)")
-        tuner = tune.Tuner.restore(str(study_dir), trainable=trainable, resume_errored=True,
-                                   param_space=tune_space(spec))
-    else:
-        if tune.Tuner.can_restore(str(study_dir)):
-            raise SearchConfigError(
-                f"a study named {name!r} already exists at {study_dir}: pass --resume to "
-                "continue it, or choose another --name")
-        tuner = tune.Tuner(
-            trainable,
-            param_space=tune_space(spec),
-            tune_config=tune.TuneConfig(
-                search_alg=build_searcher(spec), scheduler=_scheduler(spec, max_t),
-                metric=spec.metric, mode=spec.mode.value, num_samples=spec.num_samples,
-                max_concurrent_trials=concurrent, time_budget_s=spec.time_budget_s,
-                # a plain objective keeps its worker process between trials (no re-imports);
-                # a training trial gets a fresh one (it drives a whole Ray Train run)
-                reuse_actors=objective is not None),
-            run_config=run_config,
-        )
-    grid = tuner.fit()
-    logger.info("study %s: %d trials in %.1f s", name, len(grid), time.time() - t0)
-    return _summarise(spec, name, study_dir, grid)
+    with study_lock(studies, name):
+        # decided again under the lock: another run may have ended (or started) meanwhile
+        start = decide_start(name, read_study(study_dir, spec.metric), config, resume)
+        if start is StudyStart.START_OVER:
+            aside = move_aside(study_dir)
+            logger.warning("study %s: the stored study has no finished trial to keep (moved "
+                           "to %s); the study starts over with this config", name, aside)
+        t0 = time.time()
+        if start is StudyStart.RESUME:
+            # Tune restores the study's own TuneConfig and RunConfig (this guard's twin among
+            # them); the config is the one it started with (decide_start)
+            tuner = tune.Tuner.restore(str(study_dir), trainable=trainable,
+                                       resume_errored=True, param_space=tune_space(spec))
+        else:
+            write_study_config(study_dir, config)
+            tuner = tune.Tuner(
+                trainable,
+                param_space=tune_space(spec),
+                tune_config=tune.TuneConfig(
+                    search_alg=build_searcher(spec), scheduler=_scheduler(spec, max_t),
+                    metric=spec.metric, mode=spec.mode.value, num_samples=spec.num_samples,
+                    max_concurrent_trials=concurrent, time_budget_s=spec.time_budget_s,
+                    # a plain objective keeps its worker process between trials (no
+                    # re-imports); a training trial gets a fresh one (it drives a whole Ray
+                    # Train run)
+                    reuse_actors=objective is not None),
+                run_config=run_config,
+            )
+        grid = tuner.fit()
+        logger.info("study %s: %d trials in %.1f s", name, len(grid), time.time() - t0)
+        return _summarise(spec, name, study_dir, grid)
 
 
 class _Progress(Callback):
@@ -460,7 +528,7 @@ def tune_task(config_path: str | Path, *, overrides: list[str] | None = None,
 
     base = parse_task(raw, origin=str(config_path),
                       base_dir=Path(config_path).resolve().parent).canonical_dict()
-    study = name or f"{base.get('id') or base['name']}-study"
+    study = default_study_name(base.get("id") or base["name"]) if name is None else name
     return run_study(spec, name=study, storage=resolve_storage(storage_path), base_task=base,
                      resume=resume, verbose=verbose, on_trial=on_trial)
 
@@ -468,6 +536,19 @@ def tune_task(config_path: str | Path, *, overrides: list[str] | None = None,
 def parse_search(raw: Any, origin: str) -> SearchSpec:
     from pydantic import ValidationError
 
+    if not isinstance(raw, Mapping):
+        raise SearchConfigError(
+            f"invalid search section in {origin}: search: got {type(raw).__name__}: expected "
+            "a mapping (space, searcher, metric, mode, num_samples, ...)")
+    space = raw.get("space")
+    for path, param in (space.items() if isinstance(space, Mapping) else ()):
+        if isinstance(param, Mapping) and "type" not in param:
+            # e.g. --set search.space.a.b=1, which nests where a dotted name was meant
+            raise SearchConfigError(
+                f"invalid search section in {origin}: search.space.{path}: got "
+                f"{sorted(map(str, param))} without a type; allowed: a parameter with type "
+                "uniform, loguniform, int, choice or grid (its name is a dotted task path as "
+                "one key)")
     try:
         return SearchSpec.model_validate(raw)
     except ValidationError as err:

@@ -13,29 +13,40 @@ from pathlib import Path
 
 from mtp_core.errors import ConfigError
 
-__all__ = ["RunLayout", "ensure_storage"]
+__all__ = ["RunLayout", "check_storage", "ensure_storage"]
 
 
-def ensure_storage(storage: Path, field: str = "--storage-path") -> Path:
-    """``storage``, created if missing, once it is known to be a writable folder.
+def check_storage(storage: Path, field: str = "--storage-path") -> Path:
+    """``storage`` when it is, or can be created as, a writable folder; creates nothing.
 
     Checked before any run, cache or study file is read or written, so a storage path that is
-    a file, cannot be created or is read-only is one :class:`ConfigError` naming it.
+    a file, lies under a file, or is read-only is one :class:`ConfigError` naming it.
     """
     if storage.exists() and not storage.is_dir():
         raise ConfigError(f"{field} {str(storage)!r} is a file, not a folder: give a folder "
                           "(it is created if missing)")
+    existing = next(p for p in (storage, *storage.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{field} {str(storage)!r} cannot be created: {str(existing)!r} is "
+                          "a file")
+    try:  # a real write: os.access says yes to root on a read-only filesystem
+        fd, probe = tempfile.mkstemp(prefix=".mtp-write-check-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        what = "is not writable" if existing == storage else (
+            f"cannot be created in {str(existing)!r}")
+        raise ConfigError(f"{field} {str(storage)!r} {what}: {err.strerror or err}") from None
+    return storage
+
+
+def ensure_storage(storage: Path, field: str = "--storage-path") -> Path:
+    """``storage`` after :func:`check_storage`, created if missing."""
+    check_storage(storage, field)
     try:
         storage.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"{field} {str(storage)!r} cannot be created: "
-                          f"{err.strerror or err}") from None
-    try:  # a real write: os.access says yes to root on a read-only filesystem
-        fd, probe = tempfile.mkstemp(prefix=".mtp-write-check-", dir=storage)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        raise ConfigError(f"{field} {str(storage)!r} is not writable: "
                           f"{err.strerror or err}") from None
     return storage
 

@@ -72,6 +72,7 @@ _PROGRESS_POLL_S = 0.25
 # a floor of 2 s per epoch. 0.5 s keeps short epochs cheap; a value the user set wins.
 _HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 _HEALTH_CHECK_DEFAULT_S = "0.5"
+_CONTROLLER_FAILURE_LIMIT = 3
 _NODE_ID_LABEL = "ray.io/node-id"  # the label Ray puts on every node (ray._raylet.RAY_NODE_ID_KEY)
 
 
@@ -433,7 +434,12 @@ def _make_trainer(task: TrainingTask, run_name: str, storage: Path, launch: Work
         scaling_config=ScalingConfig(num_workers=res.num_workers, use_gpu=res.use_gpu,
                                      resources_per_worker=per_worker, label_selector=selector),
         run_config=RunConfig(name=run_name, storage_path=str(storage),
-                             failure_config=FailureConfig(max_failures=max_failures),
+                             # a worker group that cannot start (no resources within
+                             # RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S) is a controller
+                             # failure, retried forever by default: bounded here
+                             failure_config=FailureConfig(
+                                 max_failures=max_failures,
+                                 controller_failure_limit=_CONTROLLER_FAILURE_LIMIT),
                              logging_config=LoggingConfig(log_level=_ray_train_log_level())),
     )
 
