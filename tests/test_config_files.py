@@ -11,7 +11,6 @@ from __future__ import annotations
 import codecs
 import json
 import os
-import stat
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from mtp_core.config_file import (
 from mtp_core.errors import ConfigError
 from mtp_core.spec import load_raw_config, load_task, parse_task
 from tests.conftest import REPO
+from tests.support.files import snapshot
 
 # a "billion laughs": 342 bytes of YAML that expand to 9**9 (387 million) strings
 BILLION_LAUGHS = """\
@@ -357,24 +357,6 @@ def _unpack(case: Any) -> tuple[str, Build, list[str], Any]:
 assert len({_unpack(c)[0] for c in FILE_CASES + VALUE_CASES}) == len(FILE_CASES + VALUE_CASES)
 
 
-def _snapshot(root: Path) -> dict[str, Any]:
-    """Every entry under root: a regular file's bytes, a link's target, else its type (a FIFO
-    is never opened)."""
-    out: dict[str, Any] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            st = p.lstat()
-            rel = str(p.relative_to(root))
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("link", os.readlink(p))
-            elif stat.S_ISREG(st.st_mode):
-                out[rel] = p.read_bytes() if st.st_mode & stat.S_IRUSR else ("unreadable",)
-            else:
-                out[rel] = ("type", stat.S_IFMT(st.st_mode))
-    return out
-
-
 def _argv(command: str, config: Path, sets: list[str], store: Path) -> list[str]:
     argv = [command, str(config), *(a for s in sets for a in ("--set", s))]
     if command != "validate":
@@ -400,7 +382,7 @@ def _run_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     (store / "earlier-run" / "result.json").write_text('{"kept": true}\n')
     config, sets = build(tmp_path)
     capsys.readouterr()
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     try:
         code = main(_argv(command, config, sets, store))
     except SystemExit as exit_:  # argparse's way out
@@ -415,7 +397,7 @@ def _run_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     for word in words:
         word = word.replace("{path}", str(config))
         assert word in line, (word, line)
-    assert _snapshot(tmp_path) == before, "a file changed, appeared or vanished"
+    assert snapshot(tmp_path) == before, "a file changed, appeared or vanished"
     assert not (tmp_path / "pwned").exists()
 
 

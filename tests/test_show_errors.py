@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mtp.cli import main
-from tests.support.runs import snapshot
+from tests.support.files import snapshot
 
 
 def _result(d: Path, data: bytes) -> Path:

@@ -284,15 +284,7 @@ def test_cluster_status_names_a_detector_that_cannot_answer(
 
     from cluster.actors import DETECTOR_NAME
     from mtp.cli import main
-    from tests.support.wait import wait_for
-
-    def no_detector() -> bool:
-        try:
-            handle = ray.get_actor(DETECTOR_NAME, namespace="mtp")
-        except ValueError:
-            return True
-        ray.kill(handle, no_restart=True)
-        return False
+    from tests.support.actors import stop_named_actor
 
     class Broken:
         def snapshot(self) -> dict[str, Any]:
@@ -300,7 +292,7 @@ def test_cluster_status_names_a_detector_that_cannot_answer(
                 os._exit(1)
             raise KeyError("health")
 
-    wait_for(no_detector, 60, interval_s=0.5, what="the shared session's detector to stop")
+    stop_named_actor(DETECTOR_NAME)
     stand_in = ray.remote(Broken).options(name=DETECTOR_NAME, namespace="mtp",
                                           max_restarts=0, num_cpus=0).remote()
     try:

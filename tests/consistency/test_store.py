@@ -327,20 +327,10 @@ def _corrupt_storage(d: Path) -> Path:
 def _no_registry_actor() -> None:
     """Stop the shared session's registry actor (an earlier test's, with its own storage):
     the CLI must meet the actor this test sets up, or none."""
-    import ray
-
     from consistency.actors import REGISTRY_NAME
-    from tests.support.wait import wait_for
+    from tests.support.actors import stop_named_actor
 
-    def gone() -> bool:
-        try:
-            handle = ray.get_actor(REGISTRY_NAME, namespace="mtp")
-        except ValueError:
-            return True
-        ray.kill(handle, no_restart=True)
-        return False
-
-    wait_for(gone, 60, interval_s=0.5, what="the registry actor to be gone")
+    stop_named_actor(REGISTRY_NAME)
 
 
 def _one_line(err: str) -> str:

@@ -12,6 +12,7 @@ import pytest
 
 from mtp.cli import main
 from tests.conftest import NO_REUSE
+from tests.support.files import snapshot
 
 
 def iris_study(**search: Any) -> dict[str, Any]:
@@ -56,12 +57,6 @@ def seeded_storage(root: Path) -> Path:
     (other / "study.json").write_text('{"name": "other-study"}')
     (other / "trainable_0000abcd_1_x=0.5" / "result.json").write_bytes(b'{"loss": 0.5}\n')
     return storage
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` with its bytes."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}
 
 
 def assert_still_there(before: dict[str, bytes], root: Path) -> None:

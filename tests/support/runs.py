@@ -10,7 +10,7 @@ from typing import Any
 
 from mtp_core.spec import TrainingTask, parse_task
 
-__all__ = ["finished_run", "snapshot"]
+__all__ = ["finished_run"]
 
 
 def finished_run(task: dict[str, Any] | TrainingTask, storage: Path,
@@ -26,9 +26,3 @@ def finished_run(task: dict[str, Any] | TrainingTask, storage: Path,
     run_dir = Path(storage).resolve() / name
     api._collect_result(t, api.prepare(t), name, run_dir, t0)
     return run_dir
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` with its bytes: equal snapshots mean nothing changed."""
-    return {str(p.relative_to(root)): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}

@@ -23,6 +23,7 @@ import pytest
 
 from mtp.cli import main
 from mtp_core.spec import FileDataset, SyntheticDataset, TaskKind
+from tests.support.files import snapshot
 from trainer import DataError
 from trainer.data import (
     CSV_NULL_SPELLINGS,
@@ -299,10 +300,6 @@ def _config(d: Path, dataset: dict[str, Any], model: dict[str, Any] | None = Non
     return path
 
 
-def _snapshot(d: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
-
-
 def _validate(cfg: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int | str | None, str, str]:
     try:
         code: int | str | None = main(["validate", str(cfg)])
@@ -314,7 +311,7 @@ def _validate(cfg: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int | str 
 
 def _fails_with_one_line(d: Path, cfg: Path, capsys: pytest.CaptureFixture[str],
                          expect: tuple[str, ...]) -> str:
-    before = _snapshot(d)
+    before = snapshot(d)
     code, out, err = _validate(cfg, capsys)
     assert "Traceback" not in out + err, err
     assert code == 2, (code, err)
@@ -323,7 +320,7 @@ def _fails_with_one_line(d: Path, cfg: Path, capsys: pytest.CaptureFixture[str],
     for part in expect:
         assert part in lines[0], f"{part!r} not in {lines[0]!r}"
     assert out == "", out
-    assert _snapshot(d) == before  # nothing written, nothing changed
+    assert snapshot(d) == before  # nothing written, nothing changed
     return lines[0]
 
 

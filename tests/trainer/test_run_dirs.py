@@ -18,7 +18,8 @@ import pytest
 
 from mtp.cli import main
 from mtp_core.errors import ConfigError
-from tests.support.runs import finished_run, snapshot
+from tests.support.files import snapshot
+from tests.support.runs import finished_run
 
 
 def _task(name: str = "rundir", epochs: int = 2, **training: Any) -> dict[str, Any]:
