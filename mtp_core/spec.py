@@ -754,8 +754,8 @@ def format_validation_error(err: ValidationError, raw: Any, origin: str, *,
                             what: str = "task config") -> str:
     """What is wrong, field by field: the dotted path, the value given and what is allowed.
 
-    One problem gives one line (``invalid task config t.yaml: training.epochs: got 0: ...``);
-    several give the header and one indented line each. ``model`` (the validated class) lets a
+    One line, whatever the number of problems (``invalid task config t.yaml: training.epochs:
+    got 0: ...``; several are counted and joined by ``; ``). ``model`` (the validated class) lets a
     non-finite number's message say the field's range and meaning; ``field_prefix`` is put
     before every path (``search.`` for a study's search section).
     """
@@ -763,7 +763,7 @@ def format_validation_error(err: ValidationError, raw: Any, origin: str, *,
     header = f"invalid {what} {origin}"
     if len(problems) == 1:
         return f"{header}: {problems[0]}"
-    return "\n".join([f"{header}: {len(problems)} problems:", *(f"  {p}" for p in problems)])
+    return f"{header}: {len(problems)} problems: " + "; ".join(problems)
 
 
 def _describe_problem(e: Any, raw: Any, model: type[BaseModel] | None, prefix: str) -> str:
