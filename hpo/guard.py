@@ -30,6 +30,7 @@ from hpo.names import trial_run_name
 from hpo.watch import StartDecision, StartVerdict, StartWatch, TrialPhase
 from mtp_core.errors import raised_error
 from mtp_core.layout import RunLayout
+from mtp_core.ray_env import reap_orphan_placement_groups
 
 __all__ = ["StudyGuard", "stall_message"]
 
@@ -120,7 +121,12 @@ class StudyGuard(Callback):
         if now < self._next_look:
             return
         self._next_look = now + _LOOK_INTERVAL_S
-        verdict = self._watch.step(now, {t.trial_id: self.phase(t) for t in trials})
+        phases = {t.trial_id: self.phase(t) for t in trials}
+        if TrialPhase.WAITING in phases.values():
+            # a stopped trial's Ray Train controller may have died with its worker group's
+            # placement group still pending: nothing else frees it while this driver lives
+            reap_orphan_placement_groups()
+        verdict = self._watch.step(now, phases)
         if verdict.decision is StartDecision.STALLED:
             total, free = self.cpu_counts()
             raise StudyFailedError(stall_message(self.study, verdict, self.timeout_s,

@@ -55,7 +55,7 @@ from mtp_core.atomic import atomic_write_bytes, atomic_write_text
 from mtp_core.direction import Direction
 from mtp_core.errors import raised_error
 from mtp_core.layout import check_storage
-from mtp_core.ray_env import connect
+from mtp_core.ray_env import connect, reap_orphan_placement_groups
 from mtp_core.resources import TaskResources
 from mtp_core.spec import format_validation_error, load_raw_config, parse_task
 from trainer.api import resolve_storage, train
@@ -261,6 +261,7 @@ def run_study(spec: SearchSpec, *, name: str, storage: str | Path,
     decide_start(name, read_study(study_dir, spec.metric), config, resume)
     if not ray.is_initialized():
         connect()
+    reap_orphan_placement_groups()  # what an earlier study in this driver left behind
     if base_task is not None and task.consistency.sharing.enabled:
         # a corrupt registry is one line now, not the same failure in every trial
         from consistency.actors import get_result_registry

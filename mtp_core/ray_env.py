@@ -23,7 +23,7 @@ from mtp_core.errors import ConfigError
 
 __all__ = ["CONNECT_TIMEOUT_ENV", "DEFAULT_CONNECT_TIMEOUT_S", "HEAD_RESOURCE", "NAMESPACE",
            "connect", "connect_timeout_s", "control_plane_options", "mute_worker_logs",
-           "own_cluster_options"]
+           "own_cluster_options", "reap_orphan_placement_groups"]
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,56 @@ def mute_worker_logs() -> None:
     dispatcher = getattr(worker, "global_worker_stdstream_dispatcher", None)
     if dispatcher is not None:
         dispatcher.remove_handler("ray_print_logs")
+
+
+_ORPHANS_SEEN: dict[bytes, float] = {}  # placement group id -> when first seen orphaned
+
+
+def reap_orphan_placement_groups(grace_s: float = 10.0) -> list[str]:
+    """Remove this job's placement groups whose creating actor has been dead for ``grace_s``
+    seconds (as seen by earlier calls); returns their ids.
+
+    Ray Train's controller creates its worker group's placement group and hands it to a
+    cleaner only once it is ready. A controller that dies while the group is still pending (a
+    stopped study trial whose workers were waiting for CPUs) leaves the group behind: Ray
+    frees a non-detached group only when both its creating actor *and* its job have ended, so
+    it holds its CPUs until the driver exits, and the next trials wait forever. Groups the
+    driver itself created, detached ones and those of live actors are left alone; the grace
+    lets a dying controller's process exit first (it would log the removal as an error). Reads
+    Ray's
+    placement-group table through its private state accessor (the one place this module does;
+    tests/test_architecture.py fails when a Ray upgrade moves it).
+    """
+    import ray
+    from ray._private.state import state
+    from ray.core.generated import gcs_pb2
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    if not ray.is_initialized():
+        return []
+    job = ray.get_runtime_context().get_job_id()
+    by_driver = ray.ActorID.nil().binary()  # a group the driver made has no creating actor
+    removed: list[str] = []
+    now = time.monotonic()
+    orphans = set()
+    for raw in state._connect_and_get_accessor().get_placement_group_table():
+        info = gcs_pb2.PlacementGroupTableData.FromString(raw)
+        if (info.is_detached or info.state == gcs_pb2.PlacementGroupTableData.REMOVED
+                or info.creator_job_id.hex() != job or not info.creator_actor_dead
+                or info.creator_actor_id in (b"", by_driver)):
+            continue
+        orphans.add(info.placement_group_id)
+        if now - _ORPHANS_SEEN.setdefault(info.placement_group_id, now) < grace_s:
+            continue
+        pg_id = ray.PlacementGroupID(info.placement_group_id)
+        remove_placement_group(PlacementGroup(pg_id))
+        removed.append(pg_id.hex())
+    for gone in set(_ORPHANS_SEEN) - orphans:
+        del _ORPHANS_SEEN[gone]
+    if removed:
+        logger.info("removed %d placement group(s) left by actors that died before "
+                       "freeing them: %s", len(removed), ", ".join(i[:12] for i in removed))
+    return removed
 
 
 def connect_timeout_s() -> float:

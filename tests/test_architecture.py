@@ -84,3 +84,14 @@ def test_the_private_ray_hooks_the_platform_relies_on_still_exist() -> None:
     dispatcher = worker.global_worker_stdstream_dispatcher
     assert callable(dispatcher.remove_handler)
     assert "ray_print_logs" in inspect.getsource(worker.connect)
+
+
+def test_the_placement_group_table_fields_the_reaper_reads_still_exist() -> None:
+    """``reap_orphan_placement_groups`` reads Ray's private placement-group table."""
+    from ray._private.state import state
+    from ray.core.generated import gcs_pb2
+
+    fields = {f.name for f in gcs_pb2.PlacementGroupTableData.DESCRIPTOR.fields}
+    assert {"placement_group_id", "state", "creator_job_id", "creator_actor_id",
+            "creator_actor_dead", "is_detached"} <= fields
+    assert callable(state._connect_and_get_accessor)
