@@ -9,6 +9,7 @@ one ``mtp: error: ...`` / ``mtp: failed: ...`` line on stderr, never a traceback
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -238,8 +239,12 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     # a failed trial is one line in the study's summary (its traceback is in the trial's
     # error.txt), not a traceback logged by Tune
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
-    result = tune_task(args.config, overrides=args.set or [], storage_path=args.storage_path,
-                       name=args.name, resume=args.resume, on_trial=on_trial)
+    # with --json, stdout is the study's JSON alone: what Ray Tune prints goes to stderr
+    out = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    with out:
+        result = tune_task(args.config, overrides=args.set or [],
+                           storage_path=args.storage_path, name=args.name, resume=args.resume,
+                           on_trial=on_trial)
     if args.json:
         print(json.dumps(result.to_dict(), indent=1, default=str))
         return EXIT_OK

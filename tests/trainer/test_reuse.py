@@ -80,7 +80,8 @@ def test_load_result_names_the_file_for_every_kind_of_bad_run_dir(tmp_path: Path
                                               r"seed: got \"seven\""):
         load_result(run)
     (run / "result.json").write_text("[]")
-    with pytest.raises(ResultFileError, match="invalid training result"):
+    with pytest.raises(ResultFileError, match="not a training result: expected a JSON "
+                                              "object, got list"):
         load_result(run)
     _result(tmp_path).save(run)
     assert load_result(run).task_id == "t1"
