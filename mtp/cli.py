@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # the trainer imports torch: only the commands that train loa
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-_RESUMABLE = ("run", "tune", "verify")  # commands whose rerun resumes where it stopped
+_RESUMABLE = ("run", "tune")  # commands whose rerun resumes where it stopped
 
 logger = logging.getLogger(__name__)
 
@@ -239,6 +239,9 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     # a failed trial is one line in the study's summary (its traceback is in the trial's
     # error.txt), not a traceback logged by Tune
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+    # Tune's own SIGINT handler would end the study quietly and let it report success: Ctrl-C
+    # takes the CLI's path (exit 130, "rerun with --resume"), as SIGTERM does
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     # with --json, stdout is the study's JSON alone: what Ray Tune prints goes to stderr
     out = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     with out:

@@ -7,12 +7,15 @@ storage path or into one of the platform's own folders (``_cache``, ``_registry`
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from mtp_core.errors import ConfigError
 
-__all__ = ["NAME_RULE", "RESERVED_NAMES", "check_name", "name_problem"]
+__all__ = ["MAX_NAME", "NAME_RULE", "RESERVED_NAMES", "check_name", "derived_name",
+           "name_problem"]
 
+MAX_NAME = 128
 RESERVED_NAMES = frozenset({"_cache", "_registry", "_studies", "_cluster"})
 NAME_RULE = "1-128 letters, digits, '_', '.', '-' starting with a letter or digit"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -34,3 +37,13 @@ def check_name(name: str, field: str) -> str:
     if problem is not None:
         raise ConfigError(f"{field}: {problem} (a folder name under the storage path)")
     return name
+
+
+def derived_name(base: str, suffix: str) -> str:
+    """``base + suffix`` as a plain name: a ``base`` too long for that keeps its first
+    characters and a digest of the whole of it, so two long bases never share a name."""
+    name = base + suffix
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
+    return f"{base[:MAX_NAME - len(suffix) - 9]}-{digest}{suffix}"

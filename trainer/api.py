@@ -168,7 +168,9 @@ def _run_dir_problem(layout: RunLayout, task: TrainingTask, prepared: PreparedTa
             return "it holds the result of " + _other_run(
                 stored_task, task, (stored.data_hash, stored.seed),
                 (prepared.data_hash, prepared.seed))
-        trained = max(trained, stored.epochs_completed)
+        # a diverged run's last epoch was never checkpointed: it does not count as trained
+        trained = max(trained, stored.diverged.epoch - 1 if stored.diverged is not None
+                      else stored.epochs_completed)
     elif layout.task.exists():
         try:
             stored_task = TrainingTask.model_validate(read_json(layout.task))

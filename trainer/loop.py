@@ -422,7 +422,8 @@ class TrainLoop:
         if self.rank == 0:
             from safetensors.torch import save as st_save
 
-            atomic_write_bytes(self.layout.model, st_save(state))
+            if self.state.diverged is None:  # a diverged model never replaces a stored one
+                atomic_write_bytes(self.layout.model, st_save(state))
             atomic_write_text(self.layout.final, json.dumps(summary, indent=1))
             self._event({"event": "finish", "epoch": self.state.epoch})
         return summary

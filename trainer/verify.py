@@ -19,6 +19,7 @@ from typing import Any
 
 from consistency.consensus import ConsistencyReport, compare_results
 from mtp_core.errors import ConfigError
+from mtp_core.names import derived_name
 from mtp_core.ray_env import connect
 from mtp_core.resources import TaskResources
 from mtp_core.spec import Strategy, TrainingTask
@@ -85,7 +86,7 @@ def verify(task: TrainingTask, replicas: int = 2, *, storage_path: str | Path | 
         logger.info("verify %s: replica %d on node %s", task.task_id, i, node[:12])
         # a new run directory per call: an old replica's final checkpoint must not be resumed
         r = train(task, storage_path=storage,
-                  run_name=f"{task.task_id}-verify-{stamp}-{i}",
+                  run_name=derived_name(task.task_id, f"-verify-{stamp}-{i}"),
                   use_cache=False, node_ids=[node] * needs.num_workers)
         replicas_trained.append(r)
         results.append(r.model_dump(mode="json"))

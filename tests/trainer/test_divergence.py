@@ -46,6 +46,7 @@ def test_diverged_loop_stops_at_that_epoch_without_checkpointing_it(tmp_path: Pa
     assert div is not None and div["epoch"] == 1 and div["metric"] == "train_loss"
     assert not math.isfinite(div["value"])
     assert summary["epochs_completed"] == 1  # stopped: 3 epochs were left
+    assert not (tmp_path / "diverges" / "model.safetensors").exists()  # NaN weights not kept
     assert not (tmp_path / "diverges" / "checkpoints").exists() or not any(
         (tmp_path / "diverges" / "checkpoints").iterdir())
 

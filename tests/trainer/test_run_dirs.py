@@ -241,3 +241,17 @@ def test_unusable_storage_path_is_one_line(tmp_path: Path, capsys: pytest.Captur
     assert code == 2, err
     _assert_one_line(err, "--storage-path", str(storage), words)
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("length", [1, 60, 103, 104, 128])
+def test_derived_run_names_stay_plain_names(length: int) -> None:
+    from mtp_core.names import derived_name, name_problem
+
+    task_id = "t" * length
+    name = derived_name(task_id, "-verify-20261129-083000-1")
+    assert name_problem(name) is None and len(name) <= 128
+    assert name.endswith("-verify-20261129-083000-1")
+    if len(task_id) + 25 <= 128:
+        assert name == task_id + "-verify-20261129-083000-1"
+    else:  # two long ids never share a name
+        assert derived_name("u" + task_id[1:], "-verify-20261129-083000-1") != name
