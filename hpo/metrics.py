@@ -12,13 +12,7 @@ from __future__ import annotations
 
 from hpo.errors import SearchConfigError
 from mtp_core.direction import Direction
-from mtp_core.spec import (
-    FileDataset,
-    SyntheticDataset,
-    TaskKind,
-    TrainingTask,
-    metrics_for_kind,
-)
+from mtp_core.spec import TaskKind, TrainingTask, declared_kind, metrics_for_kind
 from mtp_core.spec import metric_direction as _platform_direction
 
 __all__ = ["TRIAL_METRICS", "check_trial_metric", "metric_direction", "task_kind"]
@@ -37,16 +31,13 @@ def metric_direction(metric: str) -> Direction | None:
 
 def task_kind(task: TrainingTask) -> TaskKind:
     """The task's kind from its config, else from its data (raises DataError on bad data)."""
-    ds = task.dataset
-    if isinstance(ds, SyntheticDataset):
-        return ds.kind
-    if isinstance(ds, FileDataset) and ds.kind is not None:
-        return ds.kind
-    # sklearn's bundled tables load in milliseconds; a file without dataset.kind is decided
-    # by its target column, as training decides it
+    kind = declared_kind(task.dataset)
+    if kind is not None:
+        return kind
+    # a file without dataset.kind is decided by its target column, as training decides it
     from trainer.data import load_dataset
 
-    return load_dataset(ds).kind
+    return load_dataset(task.dataset).kind
 
 
 def check_trial_metric(metric: str, kind: TaskKind) -> None:

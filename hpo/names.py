@@ -8,17 +8,14 @@ stays within the same rule's 128 characters.
 
 from __future__ import annotations
 
-import hashlib
-
 from hpo.errors import HpoError, SearchConfigError
-from mtp_core.names import NAME_RULE, name_problem
+from mtp_core.names import MAX_NAME, NAME_RULE, derived_name, name_problem
 
 __all__ = ["MAX_STUDY_NAME", "check_study_name", "default_study_name", "trial_run_name"]
 
 # Tune's trial ids: 8 hex digits (a searcher's trials) or <5 hex>_<5 digits> (grid variants)
 _TRIAL_ID_MAX = 11
-_NAME_MAX = 128
-MAX_STUDY_NAME = _NAME_MAX - 1 - _TRIAL_ID_MAX
+MAX_STUDY_NAME = MAX_NAME - 1 - _TRIAL_ID_MAX
 
 
 def check_study_name(name: str) -> str:
@@ -31,19 +28,14 @@ def check_study_name(name: str) -> str:
         raise SearchConfigError(
             f"--name: {name[:20]!r}... has {len(name)} characters; allowed: at most "
             f"{MAX_STUDY_NAME} ({NAME_RULE}; each trial's run is named <name>-<trial id>, "
-            f"at most {_NAME_MAX})")
+            f"at most {MAX_NAME})")
     return name
 
 
 def default_study_name(task_id: str) -> str:
     """``<task id>-study``; a task id too long for that keeps its first characters and a
     digest of the whole id, so two long ids never share a study."""
-    name = f"{task_id}-study"
-    if len(name) <= MAX_STUDY_NAME:
-        return name
-    digest = hashlib.sha256(task_id.encode()).hexdigest()[:8]
-    keep = MAX_STUDY_NAME - len(f"-{digest}-study")
-    return f"{task_id[:keep]}-{digest}-study"
+    return derived_name(task_id, "-study", MAX_STUDY_NAME)
 
 
 def trial_run_name(study: str, trial_id: str) -> str:

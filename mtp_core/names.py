@@ -39,11 +39,11 @@ def check_name(name: str, field: str) -> str:
     return name
 
 
-def derived_name(base: str, suffix: str) -> str:
-    """``base + suffix`` as a plain name: a ``base`` too long for that keeps its first
-    characters and a digest of the whole of it, so two long bases never share a name."""
+def derived_name(base: str, suffix: str, max_len: int = MAX_NAME) -> str:
+    """``base + suffix`` within ``max_len`` characters: a ``base`` too long for that keeps its
+    first characters and a digest of the whole of it, so two long bases never share a name."""
     name = base + suffix
-    if len(name) <= MAX_NAME:
+    if len(name) <= max_len:
         return name
     digest = hashlib.sha256(base.encode()).hexdigest()[:8]
-    return f"{base[:MAX_NAME - len(suffix) - 9]}-{digest}{suffix}"
+    return f"{base[:max_len - len(suffix) - 9]}-{digest}{suffix}"

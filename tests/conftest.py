@@ -47,6 +47,15 @@ def train_in_thread(task: dict[str, Any], storage: Path) -> tuple[threading.Thre
     return t, out
 
 
+def iris_task_dict(name: str) -> dict[str, Any]:
+    """The smallest real task: a linear model on iris, one epoch, one worker, no reuse."""
+    return {"name": name, "model": {"type": "linear"},
+            "dataset": {"source": "sklearn", "name": "iris"},
+            "training": {"epochs": 1, "batch_size": 16},
+            "resources": {"num_workers": 1, "cpus_per_worker": 1},
+            "consistency": {"cache": {"enabled": False}, "sharing": {"enabled": False}}}
+
+
 def digits_task_dict(**training: Any) -> dict[str, Any]:
     """A small digits MLP task (with dropout, so RNG state matters for determinism)."""
     base: dict[str, Any] = {

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from mtp.cli import build_parser
-from tests.conftest import REPO
+from tests.conftest import REPO, iris_task_dict
 
 BAD_ADDRESS = "127.0.0.1:1"  # nothing listens on port 1: refused at once
 
@@ -30,11 +30,7 @@ def _mtp(args: list[str], cwd: Path, timeout_s: float) -> subprocess.CompletedPr
 
 
 def _task() -> dict[str, Any]:
-    return {"name": "cli-errors", "model": {"type": "linear"},
-            "dataset": {"source": "sklearn", "name": "iris"},
-            "training": {"epochs": 1, "batch_size": 16},
-            "resources": {"num_workers": 1, "cpus_per_worker": 1},
-            "consistency": {"cache": {"enabled": False}, "sharing": {"enabled": False}}}
+    return iris_task_dict("cli-errors")
 
 
 def _write(d: Path, name: str, text: str) -> str:

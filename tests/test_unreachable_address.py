@@ -27,7 +27,7 @@ import pytest
 
 from mtp_core.errors import ConfigError
 from mtp_core.ray_env import CONNECT_TIMEOUT_ENV, DEFAULT_CONNECT_TIMEOUT_S, connect_timeout_s
-from tests.conftest import REPO
+from tests.conftest import REPO, iris_task_dict
 
 CONNECT_TIMEOUT_S = 5
 # start-up (the training commands import torch and load their data first) plus the check;
@@ -88,11 +88,7 @@ def servers() -> Iterator[dict[str, _FakeServer]]:
 
 
 def _task() -> dict[str, Any]:
-    return {"name": "unreachable", "model": {"type": "linear"},
-            "dataset": {"source": "sklearn", "name": "iris"},
-            "training": {"epochs": 1, "batch_size": 16},
-            "resources": {"num_workers": 1, "cpus_per_worker": 1},
-            "consistency": {"cache": {"enabled": False}, "sharing": {"enabled": False}}}
+    return iris_task_dict("unreachable")
 
 
 def _config(d: Path, study: bool = False) -> str:

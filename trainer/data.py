@@ -23,7 +23,14 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
-from mtp_core.spec import DatasetSpec, FileDataset, SklearnDataset, SyntheticDataset, TaskKind
+from mtp_core.spec import (
+    SKLEARN_KINDS,
+    DatasetSpec,
+    FileDataset,
+    SklearnDataset,
+    SyntheticDataset,
+    TaskKind,
+)
 from trainer.errors import DataError
 
 if TYPE_CHECKING:  # pyarrow is imported when a file is read
@@ -69,14 +76,6 @@ _SYNTHETIC_BYTES_PER_VALUE = {TaskKind.CLASSIFICATION: 24, TaskKind.REGRESSION: 
 
 # How much of a CSV is sampled to estimate its row count before reading it.
 _CSV_SAMPLE_BYTES = 1 << 20
-
-_SKLEARN_KIND = {
-    "digits": TaskKind.CLASSIFICATION,
-    "breast_cancer": TaskKind.CLASSIFICATION,
-    "wine": TaskKind.CLASSIFICATION,
-    "iris": TaskKind.CLASSIFICATION,
-    "diabetes": TaskKind.REGRESSION,
-}
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 # a number as CSV text: what tells a numeric column with one stray value from a label column
@@ -255,7 +254,7 @@ def _load_sklearn(spec: SklearnDataset) -> Dataset:
     names = [str(n) for n in getattr(bunch, "feature_names", [f"f{i}" for i in range(x.shape[1])])]
     if spec.name == "digits" and spec.image_shape is None:
         spec = spec.model_copy(update={"image_shape": (1, 8, 8)})
-    return _finish(f"sklearn:{spec.name}", x, y, _SKLEARN_KIND[spec.name], names, spec)
+    return _finish(f"sklearn:{spec.name}", x, y, SKLEARN_KINDS[spec.name], names, spec)
 
 
 def _load_synthetic(spec: SyntheticDataset, available_bytes: int | None) -> Dataset:
