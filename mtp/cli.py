@@ -18,7 +18,7 @@ import shlex
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
@@ -237,14 +237,13 @@ def _cmd_tune(args: argparse.Namespace) -> int:
               flush=True)
 
     # a failed trial is one line in the study's summary (its traceback is in the trial's
-    # error.txt), not a traceback logged by Tune
-    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
-    # Tune's own SIGINT handler would end the study quietly and let it report success: Ctrl-C
-    # takes the CLI's path (exit 130, "rerun with --resume"), as SIGTERM does
-    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+    # error.txt), not a traceback logged by Tune; Tune's own SIGINT handler would end the study
+    # quietly and let it report success: Ctrl-C takes the CLI's path (exit 130, "rerun with
+    # --resume"), as SIGTERM does. Scoped to this command: main() may run in a caller's process.
+    tune_env = _scoped_env(TUNE_PRINT_ALL_TRIAL_ERRORS="0", TUNE_DISABLE_SIGINT_HANDLER="1")
     # with --json, stdout is the study's JSON alone: what Ray Tune prints goes to stderr
     out = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
-    with out:
+    with tune_env, out:
         result = tune_task(args.config, overrides=args.set or [],
                            storage_path=args.storage_path, name=args.name, resume=args.resume,
                            on_trial=on_trial)
@@ -368,6 +367,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _scoped_env(**values: str) -> Iterator[None]:
+    """Set environment variables a user has not set, for the duration of one command."""
+    added = [k for k in values if k not in os.environ]
+    for k in added:
+        os.environ[k] = values[k]
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
 class _Signals:
     """SIGINT and SIGTERM end a command as Ctrl-C does: the first one raises KeyboardInterrupt
     in the main thread (the run stops; its checkpoints are already on disk), a second one exits
@@ -377,9 +389,17 @@ class _Signals:
     received: int | None = None
 
     @classmethod
-    def install(cls) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+    def install(cls) -> dict[int, Any]:
+        """Install the handlers; returns the ones they replace, for ``restore``."""
+        before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in before:
             signal.signal(sig, cls._handle)
+        return before
+
+    @staticmethod
+    def restore(before: dict[int, Any]) -> None:
+        for sig, handler in before.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
     @classmethod
     def _handle(cls, signum: int, frame: Any) -> None:
@@ -416,9 +436,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Ray's token authentication stays on; only silence its dashboard's usage prompt.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     main_thread = threading.current_thread() is threading.main_thread()
+    before: dict[int, Any] = {}
     if main_thread:
         _Signals.received = None
-        _Signals.install()
+        before = _Signals.install()
+    try:
+        return _run_command(args, argv)
+    finally:  # a caller's process (a driver script, a test) gets its handlers back
+        _Signals.restore(before)
+
+
+def _run_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
     try:
         code: int = args.func(args)
         return code

@@ -204,3 +204,29 @@ def test_study_whose_every_trial_fails_exits_1_with_one_line(tmp_path: Path) -> 
     line = mtp_lines[0]
     assert line.startswith("mtp: failed: study allfail-study: all 2 trials failed"), line
     assert "DataError: dataset.target 'nope1' is not a column" in line, line
+
+
+def test_main_in_a_callers_process_leaves_its_signal_handlers_and_environment(
+    tmp_path: Path,
+) -> None:
+    """A driver script (or a test) that calls ``mtp.cli.main`` gets back its own SIGINT and
+    SIGTERM handlers and no Tune settings meant for one command."""
+    import signal
+
+    from mtp.cli import main
+
+    def mine(signum: int, frame: Any) -> None:
+        raise AssertionError("not called")
+
+    env = dict(os.environ)
+    before = {s: signal.signal(s, mine) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        # a tune command that fails on its config, after the handlers are installed
+        assert main(["tune", str(tmp_path / "missing.yaml")]) == 2
+        assert signal.getsignal(signal.SIGINT) is mine
+        assert signal.getsignal(signal.SIGTERM) is mine
+        assert {k: v for k, v in os.environ.items() if k.startswith("TUNE_")} == {
+            k: v for k, v in env.items() if k.startswith("TUNE_")}
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
