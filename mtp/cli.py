@@ -391,7 +391,7 @@ class _Signals:
     @classmethod
     def install(cls) -> dict[int, Any]:
         """Install the handlers; returns the ones they replace, for ``restore``."""
-        before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        before: dict[int, Any] = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         for sig in before:
             signal.signal(sig, cls._handle)
         return before
