@@ -18,6 +18,7 @@ import shlex
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -48,6 +49,18 @@ logger = logging.getLogger(__name__)
 _SHOWN_METRICS = ("val_loss", "val_accuracy", "val_f1", "val_mse", "val_r2")
 
 
+_STARTED = time.time()  # this module is imported first by the `mtp` command
+
+
+def _process_age_s() -> float:
+    """Seconds since this process started (interpreter start and imports included)."""
+    try:
+        import psutil  # Ray's dependency; light
+
+        return time.time() - psutil.Process().create_time()
+    except Exception:  # noqa: BLE001 - from this module's import, then
+        return time.time() - _STARTED
+
 def _fmt(v: float) -> str:
     return "nan" if math.isnan(v) else f"{v:.4f}"
 
@@ -61,6 +74,14 @@ def format_epoch(rec: dict[str, Any], total_epochs: int) -> str:
     if rec.get("is_best"):
         parts.append("*best")
     return "  ".join(parts)
+
+
+def format_phases(r: TrainingResult, cli_s: float | None = None) -> str:
+    """Where a run's wall time went (``mtp run -v``): the CLI's own start, then the phases of
+    ``train()`` (:data:`trainer.result.PHASES`)."""
+    parts = [f"cli {cli_s:.2f}s"] if cli_s is not None else []
+    parts += [f"{k} {v:.2f}s" for k, v in r.timings.phases.items()]
+    return "phases     " + "  ".join(parts)
 
 
 def format_summary(r: TrainingResult) -> str:
@@ -115,12 +136,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(format_epoch(rec, total), flush=True)
 
+    cli_s = _process_age_s()
     result = train(task, storage_path=args.storage_path, run_name=args.run_name,
                    address=args.address, on_epoch=on_epoch, use_cache=not args.no_cache)
     if args.json:
         print(result.model_dump_json(indent=1))
     else:
         print(format_summary(result), flush=True)
+        if args.verbose and result.cache_hit is None and result.timings.phases:
+            print(format_phases(result, cli_s), flush=True)
     return EXIT_OK
 
 

@@ -10,6 +10,7 @@ import inspect
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import grimp
 import pytest
@@ -95,3 +96,21 @@ def test_the_placement_group_table_fields_the_reaper_reads_still_exist() -> None
     assert {"placement_group_id", "state", "creator_job_id", "creator_actor_id",
             "creator_actor_dead", "is_detached"} <= fields
     assert callable(state._connect_and_get_accessor)
+
+
+def test_the_lean_trainer_drops_exactly_the_callbacks_it_names() -> None:
+    """``trainer._ray_train.LeanTorchTrainer`` overrides Ray Train's private
+    ``_create_default_callbacks``: a Ray upgrade that renames it (or stops creating those
+    callbacks) would silently bring the dataset manager and cleaner processes back."""
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from trainer._ray_train import DROPPED_CALLBACKS, LeanTorchTrainer
+
+    def kinds(trainer: Any) -> set[type]:
+        return {type(c) for c in trainer._create_default_callbacks()}
+
+    plain = kinds(TorchTrainer(lambda: None, scaling_config=ScalingConfig(num_workers=1)))
+    lean = kinds(LeanTorchTrainer(lambda: None, scaling_config=ScalingConfig(num_workers=1)))
+    assert set(DROPPED_CALLBACKS) <= plain, plain
+    assert lean == plain - set(DROPPED_CALLBACKS)

@@ -5,7 +5,13 @@ Driver scripts use ``train``::
     from trainer import load_task, train
     result = train(load_task("examples/digits_mlp.yaml"))
     print(result.final_metrics, result.weights_hash)
+
+Importing the package loads neither torch nor Ray (a cached rerun needs neither): ``train``
+imports them when it trains, ``load_model`` (loaded on first use) when it builds a module.
 """
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from mtp_core.ray_env import connect
 from mtp_core.spec import TrainingTask, load_task, parse_task
@@ -18,8 +24,10 @@ from trainer.errors import (
     TrainerError,
     TrainingFailedError,
 )
-from trainer.export import load_model
 from trainer.result import EpochRecord, TrainingResult, load_result
+
+if TYPE_CHECKING:
+    from trainer.export import load_model
 
 __all__ = [
     "DEFAULT_STORAGE_PATH",
@@ -42,3 +50,11 @@ __all__ = [
     "train",
     "train_local",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "load_model":
+        value = importlib.import_module("trainer.export").load_model
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'trainer' has no attribute {name!r}")

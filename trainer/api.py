@@ -12,7 +12,7 @@ storage path must be on a filesystem every node sees (NFS or similar), as for Ra
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
+import enum
 import json
 import logging
 import os
@@ -26,27 +26,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from pydantic import ValidationError
 
 from cluster.detector import HealthThresholds
 from cluster.errors import ClusterError
 from cluster.migrator import NoCapacityError
-from cluster.parameter_server import ShardLayout
 from cluster.supervision import Action, Limit, RestartLimits, Supervisor
-from consistency.identity import cache_key, task_params_for_key
 from mtp_core.atomic import CorruptFileError, atomic_write_text, read_json
 from mtp_core.errors import raised_error
-from mtp_core.hashing import canonical_json, data_hash
 from mtp_core.layout import RunLayout, ensure_storage
 from mtp_core.names import check_name
-from mtp_core.ray_env import connect
+from mtp_core.ray_env import apply_train_env, connect
 from mtp_core.resources import TaskResources
 from mtp_core.spec import Strategy, TrainingTask
 from mtp_core.version import __version__
-from trainer._collective import SingleProcess
 from trainer.checkpoint import CheckpointStore
-from trainer.data import Dataset, load_dataset
 from trainer.errors import (
     CheckpointError,
     ConfigError,
@@ -55,89 +49,21 @@ from trainer.errors import (
     TrainingFailedError,
 )
 from trainer.launch import WorkerLaunch
-from trainer.loop import DatasetMeta, TrainLoop, build_loss
-from trainer.models import MODEL_CODE_VERSION, build_model, check_model_size
-from trainer.result import EpochRecord, Timings, TrainingResult, load_result
+from trainer.prepare import PreparedTask, check_trainable, fingerprint, identify, identity, prepare
+from trainer.result import EpochRecord, PhaseClock, Timings, TrainingResult, load_result
 from trainer.reuse import ResultReuse
+from trainer.versions import code_version, torch_version
 
-__all__ = ["DEFAULT_STORAGE_PATH", "PreparedTask", "check_run_dir", "code_version", "connect",
+__all__ = ["DEFAULT_STORAGE_PATH", "Executor", "PreparedTask", "check_run_dir", "code_version",
+           "connect",
            "prepare", "resolve_storage", "train", "train_local"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_STORAGE_PATH = "./mtp_results"
 _PROGRESS_POLL_S = 0.25
-# Ray Train V2's controller drains each worker's one-slot report queue once per health-check
-# interval (2 s by default), so every ray.train.report() after the first waits up to that long:
-# a floor of 2 s per epoch. 0.5 s keeps short epochs cheap; a value the user set wins.
-_HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
-_HEALTH_CHECK_DEFAULT_S = "0.5"
 _CONTROLLER_FAILURE_LIMIT = 3
 _NODE_ID_LABEL = "ray.io/node-id"  # the label Ray puts on every node (ray._raylet.RAY_NODE_ID_KEY)
-
-
-class PreparedTask:
-    """A validated task with its data loaded, hashed and its seed derived (no Ray needed)."""
-
-    def __init__(self, task: TrainingTask, dataset: Dataset) -> None:
-        self.task = task
-        self.dataset = dataset
-        self.meta = DatasetMeta(dataset.kind, dataset.num_classes)
-        self.data_hash = data_hash(dataset.features, dataset.targets)
-        seed = task.consistency.deterministic.resolve_seed(task.task_id, self.data_hash)
-        # deterministic.enabled=false: a fresh seed per run (results vary, as asked)
-        self.seed = seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
-        self.fingerprint = _fingerprint(task, self.data_hash, self.seed)
-        self.cache_key = cache_key(task.task_id, task_params_for_key(task.canonical_dict()),
-                                   self.data_hash, MODEL_CODE_VERSION, code_version())
-
-
-def code_version() -> str:
-    """The code whose numerics a result depends on: this platform, torch and numpy."""
-    return f"mtp-{__version__}+torch-{torch.__version__}+numpy-{np.__version__}"
-
-
-def _identity(task: TrainingTask) -> dict[str, Any]:
-    """The parts of a task a run directory's checkpoints and results depend on.
-
-    Epoch count, early stopping, checkpoint policy and resources may change between runs of
-    the same training (extending a run is allowed); model, data, optimizer, loss and split
-    may not.
-    """
-    d = task.canonical_dict()
-    training = {k: v for k, v in d["training"].items()
-                if k not in ("epochs", "early_stopping", "checkpoint")}
-    key = {"task_id": task.task_id, "model": d["model"], "dataset": d["dataset"],
-           "hyperparameters": d["hyperparameters"], "training": training}
-    if task.strategy is not Strategy.DDP:  # the optimizer state lives on the server shards
-        key["strategy"] = {"name": task.strategy.value, "ps": d["ps"] or {}}
-    return key
-
-
-def _fingerprint(task: TrainingTask, digest: str, seed: int) -> str:
-    """What must match for a checkpoint to be resumable by this task: its identity, the
-    data's content hash and the seed."""
-    return hashlib.sha256(canonical_json({**_identity(task), "data": digest, "seed": seed})
-                          ).hexdigest()
-
-
-def prepare(task: TrainingTask) -> PreparedTask:
-    """Load and check the data and the model/loss choice; raises ConfigError / DataError."""
-    dataset = load_dataset(task.dataset)
-    task.check_kind(dataset.kind)  # a monitor metric or loss the data's kind never produces
-    build_loss(task, dataset.kind)
-    shape = dataset.sample_shape
-    # before a byte of the model is allocated: a model that cannot fit is a ConfigError
-    check_model_size(task.model, shape, dataset.kind, dataset.num_classes,
-                     task.training.optimizer, task.hyperparameters.momentum)
-    model = build_model(task.model, shape, dataset.kind, dataset.num_classes,
-                        np.zeros(shape, np.float32), np.ones(shape, np.float32))
-    if task.strategy is Strategy.PARAMETER_SERVER:
-        try:
-            ShardLayout.for_module(model, task.ps_spec.num_shards)
-        except ClusterError as err:
-            raise ConfigError(f"invalid task config: {err}") from None
-    return PreparedTask(task, dataset)
 
 
 def _run_dir_problem(layout: RunLayout, task: TrainingTask, prepared: PreparedTask
@@ -164,7 +90,7 @@ def _run_dir_problem(layout: RunLayout, task: TrainingTask, prepared: PreparedTa
             stored_task = TrainingTask.model_validate(stored.task)
         except ValidationError:
             return f"its result.json holds a task this version cannot read ({layout.result})"
-        if _fingerprint(stored_task, stored.data_hash, stored.seed) != prepared.fingerprint:
+        if fingerprint(stored_task, stored.data_hash, stored.seed) != prepared.fingerprint:
             return "it holds the result of " + _other_run(
                 stored_task, task, (stored.data_hash, stored.seed),
                 (prepared.data_hash, prepared.seed))
@@ -176,7 +102,7 @@ def _run_dir_problem(layout: RunLayout, task: TrainingTask, prepared: PreparedTa
             stored_task = TrainingTask.model_validate(read_json(layout.task))
         except (CorruptFileError, ValidationError):
             return f"it holds a task.json that is not a task of this version ({layout.task})"
-        if _identity(stored_task) != _identity(task):
+        if identity(stored_task) != identity(task):
             return "it holds a run of " + _other_run(stored_task, task)
     elif found is None:
         strays = [p.name for p in (layout.model, layout.final) if p.exists()]
@@ -196,7 +122,7 @@ def _other_run(stored: TrainingTask, task: TrainingTask, stored_data: tuple[str,
     """``another task ('x')`` or ``task 'p' with other settings (training, data)``."""
     if stored.task_id != task.task_id:
         return f"another task ({stored.task_id!r})"
-    a, b = _identity(stored), _identity(task)
+    a, b = identity(stored), identity(task)
     differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
     if stored_data[0] != data[0]:
         differ.append("the data's content")
@@ -248,7 +174,7 @@ def _ray_train_log_level() -> str:
 def _versions() -> dict[str, str]:
     import ray
 
-    return {"mtp": __version__, "torch": torch.__version__, "ray": ray.__version__,
+    return {"mtp": __version__, "torch": torch_version(), "ray": ray.__version__,
             "numpy": np.__version__, "python": platform.python_version()}
 
 
@@ -273,6 +199,32 @@ def resolve_storage(storage_path: str | Path | None) -> Path:
     return storage.expanduser().resolve()
 
 
+class Executor(enum.Enum):
+    """Where a run's epochs execute.
+
+    ``RAY_TRAIN``: Ray Train's workers (any world size), watched by the fault detector and
+    resumed elsewhere by the task migrator. ``IN_PROCESS``: this process, world size 1, the
+    same loop and numerics as a 1-worker Ray Train run (the same weights hash), without a
+    worker group: a Ray Tune trial's own actor trains its task this way, and Tune's retries
+    replace Ray Train's.
+    """
+
+    RAY_TRAIN = "ray_train"
+    IN_PROCESS = "in_process"
+
+
+def _import_training(executor: Executor) -> None:
+    """What a training run imports, at once and early (its time is the ``imports`` phase)."""
+    if executor is Executor.RAY_TRAIN:
+        import ray.train.torch  # noqa: F401
+
+        import trainer.workers  # noqa: F401
+    import torch  # noqa: F401
+
+    import trainer.loop  # noqa: F401
+    import trainer.models  # noqa: F401
+
+
 def train(
     task: TrainingTask,
     *,
@@ -282,6 +234,7 @@ def train(
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     use_cache: bool = True,
     node_ids: list[str] | None = None,
+    executor: Executor = Executor.RAY_TRAIN,
 ) -> TrainingResult:
     """Train ``task`` data-parallel on Ray and return its stored result.
 
@@ -290,15 +243,23 @@ def train(
     parameters, data hash, code versions) is reused from the local cache or the cluster's
     registry without starting any worker, and an identical task that another driver is
     training right now is waited for instead of trained twice (see :mod:`trainer.reuse`).
+    A local cache hit imports neither torch nor Ray.
     ``on_epoch`` is called in the driver with each epoch's metrics as rank 0 reports them.
     ``node_ids`` pins rank ``i`` to node ``node_ids[i]`` (consensus verification uses it).
+    ``executor`` says where the epochs run (:class:`Executor`); ``IN_PROCESS`` takes 1-worker
+    ``ddp`` tasks only. The result's ``timings.phases`` say where the wall time went.
     """
-
-    t_start = time.time()
+    clock = PhaseClock()
     if run_name is not None:
         check_name(run_name, "run name")
+    if executor is Executor.IN_PROCESS and (task.resources.num_workers != 1
+                                            or task.strategy is not Strategy.DDP):
+        raise ConfigError(f"task {task.task_id!r}: in-process training takes one ddp worker, "
+                          f"the task has resources.num_workers={task.resources.num_workers} "
+                          f"and strategy={task.strategy.value}")
     storage = ensure_storage(resolve_storage(storage_path))
-    prepared = prepare(task)
+    prepared = identify(task)
+    clock.mark("data")
     spec = task.consistency
     reuse = ResultReuse(task, prepared.cache_key, storage) if use_cache else None
     if reuse is not None:
@@ -306,19 +267,28 @@ def train(
         if hit is not None:
             logger.info("task %s: result reused from the local cache (%s)", task.task_id,
                         hit.run_dir)
-            import ray
+            import sys
 
-            if ray.is_initialized() and spec.sharing.enabled:  # counted cluster-wide; a
-                # driver without Ray is not connected just to count
+            ray = sys.modules.get("ray")  # a driver without Ray is not connected just to
+            if ray is not None and ray.is_initialized() and spec.sharing.enabled:  # count
                 from consistency.actors import get_result_registry
 
                 get_result_registry(storage).note_cache.remote(True)
             return hit
+    clock.mark("cache")
     # before Ray starts: a run directory this run may not use fails fast, nothing written
     check_run_dir(RunLayout.of(storage / (run_name or task.task_id)), task, prepared)
-    connect(address)
+    _import_training(executor)
+    clock.mark("imports")
+    check_trainable(prepared)
+    clock.mark("data")
+    shared = reuse is not None and spec.sharing.enabled
+    if executor is Executor.RAY_TRAIN or shared:  # in-process, unshared: no Ray needed
+        apply_train_env()
+        connect(address)
+        clock.mark("ray")
     registry = None
-    if reuse is not None and spec.sharing.enabled:
+    if shared and reuse is not None:
         from consistency.actors import get_result_registry
 
         registry = get_result_registry(storage)
@@ -327,9 +297,13 @@ def train(
             logger.info("task %s: result reused from the registry (%s)", task.task_id,
                         hit.run_dir)
             return hit
+    clock.mark("cache")
     try:
-        result = _train(task, prepared, storage, run_name, address, on_epoch, node_ids,
-                        t_start)
+        if executor is Executor.IN_PROCESS:
+            result = _train_in_process(task, prepared, storage, run_name, on_epoch, clock)
+        else:
+            result = _train(task, prepared, storage, run_name, address, on_epoch, node_ids,
+                            clock)
         if result.diverged is not None:  # stored, never cached or shared
             hp = task.hyperparameters
             raise TrainingDivergedError(
@@ -348,21 +322,25 @@ def train(
             reuse.release(registry)
 
 
+def _start_run_dir(task: TrainingTask, storage: Path, run_name: str | None) -> RunLayout:
+    layout = RunLayout.of(storage / (run_name or task.task_id))
+    layout.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(layout.task, json.dumps(task.canonical_dict(), indent=1))
+    return layout
+
+
 def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: str | None,
            address: str | None, on_epoch: Callable[[dict[str, Any]], None] | None,
-           node_ids: list[str] | None, t_start: float) -> TrainingResult:
+           node_ids: list[str] | None, clock: PhaseClock) -> TrainingResult:
     run_name = run_name or task.task_id
-    run_dir = storage / run_name
-    layout = RunLayout.of(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(layout.task, json.dumps(task.canonical_dict(), indent=1))
+    layout = _start_run_dir(task, storage, run_name)
+    run_dir = layout.root
 
     import ray
     from ray.util.queue import Empty, Queue
 
     from cluster.actors import get_fault_detector, get_task_migrator
 
-    os.environ.setdefault(_HEALTH_CHECK_ENV, _HEALTH_CHECK_DEFAULT_S)
     connect(address)
     _check_capacity(task)
     ft = task.fault_tolerance
@@ -400,6 +378,7 @@ def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: 
     pump_thread = threading.Thread(target=pump, name="mtp-progress", daemon=True)
     if progress is not None:
         pump_thread.start()
+    fit_start = clock.mark("control_plane")
     try:
         if task.strategy is Strategy.PARAMETER_SERVER:
             _run_ps(task, task_key, layout, launch)
@@ -407,6 +386,7 @@ def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: 
             _supervise(task, task_key, storage, run_name, layout, launch, detector,
                        migrator, node_ids)
     finally:
+        fit_end = time.time()
         stop.set()
         if progress is not None:
             pump_thread.join(timeout=10)
@@ -414,22 +394,34 @@ def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: 
         del data_ref
         detector.retire_task.remote(task_key)
 
-    return _collect_result(task, prepared, run_name, run_dir, t_start)
+    return _collect_result(task, prepared, run_name, run_dir, clock.start,
+                           clock=clock, fit_span=(fit_start, fit_end))
 
+
+def _train_in_process(task: TrainingTask, prepared: PreparedTask, storage: Path,
+                      run_name: str | None, on_epoch: Callable[[dict[str, Any]], None] | None,
+                      clock: PhaseClock) -> TrainingResult:
+    run_name = run_name or task.task_id
+    layout = _start_run_dir(task, storage, run_name)
+    fit_start = clock.mark("control_plane")
+    _run_here(prepared, layout.root, on_epoch=on_epoch)
+    return _collect_result(task, prepared, run_name, layout.root, clock.start, clock=clock,
+                           fit_span=(fit_start, time.time()))
 
 
 def _make_trainer(task: TrainingTask, run_name: str, storage: Path, launch: WorkerLaunch,
                   node_ids: list[str] | None, max_failures: int) -> Any:
     from ray.train import FailureConfig, LoggingConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchConfig
 
+    from trainer._ray_train import LeanTorchTrainer
     from trainer.workers import ray_train_worker  # imports Ray: deferred
 
     res = task.resources
     per_worker = TaskResources.of(task).worker_bundle()
     # after a migration each rank is pinned to the node the migrator chose for it
     selector = [{_NODE_ID_LABEL: nid} for nid in node_ids] if node_ids else None
-    return TorchTrainer(
+    return LeanTorchTrainer(
         ray_train_worker,
         train_loop_config={"launch": launch},
         torch_config=TorchConfig(backend="nccl" if res.use_gpu else "gloo"),
@@ -567,7 +559,14 @@ def _run_ps(task: TrainingTask, task_key: str, layout: RunLayout, launch: Worker
 
 
 def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, run_dir: Path,
-                    t_start: float) -> TrainingResult:
+                    t_start: float, *, clock: PhaseClock | None = None,
+                    fit_span: tuple[float, float] | None = None) -> TrainingResult:
+    """Read the run's ``final.json`` into its :class:`TrainingResult` and store it.
+
+    With ``clock`` and ``fit_span`` (when the workers ran: the call that started them and its
+    return), the workers' part of the wall time is split by their epochs' own clocks:
+    ``worker_start`` up to this call's first epoch, ``first_epoch``, ``epochs``, ``teardown``.
+    """
     layout = RunLayout.of(run_dir)
     if not layout.final.is_file():
         raise TrainingFailedError(f"training finished but {layout.final} was not written")
@@ -583,6 +582,9 @@ def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, r
     ckpts = store.list()
     best = store.best()
     best_rec = next((r for r in history if r.epoch == summary["best_epoch"]), None)
+    if clock is not None and fit_span is not None:
+        _charge_workers(clock, fit_span, [r for r in raw_history if r["start_unix"] >= t_start])
+        clock.mark("result")
     result = TrainingResult(
         task_id=task.task_id,
         task_name=task.name,
@@ -618,6 +620,7 @@ def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, r
             train_time_s=train_time,
             samples_per_s=samples / train_time if train_time > 0 else 0.0,
             steady_samples_per_s=statistics.median(steady) if steady else 0.0,
+            phases=clock.ordered() if clock is not None else {},
         ),
         versions=_versions(),
         created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -628,6 +631,23 @@ def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, r
     return result
 
 
+def _charge_workers(clock: PhaseClock, fit_span: tuple[float, float],
+                    epochs: list[dict[str, Any]]) -> None:
+    fit_start, fit_end = fit_span
+    if not epochs:  # nothing trained in this call (an interrupted or resumed-complete run)
+        clock.add("worker_start", fit_end - fit_start)
+    else:
+        first, last = epochs[0], epochs[-1]
+        first_end = first["start_unix"] + first["epoch_time_s"]
+        last_end = last["start_unix"] + last["epoch_time_s"]
+        clock.add("worker_start", first["start_unix"] - fit_start)
+        clock.add("first_epoch", first["epoch_time_s"])
+        if len(epochs) > 1:
+            clock.add("epochs", last_end - first_end)
+        clock.add("teardown", fit_end - last_end)
+    clock.restart_at(fit_end)
+
+
 def train_local(task: TrainingTask, *, storage_path: str | Path, run_name: str | None = None,
                 device: str | None = None) -> dict[str, Any]:
     """Run the training loop in this process with world size 1 (no Ray); returns the summary.
@@ -636,9 +656,23 @@ def train_local(task: TrainingTask, *, storage_path: str | Path, run_name: str |
     ``cuda`` when the task asks for GPUs and one is visible, else ``cpu``. The loop runs with
     ``resources.cpus_per_worker`` torch threads, as a Ray worker of the task would: CPU kernels'
     results depend on the thread count, which torch otherwise takes from the machine's cores.
+    Nothing is cached or stored as a result (see ``train(..., executor=Executor.IN_PROCESS)``).
     """
     prepared = prepare(task)
     run_dir = Path(storage_path).resolve() / (run_name or task.task_id)
+    return _run_here(prepared, run_dir, device)
+
+
+def _run_here(prepared: PreparedTask, run_dir: Path, device: str | None = None,
+              on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """World size 1 in this process, with the torch thread count a 1-worker Ray Train run's
+    worker has (``cpus_per_worker``) and no process group: the same numerics."""
+    import torch
+
+    from trainer._collective import SingleProcess
+    from trainer.loop import TrainLoop
+
+    task = prepared.task
     if device is None:
         device = "cuda" if task.resources.use_gpu and torch.cuda.is_available() else "cpu"
     threads = torch.get_num_threads()
@@ -646,8 +680,7 @@ def train_local(task: TrainingTask, *, storage_path: str | Path, run_name: str |
     try:
         loop = TrainLoop(task, prepared.dataset.features, prepared.dataset.targets,
                          prepared.meta, prepared.seed, run_dir, prepared.fingerprint,
-                         SingleProcess(), device=torch.device(device))
+                         SingleProcess(), device=torch.device(device), on_epoch=on_epoch)
         return loop.run()
     finally:
         torch.set_num_threads(threads)
-

@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from mtp_core.atomic import atomic_write_text
 from mtp_core.spec import CheckpointPolicy, Compression
 from trainer.errors import CheckpointError
@@ -185,6 +183,8 @@ class CheckpointStore:
         metrics: dict[str, float],
         fingerprint: str,
     ) -> CheckpointInfo:
+        import torch  # listing and verifying need no torch: a cached rerun checks run dirs
+
         buf = io.BytesIO()
         torch.save(state, buf)
         payload = _compress(buf.getvalue(), self.policy.compression)
@@ -273,6 +273,8 @@ class CheckpointStore:
         if data is None:
             return None
         try:
+            import torch
+
             state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - any unpickling failure means unusable
             logger.warning("skipping checkpoint %s: cannot deserialize (%s)", info.path, err)

@@ -2,7 +2,8 @@
 
 The driver loads the dataset once (``load_dataset``), checks it, hashes it, and puts the arrays
 in Ray's object store; every worker reads the same arrays zero-copy and takes its own shard of
-each epoch's permutation through a ``DistributedSampler`` whose epoch is set every epoch.
+each epoch's permutation (:class:`trainer.batches.ShardedBatches`). Nothing here imports torch:
+a cached rerun loads, hashes and looks up its data without it.
 
 Every problem with the data is one :class:`DataError` naming the file, the column, the value
 and what is allowed: bad bytes, duplicate or missing columns, missing values, a target that is
@@ -14,14 +15,11 @@ header not included.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch.utils.data import DistributedSampler
 
 from mtp_core.spec import (
     SKLEARN_KINDS,
@@ -31,6 +29,7 @@ from mtp_core.spec import (
     SyntheticDataset,
     TaskKind,
 )
+from trainer.data_memo import memoized
 from trainer.errors import DataError
 
 if TYPE_CHECKING:  # pyarrow is imported when a file is read
@@ -41,7 +40,7 @@ __all__ = [
     "MAX_CLASSES",
     "MAX_INFERRED_CLASSES",
     "Dataset",
-    "ShardedBatches",
+    "DatasetMeta",
     "available_memory",
     "feature_stats",
     "format_bytes",
@@ -239,19 +238,22 @@ def _finish(
 
 
 def _load_sklearn(spec: SklearnDataset) -> Dataset:
-    from sklearn import datasets
+    def build() -> tuple[np.ndarray, np.ndarray, list[str]]:
+        from sklearn import datasets
 
-    loader = {
-        "digits": datasets.load_digits,
-        "breast_cancer": datasets.load_breast_cancer,
-        "wine": datasets.load_wine,
-        "iris": datasets.load_iris,
-        "diabetes": datasets.load_diabetes,
-    }[spec.name]
-    bunch = loader()
-    x = np.asarray(bunch.data)
-    y = np.asarray(bunch.target)
-    names = [str(n) for n in getattr(bunch, "feature_names", [f"f{i}" for i in range(x.shape[1])])]
+        loader = {
+            "digits": datasets.load_digits,
+            "breast_cancer": datasets.load_breast_cancer,
+            "wine": datasets.load_wine,
+            "iris": datasets.load_iris,
+            "diabetes": datasets.load_diabetes,
+        }[spec.name]
+        bunch = loader()
+        x = np.asarray(bunch.data)
+        names = getattr(bunch, "feature_names", [f"f{i}" for i in range(x.shape[1])])
+        return x, np.asarray(bunch.target), [str(n) for n in names]
+
+    x, y, names = memoized({"source": "sklearn", "name": spec.name}, build)
     if spec.name == "digits" and spec.image_shape is None:
         spec = spec.model_copy(update={"image_shape": (1, 8, 8)})
     return _finish(f"sklearn:{spec.name}", x, y, SKLEARN_KINDS[spec.name], names, spec)
@@ -267,15 +269,33 @@ def _load_synthetic(spec: SyntheticDataset, available_bytes: int | None) -> Data
         "lower dataset.n_samples or dataset.n_features",
         available_bytes,
     )
+    informative = spec.n_informative or max(1, spec.n_features // 2)
+    if spec.kind is TaskKind.CLASSIFICATION and spec.n_classes > 2**informative:
+        raise DataError(
+            f"dataset.n_classes={spec.n_classes} needs n_informative >= "
+            f"{int(np.ceil(np.log2(spec.n_classes)))} (got {informative})"
+        )
+
+    def build() -> tuple[np.ndarray, np.ndarray, list[str]]:
+        x, y = _generate(spec, informative)
+        return x, y, [f"x{i}" for i in range(spec.n_features)]
+
+    key = {"source": "synthetic", **spec.model_dump(mode="json", include=_GENERATOR_FIELDS)}
+    x, y, names = (memoized(key, build) if values <= _MEMO_MAX_VALUES else build())
+    return _finish(f"synthetic:{spec.kind.value}", x, y, spec.kind, names, spec)
+
+
+#: What a generated dataset's arrays depend on (the rest of the spec is applied after).
+_GENERATOR_FIELDS = {"kind", "n_samples", "n_features", "n_classes", "n_informative", "noise",
+                     "seed"}
+#: Generated datasets up to this many values (8 MB as float64) are kept on disk.
+_MEMO_MAX_VALUES = 1_000_000
+
+
+def _generate(spec: SyntheticDataset, informative: int) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import make_classification, make_regression
 
-    informative = spec.n_informative or max(1, spec.n_features // 2)
     if spec.kind is TaskKind.CLASSIFICATION:
-        if spec.n_classes > 2**informative:
-            raise DataError(
-                f"dataset.n_classes={spec.n_classes} needs n_informative >= "
-                f"{int(np.ceil(np.log2(spec.n_classes)))} (got {informative})"
-            )
         x, y = make_classification(
             n_samples=spec.n_samples,
             n_features=spec.n_features,
@@ -294,8 +314,7 @@ def _load_synthetic(spec: SyntheticDataset, available_bytes: int | None) -> Data
             random_state=spec.seed,
         )
         y = y / max(float(np.std(y)), 1e-12)  # unit-scale targets keep default lrs sensible
-    names = [f"x{i}" for i in range(spec.n_features)]
-    return _finish(f"synthetic:{spec.kind.value}", x, y, spec.kind, names, spec)
+    return x, y
 
 
 def _shown(names: list[str], most: int = 20) -> str:
@@ -697,46 +716,9 @@ def validation_shard(n: int, rank: int, world_size: int) -> np.ndarray:
     return np.arange(rank, n, world_size)
 
 
-class ShardedBatches:
-    """This rank's batches of one epoch, in the order a seeded DistributedSampler gives.
+@dataclass(frozen=True)
+class DatasetMeta:
+    """What the workers need to know about the data besides the arrays."""
 
-    Batches are gathered by tensor indexing (one gather per batch) rather than per-sample
-    ``__getitem__`` plus collate, which costs more than the step itself for small models.
-    """
-
-    def __init__(
-        self,
-        features: torch.Tensor,
-        targets: torch.Tensor,
-        batch_size: int,
-        rank: int,
-        world_size: int,
-        seed: int,
-    ) -> None:
-        self.features = features
-        self.targets = targets
-        self.batch_size = batch_size
-        self.sampler: DistributedSampler[int] = DistributedSampler(
-            range(len(features)),  # type: ignore[arg-type]
-            num_replicas=world_size,
-            rank=rank,
-            shuffle=True,
-            seed=seed % (2**63),
-            drop_last=False,
-        )
-
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return (len(self.sampler) + self.batch_size - 1) // self.batch_size
-
-    @property
-    def samples_per_epoch(self) -> int:
-        return len(self.sampler)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.tensor(list(iter(self.sampler)), dtype=torch.long)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            yield self.features.index_select(0, idx), self.targets.index_select(0, idx)
+    kind: TaskKind
+    num_classes: int

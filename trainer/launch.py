@@ -7,7 +7,7 @@ from typing import Any
 
 from mtp_core.layout import RunLayout
 from mtp_core.spec import TrainingTask
-from trainer.loop import DatasetMeta
+from trainer.data import DatasetMeta
 
 __all__ = ["WorkerLaunch"]
 

@@ -34,8 +34,9 @@ from mtp_core.hashing import rank_seed
 from mtp_core.layout import RunLayout
 from mtp_core.spec import LossName, OptimizerName, TaskKind, TrainingTask
 from trainer._collective import Collective
+from trainer.batches import ShardedBatches
 from trainer.checkpoint import CheckpointScheduler, CheckpointStore, SaveReason
-from trainer.data import ShardedBatches, feature_stats, split_indices, validation_shard
+from trainer.data import DatasetMeta, feature_stats, split_indices, validation_shard
 from trainer.determinism import (
     capture_rng_state,
     enable_deterministic_algorithms,
@@ -57,12 +58,6 @@ __all__ = ["DatasetMeta", "TrainLoop", "build_loss", "build_optimizer", "first_n
 logger = logging.getLogger(__name__)
 
 _EVAL_CHUNK = 8192
-
-
-@dataclass(frozen=True)
-class DatasetMeta:
-    kind: TaskKind
-    num_classes: int
 
 
 @dataclass

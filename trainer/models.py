@@ -25,13 +25,11 @@ from mtp_core.spec import (
 )
 from trainer.data import available_memory, format_bytes
 from trainer.errors import ConfigError
+from trainer.versions import MODEL_CODE_VERSION  # re-exported: the builders' version
 
 __all__ = ["MODEL_CODE_VERSION", "ModelSize", "Standardize", "build_model", "check_model_size",
            "count_parameters", "model_size"]
 
-#: Bump when a model builder below changes what it builds (layers, initialisation): it is part
-#: of the result cache key, so results of the old architecture code stop matching.
-MODEL_CODE_VERSION = "models-v1"
 
 _ACTIVATIONS: dict[Activation, type[nn.Module]] = {
     Activation.RELU: nn.ReLU,

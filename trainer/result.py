@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ from mtp_core.layout import RunLayout
 from mtp_core.spec import format_validation_error
 from trainer.errors import ResultFileError
 
-__all__ = ["CacheHit", "Divergence", "EpochRecord", "Timings", "TrainingResult", "load_result"]
+__all__ = ["PHASES", "CacheHit", "Divergence", "EpochRecord", "PhaseClock", "Timings",
+           "TrainingResult", "load_result"]
 
 RESULT_FILE = RunLayout.of(".").result.name
 
@@ -75,6 +77,49 @@ class Divergence(BaseModel):
         return f"{self.metric} is {self.value} at epoch {self.epoch}"
 
 
+#: The phases of ``train()`` a result's timings break the wall time into (those a run went
+#: through): importing what training needs, loading and hashing the data (and checking the
+#: model), looking the result up in the cache and registry, starting or joining Ray, the
+#: platform's control-plane actors (fault detector, task migrator) and the data put in the
+#: object store, starting the workers (Ray Train's controller and worker group, the process
+#: group; to the first epoch's start), the first epoch, the other epochs, teardown (last
+#: epoch's end to the workers' exit) and writing the result.
+PHASES = ("imports", "data", "cache", "ray", "control_plane", "worker_start", "first_epoch",
+          "epochs", "teardown", "result")
+
+
+class PhaseClock:
+    """Splits one ``train()`` call's wall time into :data:`PHASES`.
+
+    ``mark(phase)`` charges the time since the previous mark (or the start) to ``phase``;
+    ``add`` charges a span measured elsewhere (the workers' epochs). A phase marked twice adds
+    up (the data is read before the cache lookup and the model checked after it).
+    """
+
+    def __init__(self, start: float | None = None) -> None:
+        self.start = time.time() if start is None else start
+        self._last = self.start
+        self.phases: dict[str, float] = {}
+
+    def mark(self, phase: str) -> float:
+        now = time.time()
+        self.add(phase, now - self._last)
+        self._last = now
+        return now
+
+    def add(self, phase: str, seconds: float) -> None:
+        if phase not in PHASES:
+            raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
+        self.phases[phase] = self.phases.get(phase, 0.0) + max(0.0, seconds)
+
+    def restart_at(self, when: float) -> None:
+        """The next ``mark`` measures from ``when`` (after spans charged with ``add``)."""
+        self._last = when
+
+    def ordered(self) -> dict[str, float]:
+        return {p: round(self.phases[p], 4) for p in PHASES if p in self.phases}
+
+
 class Timings(BaseModel):
     model_config = _RESULT_CONFIG
 
@@ -85,6 +130,10 @@ class Timings(BaseModel):
     steady_samples_per_s: float = Field(
         description="Median per-epoch throughput excluding the first epoch (warm-up)."
     )
+    phases: dict[str, float] = Field(
+        default_factory=dict,
+        description="Where the wall time went, in order, seconds: " + ", ".join(PHASES) + ".")
+
 
 
 class TrainingResult(BaseModel):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from consistency.cache import ResultCache
-from consistency.hashing import state_dict_hash
+from consistency.hashing import array_dict_hash
 from consistency.store import CLAIM_TIMEOUT_S, ClaimOutcome, RegistryEntry
 from mtp_core.spec import TrainingTask
 from trainer.result import CacheHit, TrainingResult
@@ -58,7 +58,7 @@ def usable_result(entry: dict[str, Any] | None, where: str) -> TrainingResult | 
     """The stored result, if its model file is there and matches its weights hash."""
     if entry is None:
         return None
-    from safetensors.torch import load_file
+    from safetensors.numpy import load_file  # verifying a hit needs no torch
 
     try:
         result = TrainingResult.model_validate(entry["result"])
@@ -67,7 +67,7 @@ def usable_result(entry: dict[str, Any] | None, where: str) -> TrainingResult | 
         logger.warning("ignoring the %s entry: its result or model is unreadable (%s)",
                        where, err)
         return None
-    digest = state_dict_hash(state)
+    digest = array_dict_hash(state)
     if digest != result.weights_hash:
         logger.warning("ignoring the %s entry for task %s: %s hashes to %s, the result says %s",
                        where, result.task_id, result.model_path, digest[:12],
@@ -147,11 +147,11 @@ class ResultReuse:
 
     def publish(self, result: TrainingResult, registry: Any | None) -> None:
         """Store a freshly trained result locally and share it with the cluster."""
-        import ray
-
         self._remember(result.model_copy(update={"cache_hit": None}))
         if registry is None:
             return
+        import ray
+
         entry = registry_entry(self.key, result,
                                node_id=ray.get_runtime_context().get_node_id(),
                                ttl_s=self.task.consistency.cache.ttl_s)

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from consistency.hashing import state_dict_hash
@@ -59,3 +61,32 @@ def test_state_dict_hash() -> None:
     assert state_dict_hash(sd2) != h
     assert state_dict_hash({"x": torch.tensor(1.0)}) != state_dict_hash(
         {"x": torch.tensor(1.0, dtype=torch.float64)})
+
+
+@pytest.mark.parametrize("tensor", [
+    torch.randn(3, 4), torch.tensor(5, dtype=torch.int64), torch.zeros(0),
+    torch.tensor([True, False]), torch.randn(2, dtype=torch.float64),
+    torch.randint(0, 9, (3,), dtype=torch.uint8), torch.randn(4, 3).t(),
+    torch.arange(6, dtype=torch.int32).reshape(2, 3)[:, ::2],
+], ids=["float32", "int64-0d", "empty", "bool", "float64", "uint8", "transposed", "strided"])
+def test_the_numpy_hash_of_weights_is_their_torch_hash(tensor: torch.Tensor,
+                                                       tmp_path: Path) -> None:
+    """A cache hit is verified from the safetensors file read as numpy (no torch import):
+    the digest must be the one the run recorded from its torch tensors."""
+    from safetensors.numpy import load_file
+    from safetensors.torch import save_file
+
+    from consistency.hashing import array_dict_hash
+
+    state = {"w": tensor, "bias": torch.ones(2)}
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "m.safetensors")
+    assert array_dict_hash(load_file(tmp_path / "m.safetensors")) == state_dict_hash(state)
+    assert array_dict_hash({k: v.numpy() for k, v in state.items()}) == state_dict_hash(state)
+    other = {"w": tensor, "bias": torch.zeros(2)}
+    assert array_dict_hash({k: v.numpy() for k, v in other.items()}) != state_dict_hash(state)
+
+
+def test_the_torch_version_in_cache_keys_is_the_imported_torchs() -> None:
+    from trainer.versions import torch_version
+
+    assert torch_version() == torch.__version__

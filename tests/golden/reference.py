@@ -3,7 +3,7 @@
 A reference is a task config plus overrides trained at one world size on CPU. Its golden file
 (``tests/golden/<name>.json``) records the per-epoch ``train_loss``, ``val_loss`` and
 ``val_accuracy`` exactly as the run stores them (JSON of the Python float: repr round-trips),
-the seed, the final weights hash, and the ``MODEL_CODE_VERSION`` (trainer/models.py, part of the
+the seed, the final weights hash, and the ``MODEL_CODE_VERSION`` (trainer/versions.py, part of the
 result cache key) and torch/numpy versions it was recorded under. Numbers that change while
 ``MODEL_CODE_VERSION`` does not would let the cache serve results of the old code, so the
 mismatch message says to bump it.
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from trainer import TrainingResult, TrainingTask, load_task
-from trainer.models import MODEL_CODE_VERSION
+from trainer.versions import MODEL_CODE_VERSION
 
 __all__ = ["METRICS", "REFERENCES", "WS1", "WS2", "GoldenMismatch", "Numerics", "Reference",
            "check", "mismatch", "record", "run"]
@@ -166,8 +166,8 @@ def mismatch(reference: Reference, golden: dict[str, Any], observed: Numerics) -
         return (f"numerics changed ({diff}) under {versions()}, recorded under "
                 f"{golden['versions']}: the cache key already includes the torch and numpy "
                 f"versions; regenerate the golden file with {reference.regenerate_command} "
-                "(and bump MODEL_CODE_VERSION in trainer/models.py if platform code changed too)")
-    return (f"numerics changed ({diff}): bump MODEL_CODE_VERSION in trainer/models.py "
+                "(and bump MODEL_CODE_VERSION in trainer/versions.py if platform code changed too)")
+    return (f"numerics changed ({diff}): bump MODEL_CODE_VERSION in trainer/versions.py "
             f"(still {MODEL_CODE_VERSION!r}, so the result cache would serve results of the old "
             f"code) and regenerate the golden file with {reference.regenerate_command}")
 

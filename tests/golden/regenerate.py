@@ -2,7 +2,7 @@
 
 Run from the repository root. Without names, every reference (see tests/golden/reference.py);
 world sizes above 1 start a local Ray. A file whose numbers would change while both
-MODEL_CODE_VERSION (trainer/models.py) and the torch/numpy versions stay as recorded is not
+MODEL_CODE_VERSION (trainer/versions.py) and the torch/numpy versions stay as recorded is not
 rewritten: bump MODEL_CODE_VERSION first, so cached results of the old code are not served
 (``--force`` rewrites anyway, for a change you know no cached result depends on).
 """
@@ -29,7 +29,7 @@ from tests.golden.reference import (
     run,
     versions,
 )
-from trainer.models import MODEL_CODE_VERSION
+from trainer.versions import MODEL_CODE_VERSION
 
 
 def refusal(reference: Reference, golden: dict[str, Any] | None,
@@ -44,7 +44,7 @@ def refusal(reference: Reference, golden: dict[str, Any] | None,
     if diff is None:
         return None
     return (f"{reference.name}: numerics changed ({diff}) but MODEL_CODE_VERSION is still "
-            f"{MODEL_CODE_VERSION!r}: bump it in trainer/models.py first (or pass --force)")
+            f"{MODEL_CODE_VERSION!r}: bump it in trainer/versions.py first (or pass --force)")
 
 
 def regenerate(reference: Reference, force: bool) -> int:

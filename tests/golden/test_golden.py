@@ -13,7 +13,7 @@ the per-epoch train_loss / val_loss / val_accuracy, the seed and the final weigh
 
 When the numbers change on purpose (a model, loss, optimizer, data-split or loop change):
 
-1. bump ``MODEL_CODE_VERSION`` in trainer/models.py: it is part of the result cache key, so
+1. bump ``MODEL_CODE_VERSION`` in trainer/versions.py: it is part of the result cache key, so
    results of the old code are no longer served from a cache or registry;
 2. regenerate the files from the repository root::
 
@@ -37,7 +37,7 @@ import pytest
 
 from tests.golden import reference
 from tests.golden.reference import REFERENCES, WS1, WS2, GoldenMismatch, Numerics, check
-from trainer.models import MODEL_CODE_VERSION
+from trainer.versions import MODEL_CODE_VERSION
 
 
 def test_digits_mlp_world_size_1_matches_its_golden_file(tmp_path: Path) -> None:
@@ -83,7 +83,7 @@ def test_changed_numbers_under_the_same_model_code_version_say_bump_it() -> None
         check(WS1, observed)
     msg = str(err.value)
     assert "numerics changed (epoch 7 train_loss: golden " in msg
-    assert "bump MODEL_CODE_VERSION in trainer/models.py" in msg
+    assert "bump MODEL_CODE_VERSION in trainer/versions.py" in msg
     assert "python -m tests.golden.regenerate digits_mlp_ws1" in msg
 
 

@@ -10,7 +10,8 @@ import torch
 
 from mtp_core.spec import FileDataset, SklearnDataset, SyntheticDataset, TaskKind
 from trainer import DataError
-from trainer.data import ShardedBatches, load_dataset, split_indices, validation_shard
+from trainer.batches import ShardedBatches
+from trainer.data import load_dataset, split_indices, validation_shard
 
 
 @pytest.mark.parametrize(

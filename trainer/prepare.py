@@ -1,0 +1,105 @@
+"""From a task to what a run needs before any worker starts: data, hash, seed, keys, checks.
+
+Two steps, so that a result already in the cache costs no more than reading the data:
+
+- :func:`identify` loads and checks the data, hashes it, derives the seed, the checkpoint
+  fingerprint and the result cache key. It imports neither torch nor Ray.
+- :func:`check_trainable` checks what only matters when training: the loss for the data's
+  kind, the model's size in memory, that the model builds (and, for the parameter server,
+  shards). It imports torch.
+
+:func:`prepare` is both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+import numpy as np
+
+from consistency.identity import cache_key, task_params_for_key
+from mtp_core.hashing import canonical_json, data_hash
+from mtp_core.spec import Strategy, TrainingTask
+from trainer.data import Dataset, DatasetMeta, load_dataset
+from trainer.errors import ConfigError
+from trainer.versions import MODEL_CODE_VERSION, code_version
+
+__all__ = ["PreparedTask", "check_trainable", "fingerprint", "identify", "identity", "prepare"]
+
+
+class PreparedTask:
+    """A validated task with its data loaded, hashed and its seed derived (no Ray needed)."""
+
+    def __init__(self, task: TrainingTask, dataset: Dataset) -> None:
+        self.task = task
+        self.dataset = dataset
+        self.meta = DatasetMeta(dataset.kind, dataset.num_classes)
+        self.data_hash = data_hash(dataset.features, dataset.targets)
+        seed = task.consistency.deterministic.resolve_seed(task.task_id, self.data_hash)
+        # deterministic.enabled=false: a fresh seed per run (results vary, as asked)
+        self.seed = seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
+        self.fingerprint = fingerprint(task, self.data_hash, self.seed)
+        self.cache_key = cache_key(task.task_id, task_params_for_key(task.canonical_dict()),
+                                   self.data_hash, MODEL_CODE_VERSION, code_version())
+
+
+def identity(task: TrainingTask) -> dict[str, Any]:
+    """The parts of a task a run directory's checkpoints and results depend on.
+
+    Epoch count, early stopping, checkpoint policy and resources may change between runs of
+    the same training (extending a run is allowed); model, data, optimizer, loss and split
+    may not.
+    """
+    d = task.canonical_dict()
+    training = {k: v for k, v in d["training"].items()
+                if k not in ("epochs", "early_stopping", "checkpoint")}
+    key = {"task_id": task.task_id, "model": d["model"], "dataset": d["dataset"],
+           "hyperparameters": d["hyperparameters"], "training": training}
+    if task.strategy is not Strategy.DDP:  # the optimizer state lives on the server shards
+        key["strategy"] = {"name": task.strategy.value, "ps": d["ps"] or {}}
+    return key
+
+
+def fingerprint(task: TrainingTask, digest: str, seed: int) -> str:
+    """What must match for a checkpoint to be resumable by this task: its identity, the
+    data's content hash and the seed."""
+    return hashlib.sha256(canonical_json({**identity(task), "data": digest, "seed": seed})
+                          ).hexdigest()
+
+
+def identify(task: TrainingTask) -> PreparedTask:
+    """Load, check and hash the data; derive seed and keys. Raises DataError / ConfigError."""
+    dataset = load_dataset(task.dataset)
+    task.check_kind(dataset.kind)  # a monitor metric or loss the data's kind never produces
+    return PreparedTask(task, dataset)
+
+
+def check_trainable(prepared: PreparedTask) -> None:
+    """Check the loss and model choice against the data; raises ConfigError. Imports torch."""
+    from cluster.errors import ClusterError
+    from cluster.parameter_server import ShardLayout
+    from trainer.loop import build_loss
+    from trainer.models import build_model, check_model_size
+
+    task, dataset = prepared.task, prepared.dataset
+    build_loss(task, dataset.kind)
+    shape = dataset.sample_shape
+    # before a byte of the model is allocated: a model that cannot fit is a ConfigError
+    check_model_size(task.model, shape, dataset.kind, dataset.num_classes,
+                     task.training.optimizer, task.hyperparameters.momentum)
+    model = build_model(task.model, shape, dataset.kind, dataset.num_classes,
+                        np.zeros(shape, np.float32), np.ones(shape, np.float32))
+    if task.strategy is Strategy.PARAMETER_SERVER:
+        try:
+            ShardLayout.for_module(model, task.ps_spec.num_shards)
+        except ClusterError as err:
+            raise ConfigError(f"invalid task config: {err}") from None
+
+
+def prepare(task: TrainingTask) -> PreparedTask:
+    """Load and check the data and the model/loss choice; raises ConfigError / DataError."""
+    prepared = identify(task)
+    check_trainable(prepared)
+    return prepared
