@@ -57,8 +57,14 @@ from mtp_core.errors import raised_error
 from mtp_core.layout import check_storage
 from mtp_core.ray_env import connect, reap_orphan_placement_groups
 from mtp_core.resources import TaskResources
-from mtp_core.spec import format_validation_error, load_raw_config, parse_task
-from trainer.api import resolve_storage, train
+from mtp_core.spec import (
+    Strategy,
+    TrainingTask,
+    format_validation_error,
+    load_raw_config,
+    parse_task,
+)
+from trainer.api import Executor, resolve_storage, train
 
 __all__ = ["StudyResult", "TrialRecord", "TrialStatus", "build_searcher", "run_study",
            "tune_task"]
@@ -186,7 +192,7 @@ def _task_trainable(base: dict[str, Any], spec: SearchSpec, storage: str,
 
         trial = tune.get_context().get_trial_id()
         result = train(task, storage_path=storage, run_name=trial_run_name(study, trial),
-                       on_epoch=on_epoch)
+                       on_epoch=on_epoch, executor=trial_executor(task))
         if reported["missing"] is not None:
             raise _metric_not_reported(spec.metric, reported["missing"])
         if reported["n"] == 0:  # reused from the cache or registry: replay its curve
@@ -198,6 +204,23 @@ def _task_trainable(base: dict[str, Any], spec: SearchSpec, storage: str,
                 tune.report(metrics)
 
     return trainable
+
+
+def trial_executor(task: TrainingTask) -> Executor:
+    """A trial of one ``ddp`` worker trains in its own Tune actor (no worker group to start,
+    the actor and its imports reused by the next trial); larger trials run on Ray Train."""
+    if task.resources.num_workers == 1 and task.strategy is Strategy.DDP:
+        return Executor.IN_PROCESS
+    return Executor.RAY_TRAIN
+
+
+def _trial_actor_resources(task: TrainingTask) -> dict[str, float]:
+    """What a trial's own actor holds: the worker's CPUs and GPUs when it trains in-process,
+    next to nothing when it only drives Ray Train (whose workers hold them)."""
+    if trial_executor(task) is Executor.IN_PROCESS:
+        res = TaskResources.of(task)  # one place turns resources into Ray's numbers
+        return {"cpu": res.cpus_per_worker, "gpu": res.gpus_per_worker}
+    return {"cpu": 0.001}
 
 
 def _numeric(rec: Mapping[str, Any]) -> dict[str, float]:
@@ -249,8 +272,7 @@ def run_study(spec: SearchSpec, *, name: str, storage: str | Path,
         if spec.scheduler is SchedulerName.ASHA and spec.grace_period >= max_t:
             logger.warning("search.grace_period=%d is not below training.epochs=%d: asha "
                            "stops no trial", spec.grace_period, max_t)
-        # the trial function only drives Ray Train; its workers hold the CPUs
-        trainable = tune.with_resources(trainable, {"cpu": 0.001})
+        trainable = tune.with_resources(trainable, _trial_actor_resources(task))
     else:
         assert objective is not None
         trainable = _function_trainable(objective, spec)
@@ -311,10 +333,11 @@ def run_study(spec: SearchSpec, *, name: str, storage: str | Path,
                     search_alg=build_searcher(spec), scheduler=_scheduler(spec, max_t),
                     metric=spec.metric, mode=spec.mode.value, num_samples=spec.num_samples,
                     max_concurrent_trials=concurrent, time_budget_s=spec.time_budget_s,
-                    # a plain objective keeps its worker process between trials (no
-                    # re-imports); a training trial gets a fresh one (it drives a whole Ray
-                    # Train run)
-                    reuse_actors=objective is not None),
+                    # a plain objective and an in-process training trial keep their
+                    # actor (and its imports) for the next trial; a trial that drives a Ray
+                    # Train run gets a fresh one (a stopped run's controller dies with it)
+                    reuse_actors=(objective is not None
+                                  or trial_executor(task) is Executor.IN_PROCESS)),
                 run_config=run_config,
             )
         grid = tuner.fit()

@@ -81,6 +81,12 @@ class RunLayout:
         return self.root / "events.jsonl"
 
     @property
+    def progress(self) -> Path:
+        """Rank 0's per-epoch records of the current driver's run, one JSON line each (the
+        driver prints them as they come; display only)."""
+        return self.root / "progress.jsonl"
+
+    @property
     def result(self) -> Path:
         """The stored :class:`trainer.result.TrainingResult`."""
         return self.root / "result.json"

@@ -23,8 +23,8 @@ from mtp_core.errors import ConfigError
 
 __all__ = ["CONNECT_TIMEOUT_ENV", "DEFAULT_CONNECT_TIMEOUT_S", "HEAD_RESOURCE", "NAMESPACE",
            "connect", "connect_timeout_s", "control_plane_options", "mute_worker_logs",
-           "own_cluster_options", "reap_orphan_placement_groups", "TRAIN_ENV", "apply_train_env",
-           "train_env"]
+           "own_cluster_options", "reap_orphan_placement_groups", "DASHBOARD_ENV", "TRAIN_ENV",
+           "apply_train_env", "embedded_dashboard", "train_env"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +117,14 @@ def apply_train_env() -> None:
         os.environ.setdefault(k, v)
 
 
+#: ``1`` gives an embedded Ray its dashboard (off by default: see :func:`own_cluster_options`).
+DASHBOARD_ENV = "MTP_RAY_DASHBOARD"
+
+
+def embedded_dashboard() -> bool:
+    return os.environ.get(DASHBOARD_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def own_cluster_options(gcs_address: str | None, *, embedded: bool) -> dict[str, Any]:
     """``ray.init`` options that point every process of this job at its own cluster.
 
@@ -129,16 +137,25 @@ def own_cluster_options(gcs_address: str | None, *, embedded: bool) -> dict[str,
     cluster joined by its GCS address, ``RAY_API_SERVER_ADDRESS`` for an embedded Ray, whose
     dashboard port is chosen here because its GCS port is only known once it runs. A value
     the user set in the environment wins.
+
+    The job's environment also carries :data:`TRAIN_ENV`. An embedded Ray runs its workers
+    at normal priority and starts no dashboard unless ``MTP_RAY_DASHBOARD=1``: its processes
+    cost an embedded run seconds of CPU at start-up, for a page that closes when the run
+    ends (a cluster started with ``ray start`` has its dashboard).
     """
+    env = train_env()
     if embedded:
-        if os.environ.get("RAY_API_SERVER_ADDRESS"):
-            return {}
-        port = _free_port()
-        return {"dashboard_port": port, "runtime_env": {"env_vars": {
-            "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}}}
-    if gcs_address is None:
-        return {}  # a Ray Client (ray://) connection: the server side knows its cluster
-    return {"runtime_env": {"env_vars": {"RAY_ADDRESS": gcs_address}}}
+        options: dict[str, Any] = {"_system_config": {"worker_niceness": 0}}
+        if not embedded_dashboard():
+            options["include_dashboard"] = False
+        elif not os.environ.get("RAY_API_SERVER_ADDRESS"):
+            port = _free_port()
+            options["dashboard_port"] = port
+            env["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+        return {**options, "runtime_env": {"env_vars": env}}
+    if gcs_address is not None:  # a Ray Client (ray://) connection: the server knows its own
+        env["RAY_ADDRESS"] = gcs_address
+    return {"runtime_env": {"env_vars": env}}
 
 
 def _free_port() -> int:

@@ -337,7 +337,6 @@ def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: 
     run_dir = layout.root
 
     import ray
-    from ray.util.queue import Empty, Queue
 
     from cluster.actors import get_fault_detector, get_task_migrator
 
@@ -355,28 +354,15 @@ def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: 
         ray.get(migrator.register.remote(task_key, TaskResources.of(task),
                                          ft.preempt_on_detection))
     data_ref = ray.put((prepared.dataset.features, prepared.dataset.targets))
-    progress: Any = Queue(actor_options={"num_cpus": 0}) if on_epoch is not None else None
+    layout.progress.unlink(missing_ok=True)  # this driver prints this run's epochs only
     launch = WorkerLaunch(
         task=task, data=data_ref, meta=prepared.meta, seed=prepared.seed, run_dir=str(run_dir),
-        fingerprint=prepared.fingerprint, task_key=task_key, progress=progress,
+        fingerprint=prepared.fingerprint, task_key=task_key, progress=on_epoch is not None,
         detector=detector, migrator=migrator, ray_train_log_level=_ray_train_log_level())
-
     stop = threading.Event()
-
-    def pump() -> None:
-        assert progress is not None and on_epoch is not None
-        while True:
-            try:
-                on_epoch(progress.get(timeout=_PROGRESS_POLL_S))
-            except Empty:
-                if stop.is_set():
-                    return
-            except Exception as err:  # noqa: BLE001 - display only
-                logger.debug("progress pump stopped: %s", err)
-                return
-
-    pump_thread = threading.Thread(target=pump, name="mtp-progress", daemon=True)
-    if progress is not None:
+    pump_thread = threading.Thread(target=_tail_progress, args=(layout.progress, on_epoch, stop),
+                                   name="mtp-progress", daemon=True)
+    if on_epoch is not None:
         pump_thread.start()
     fit_start = clock.mark("control_plane")
     try:
@@ -388,14 +374,40 @@ def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: 
     finally:
         fit_end = time.time()
         stop.set()
-        if progress is not None:
+        if on_epoch is not None:
             pump_thread.join(timeout=10)
-            ray.kill(progress.actor)
         del data_ref
         detector.retire_task.remote(task_key)
 
     return _collect_result(task, prepared, run_name, run_dir, clock.start,
                            clock=clock, fit_span=(fit_start, fit_end))
+
+
+def _tail_progress(path: Path, on_epoch: Callable[[dict[str, Any]], None] | None,
+                   stop: threading.Event) -> None:
+    """Hand each record rank 0 appends to ``path`` to ``on_epoch``, until ``stop`` is set and
+    the file holds nothing more (display only: a failing callback ends the tail)."""
+    assert on_epoch is not None
+    offset, pending = 0, b""
+    while True:
+        stopping = stop.is_set()
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            chunk = b""
+        offset += len(chunk)
+        *lines, pending = (pending + chunk).split(b"\n")
+        try:
+            for line in lines:
+                on_epoch(json.loads(line))
+        except Exception as err:  # noqa: BLE001 - display only
+            logger.debug("progress display stopped: %s", err)
+            return
+        if stopping:
+            return
+        stop.wait(_PROGRESS_POLL_S)
 
 
 def _train_in_process(task: TrainingTask, prepared: PreparedTask, storage: Path,

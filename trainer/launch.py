@@ -16,9 +16,10 @@ __all__ = ["WorkerLaunch"]
 class WorkerLaunch:
     """Everything a rank needs to run its share of one attempt.
 
-    ``data`` is an object-store reference to ``(features, targets)``; ``progress``,
-    ``detector`` and ``migrator`` are Ray handles (a queue the driver prints from, the fault
-    detector and the task migrator), each optional. A new attempt is ``dataclasses.replace``
+    ``data`` is an object-store reference to ``(features, targets)``; ``progress`` says
+    whether rank 0 appends each epoch's record to the run's ``progress.jsonl`` (the driver
+    prints from it); ``detector`` and ``migrator`` are Ray handles (the fault detector and the
+    task migrator), each optional. A new attempt is ``dataclasses.replace``
     of the previous launch with the next ``attempt`` (and, after a migration, fresh ``data``).
     """
 
@@ -29,7 +30,7 @@ class WorkerLaunch:
     run_dir: str
     fingerprint: str
     task_key: str  # unique per run directory: the detector's and migrator's name for the run
-    progress: Any = None
+    progress: bool = False
     detector: Any = None
     migrator: Any = None
     ray_train_log_level: str = "WARNING"

@@ -101,7 +101,7 @@ def run_parameter_server(task: TrainingTask, task_key: str, launch: WorkerLaunch
     """Train ``task`` with the parameter-server strategy; returns rank 0's summary.
 
     ``launch`` is what every worker needs (task, data ref, meta, seed, run dir, fingerprint,
-    progress queue, detector); each attempt gets a copy with its number. Raises
+    progress flag, detector); each attempt gets a copy with its number. Raises
     ``ClusterError`` after more than ``failure.max_failures`` failed attempts, with the cause.
     """
     spec = task.ps_spec

@@ -12,6 +12,7 @@ few per-epoch collectives. Both tie the rank to the control plane the same way:
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from types import TracebackType
@@ -64,13 +65,15 @@ class WorkerWiring:
         self._heartbeat: HeartbeatSender | None = None
 
     def progress(self, record: dict[str, Any]) -> None:
-        """Hand an epoch's record to the driver's progress queue (display only)."""
-        if self.launch.progress is None:
+        """Append an epoch's record to the run's ``progress.jsonl``, which the driver tails
+        (display only: a file on the storage every node sees, no actor to start)."""
+        if not self.launch.progress:
             return
         try:
-            self.launch.progress.put_nowait(record)
-        except Exception as err:  # noqa: BLE001 - progress display must never stop training
-            logger.debug("progress queue unavailable: %s", err)
+            with open(self.launch.layout.progress, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record, default=str) + "\n")
+        except OSError as err:  # progress display must never stop training
+            logger.debug("progress file not written: %s", err)
 
     def attach(self, loop: TrainLoop) -> WorkerWiring:
         self._loop = loop

@@ -44,6 +44,29 @@ def test_digits_mlp_world_size_1_matches_its_golden_file(tmp_path: Path) -> None
     check(WS1, reference.run(WS1, tmp_path))
 
 
+def test_digits_mlp_world_size_1_in_process_matches_its_golden_file(tmp_path: Path) -> None:
+    """``train(..., executor=IN_PROCESS)`` (how a 1-worker study trial trains) stores and
+    caches the same numbers as the loop in this process."""
+    from trainer.api import Executor, train
+
+    result = train(WS1.task(), storage_path=tmp_path, use_cache=False,
+                   executor=Executor.IN_PROCESS)
+    check(WS1, Numerics.from_result(result))
+
+
+@pytest.mark.ray
+@pytest.mark.usefixtures("ray_session")
+def test_digits_mlp_world_size_1_on_ray_train_matches_its_golden_file(tmp_path: Path) -> None:
+    """One Ray Train worker gives the weights of the in-process loop: a 1-worker study trial
+    (in-process) and ``mtp run`` of the same task (Ray Train) agree bit for bit."""
+    from trainer.api import Executor, train
+
+    task = WS1.task()
+    assert task.resources.num_workers == 1
+    result = train(task, storage_path=tmp_path, use_cache=False, executor=Executor.RAY_TRAIN)
+    check(WS1, Numerics.from_result(result))
+
+
 @pytest.mark.ray
 @pytest.mark.usefixtures("ray_session")
 def test_digits_mlp_world_size_2_matches_its_golden_file(tmp_path: Path) -> None:
