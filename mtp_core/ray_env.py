@@ -125,7 +125,8 @@ def embedded_dashboard() -> bool:
     return os.environ.get(DASHBOARD_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def own_cluster_options(gcs_address: str | None, *, embedded: bool) -> dict[str, Any]:
+def own_cluster_options(gcs_address: str | None, *, embedded: bool,
+                        dashboard: bool | None = None) -> dict[str, Any]:
     """``ray.init`` options that point every process of this job at its own cluster.
 
     Ray's helpers that look a cluster up by themselves (Ray Train's placement-group cleaner
@@ -141,12 +142,13 @@ def own_cluster_options(gcs_address: str | None, *, embedded: bool) -> dict[str,
     The job's environment also carries :data:`TRAIN_ENV`. An embedded Ray runs its workers
     at normal priority and starts no dashboard unless ``MTP_RAY_DASHBOARD=1``: its processes
     cost an embedded run seconds of CPU at start-up, for a page that closes when the run
-    ends (a cluster started with ``ray start`` has its dashboard).
+    ends (a cluster started with ``ray start`` has its dashboard); ``dashboard`` overrides
+    that.
     """
     env = train_env()
     if embedded:
         options: dict[str, Any] = {"_system_config": {"worker_niceness": 0}}
-        if not embedded_dashboard():
+        if not (embedded_dashboard() if dashboard is None else dashboard):
             options["include_dashboard"] = False
         elif not os.environ.get("RAY_API_SERVER_ADDRESS"):
             port = _free_port()

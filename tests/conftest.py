@@ -91,8 +91,9 @@ def ensure_local_ray() -> None:
     if not ray.is_initialized():
         # "local": never join a cluster some other process left running on this host; its
         # processes are told which cluster is theirs, as the platform's own connect() does
+        # with its dashboard: tests find Ray Train's workers through the state API
         ray.init(address="local", num_cpus=2, namespace="mtp", logging_level="WARNING",
-                 **own_cluster_options(None, embedded=True))
+                 **own_cluster_options(None, embedded=True, dashboard=True))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -128,3 +129,24 @@ FAST_FAULT_TOLERANCE: dict[str, Any] = {
     "warning_missed_heartbeats": 1, "critical_missed_heartbeats": 1,
     "retry_backoff_s": 0.0, "max_retry_attempts": 3,
 }
+
+
+# Test modules (relative to tests/) whose tests start Ray, a Ray cluster or `mtp` commands that
+# do. Under pytest-xdist (`-n 2 --dist loadgroup`, as the README's test command runs) they all
+# run in one worker, one after another, sharing its Ray; the rest of the suite (plain logic,
+# bad-input checks) runs beside them on the CPU they leave idle (heartbeat and failure
+# timeouts, process starts).
+RAY_MODULES = ("integration/", "hpo/", "cluster/", "consistency/test_store.py",
+               "golden/test_golden.py", "test_placement_groups.py",
+               "test_unreachable_address.py", "test_cli_errors.py", "support/test_simulate.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(__file__).parent
+    for item in items:
+        rel = Path(str(item.fspath)).relative_to(root).as_posix()
+        uses_ray = (item.get_closest_marker("ray") is not None
+                    or "ray_session" in getattr(item, "fixturenames", ())
+                    or rel.startswith(RAY_MODULES))
+        if uses_ray:
+            item.add_marker(pytest.mark.xdist_group("ray"))

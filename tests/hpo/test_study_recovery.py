@@ -260,8 +260,8 @@ def test_a_training_study_that_could_not_start_runs_when_rerun(
     storage = seeded_storage(tmp_path)
     cfg = write_config(tmp_path, iris_study(trial_start_timeout_s=8))
     before = snapshot(tmp_path)
-    # all but the trial function's 0.001 CPU: the trial runs, its Ray Train workers cannot
-    held = placement_group([{"CPU": ray.cluster_resources()["CPU"] - 0.001}])
+    # every CPU: a 1-worker trial trains in its own actor, which holds the worker's CPU
+    held = placement_group([{"CPU": ray.cluster_resources()["CPU"]}])
     ray.get(held.ready(), timeout=60)
     try:
         code, out, err = cli(["tune", cfg, "--storage-path", str(storage), "-q"], capsys)
