@@ -130,23 +130,3 @@ FAST_FAULT_TOLERANCE: dict[str, Any] = {
     "retry_backoff_s": 0.0, "max_retry_attempts": 3,
 }
 
-
-# Test modules (relative to tests/) whose tests start Ray, a Ray cluster or `mtp` commands that
-# do. Under pytest-xdist (`-n 2 --dist loadgroup`, as the README's test command runs) they all
-# run in one worker, one after another, sharing its Ray; the rest of the suite (plain logic,
-# bad-input checks) runs beside them on the CPU they leave idle (heartbeat and failure
-# timeouts, process starts).
-RAY_MODULES = ("integration/", "hpo/", "cluster/", "consistency/test_store.py",
-               "golden/test_golden.py", "test_placement_groups.py",
-               "test_unreachable_address.py", "test_cli_errors.py", "support/test_simulate.py")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    root = Path(__file__).parent
-    for item in items:
-        rel = Path(str(item.fspath)).relative_to(root).as_posix()
-        uses_ray = (item.get_closest_marker("ray") is not None
-                    or "ray_session" in getattr(item, "fixturenames", ())
-                    or rel.startswith(RAY_MODULES))
-        if uses_ray:
-            item.add_marker(pytest.mark.xdist_group("ray"))
