@@ -2,13 +2,14 @@
 
 The fault detector and the task migrator are Ray actors; here the detector is a handle that
 records what the heartbeat thread sends (the path through the real actors is covered by
-tests/integration/test_ray_train.py and test_fault_tolerance.py). The progress queue is a real
-``queue.Queue``, which has the same ``put_nowait`` as Ray's.
+tests/integration/test_ray_train.py and test_fault_tolerance.py). Progress goes through the
+run's ``progress.jsonl``, which the driver tails (``trainer.api._tail_progress``, tested here
+against a writer in another thread).
 """
 
 from __future__ import annotations
 
-import queue
+import json
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -51,15 +52,42 @@ def _launch(tmp_path: Path, **handles: Any) -> tuple[WorkerLaunch, TrainLoop]:
     return launch, loop
 
 
-def test_progress_reaches_the_queue_and_a_queue_error_never_stops_training(
+def test_progress_lines_reach_the_file_and_a_file_error_never_stops_training(
         tmp_path: Path) -> None:
-    q: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=1)
-    launch, _ = _launch(tmp_path, progress=q)
+    launch, _ = _launch(tmp_path, progress=True)
+    launch.layout.root.mkdir(parents=True, exist_ok=True)  # the driver made it
     wiring = WorkerWiring(launch, node_id="node-a")
-    wiring.progress({"epoch": 1})
-    wiring.progress({"epoch": 2})  # the queue is full: dropped, no error
-    assert q.get_nowait() == {"epoch": 1} and q.empty()
-    WorkerWiring(replace(launch, progress=None), node_id="node-a").progress({"epoch": 3})
+    wiring.progress({"epoch": 1, "val_loss": 0.5})
+    wiring.progress({"epoch": 2, "val_loss": float("nan")})  # a diverged epoch still shows
+    lines = launch.layout.progress.read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    WorkerWiring(replace(launch, progress=False), node_id="node-a").progress({"epoch": 3})
+    assert len(launch.layout.progress.read_text().splitlines()) == 2
+    # the run directory is gone (or unwritable): display only, training goes on
+    gone = replace(launch, run_dir=str(tmp_path / "missing" / "run"))
+    WorkerWiring(gone, node_id="node-a").progress({"epoch": 4})
+
+
+def test_the_driver_shows_every_epoch_once_in_order_also_the_last(tmp_path: Path) -> None:
+    from trainer.api import _tail_progress
+
+    path = tmp_path / "progress.jsonl"
+    seen: list[int] = []
+    stop = threading.Event()
+    tail = threading.Thread(target=_tail_progress, args=(path, lambda r: seen.append(r["epoch"]),
+                                                         stop))
+    tail.start()
+    with open(path, "a") as f:  # a partial line is held until its end is written
+        f.write('{"epoch": 1}\n{"epo')
+        f.flush()
+        wait_for(lambda: seen == [1], timeout_s=10, what="epoch 1")
+        f.write('ch": 2}\n')
+        f.flush()
+        wait_for(lambda: seen == [1, 2], timeout_s=10, what="epoch 2")
+        f.write('{"epoch": 3}\n')
+    stop.set()  # the run ended right after its last epoch: that one is still shown
+    tail.join(timeout=10)
+    assert not tail.is_alive() and seen == [1, 2, 3]
 
 
 def test_heartbeat_runs_inside_and_stops_when_the_run_fails(tmp_path: Path) -> None:
