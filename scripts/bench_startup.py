@@ -17,9 +17,9 @@ max) are quoted. Sections (``--only``, default all):
     cache on, once to fill it (not timed), then ``--runs`` reruns that reuse the result.
 (e) ``mtp tune examples/digits_mlp_tune.yaml --json --storage-path <fresh dir>`` (12 trials, 1
     CPU each) and ``python scripts/plain_optuna_digits.py`` (the same search with Optuna's GP
-    sampler in one process), interleaved. Per-trial fixed cost: for each trial that finished
-    (its ``result.json`` in ``<storage>/<study>-<trial id>``, 1 worker, not reused), its
-    ``timings.wall_time_s`` - (phases ``first_epoch`` + ``epochs``); the median over the
+    sampler in one process), interleaved. Per-trial fixed cost: for each trial, stopped early
+    or finished (not replayed from the cache), Tune's ``time_total_s`` at its last report
+    minus its epochs' own time (the ``epoch_time_s`` of each report); the median over the
     trials of every study. Also mtp tune's wall / trials.
 
 Printed last, the acceptance figures: (b)/(a) wall <= 2.5; (c) fixed cost <= 5 s; (e) mtp tune /
@@ -388,22 +388,25 @@ def run_cached(storage: str, timeout_s: float) -> RunSample:
 
 def trial_fixed_costs(storage: Path, study: dict[str, Any]
                       ) -> tuple[list[float], list[dict[str, float]]]:
-    """Each finished 1-worker trial's wall - (first_epoch + epochs), from its result.json."""
+    """Every trial's fixed cost, stopped early or finished: Tune's ``time_total_s`` at its last
+    report minus the epochs' own time (the ``epoch_time_s`` each report carries), from the
+    trial's Tune ``result.json`` (one JSON line per report). Trials replayed from the cache
+    are left out. The phases are those of the trials that finished (their mtp result.json)."""
     fixed: list[float] = []
     phases: list[dict[str, float]] = []
+    for path in sorted((storage / "_studies" / study["name"]).glob("*/result.json")):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if not rows or any(r.get("cache_hit") for r in rows):
+            continue
+        epochs = sum(float(r.get("epoch_time_s", 0.0)) for r in rows)
+        fixed.append(float(rows[-1]["time_total_s"]) - epochs)
     for trial in study.get("trials", []):
-        if trial.get("reused"):
-            continue
         path = storage / f"{study['name']}-{trial['trial_id']}" / "result.json"
-        if not path.is_file():  # stopped early by the scheduler, or failed
-            continue
-        result = json.loads(path.read_text())
-        if result.get("cache_hit") is not None or result.get("world_size") != 1:
-            continue
-        ph = {k: float(v) for k, v in result["timings"].get("phases", {}).items()}
-        wall = float(result["timings"]["wall_time_s"])
-        fixed.append(wall - ph.get("first_epoch", 0.0) - ph.get("epochs", 0.0))
-        phases.append(ph)
+        if path.is_file():
+            result = json.loads(path.read_text())
+            if result.get("cache_hit") is None:
+                phases.append({k: float(v)
+                               for k, v in result["timings"].get("phases", {}).items()})
     return fixed, phases
 
 
@@ -519,7 +522,7 @@ def format_report(r: Report) -> str:
                        [s.wall_s for s in r.tune],
                        extra=f"best {median([s.best_value for s in r.tune]):.4f}"),
                   _row("    wall / trial", [s.per_trial_s for s in r.tune]),
-                  _row("    per-trial fixed cost (finished trials)", fixed,
+                  _row("    per-trial fixed cost (every trial)", fixed,
                        extra=f"{len(fixed)} trials of {sum(s.trials for s in r.tune)}")]
     if r.optuna:
         lines += [_row(f"(e) plain_optuna_digits.py "
