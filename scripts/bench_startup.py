@@ -259,6 +259,8 @@ class Report:
     cold: list[RunSample] = field(default_factory=list)
     running: list[RunSample] = field(default_factory=list)
     ray_start_s: float = math.nan
+    floor_plain: list[float] = field(default_factory=list)
+    floor_lean: list[float] = field(default_factory=list)
     cached_fill_s: float = math.nan
     cached: list[RunSample] = field(default_factory=list)
     tune: list[TuneSample] = field(default_factory=list)
@@ -465,6 +467,11 @@ def run_benchmark(sections: str, runs: int, timeout_s: float) -> Report:
             for i in range(runs):
                 logger.info("run %d/%d of (c)", i + 1, runs)
                 report.running.append(run_running(head, timeout_s))
+            p = run_command([sys.executable, str(SCRIPTS / "ray_train_floor.py"), "--address",
+                             head.address, "--runs", str(runs)], head.env, timeout_s,
+                            "(c) Ray Train's floor")
+            floor = json_from(p.stdout, "(c) Ray Train's floor")
+            report.floor_plain, report.floor_lean = floor["plain"], floor["lean"]
     if "e" in sections:
         for i in range(runs):
             logger.info("run %d/%d of (e)", i + 1, runs)
@@ -511,6 +518,9 @@ def format_report(r: Report) -> str:
                   _row("    epochs' own time", [s.epochs_s for s in r.running]),
                   _row("    fixed cost (wall - epochs)", [s.fixed_s for s in r.running]),
                   f"    (ray start --head, once, not in these: {r.ray_start_s:.1f} s)"]
+    if r.floor_plain:
+        lines += [_row("    floor: TorchTrainer.fit(), report only", r.floor_plain),
+                  _row("    floor: LeanTorchTrainer.fit(), report only", r.floor_lean)]
     if r.cached:
         hits = sum(s.cache_hit is not None for s in r.cached)
         lines.append(_row("(d) mtp run, cached rerun", [s.wall_s for s in r.cached],
