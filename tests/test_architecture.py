@@ -114,3 +114,24 @@ def test_the_lean_trainer_drops_exactly_the_callbacks_it_names() -> None:
     lean = kinds(LeanTorchTrainer(lambda: None, scaling_config=ScalingConfig(num_workers=1)))
     assert set(DROPPED_CALLBACKS) <= plain, plain
     assert lean == plain - set(DROPPED_CALLBACKS)
+
+
+def test_the_lean_trainer_swaps_in_its_fixed_size_policy_where_ray_builds_it() -> None:
+    """``LeanTorchTrainer._initialize_and_run_controller`` replaces the scaling policy that
+    Ray Train's ``fit()`` passes by keyword; a Ray upgrade that renames the method, the keyword
+    or the coordinator calls would bring the autoscaling coordinator back silently."""
+    from ray.train.v2._internal.execution.scaling_policy.fixed import FixedScalingPolicy
+    from ray.train.v2._internal.execution.scaling_policy.scaling_policy import ScalingPolicy
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+    from trainer._ray_train import FixedSizePolicy
+
+    assert "scaling_policy=create_scaling_policy(" in inspect.getsource(DataParallelTrainer.fit)
+    assert "_initialize_and_run_controller" in inspect.getsource(DataParallelTrainer.fit)
+    for name in ("after_controller_start", "_maybe_send_resource_request",
+                 "_send_resource_request"):
+        assert name in vars(ScalingPolicy), name
+        assert name in vars(FixedSizePolicy), name
+    # the only coordinator calls left are the ones FixedSizePolicy overrides (and the cancel,
+    # a no-op without a client)
+    assert "_coordinator_client" not in inspect.getsource(FixedScalingPolicy)

@@ -7,15 +7,20 @@ workers, a ``DatasetManager`` actor (even when the run has no Ray Dataset) and a
 may take up to 12 s). The platform's runs hand their arrays through the object store, and the
 placement groups a dead controller leaves behind are freed by
 :func:`mtp_core.ray_env.reap_orphan_placement_groups` (a driver's own exit frees them too). So
-this trainer drops both callbacks; everything else (controller, worker group, failure
-handling, checkpoints, reports) is Ray Train's own.
+this trainer drops both callbacks. Its fixed scaling policy does not register the run with
+Ray Train's ``AutoscalingCoordinator`` (one more actor process, started and waited for by the
+first run on a cluster) unless ``MTP_ALLOW_AUTOSCALE`` is set: without it the platform refuses
+a task the cluster cannot hold now, so there is nothing for an autoscaler to add. Everything
+else (controller, worker group, failure handling, checkpoints, reports) is Ray Train's own.
 
-The callbacks are built by a private method, ``_create_default_callbacks``: this module is the
-one place that relies on it, and tests/test_architecture.py fails when a Ray upgrade moves it.
+The callbacks and the policy are built by private methods (``_create_default_callbacks``,
+``_initialize_and_run_controller``): this module is the one place that relies on them, and
+tests/test_architecture.py fails when a Ray upgrade moves them.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ray.train.torch import TorchTrainer
@@ -23,11 +28,25 @@ from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
 from ray.train.v2._internal.callbacks.placement_group_callback import (
     PlacementGroupCleanerCallback,
 )
+from ray.train.v2._internal.execution.scaling_policy.fixed import FixedScalingPolicy
 
-__all__ = ["DROPPED_CALLBACKS", "LeanTorchTrainer"]
+__all__ = ["DROPPED_CALLBACKS", "FixedSizePolicy", "LeanTorchTrainer"]
 
 #: Ray Train's default callbacks a run without Ray Datasets does not need.
 DROPPED_CALLBACKS: tuple[type, ...] = (DatasetsCallback, PlacementGroupCleanerCallback)
+
+
+class FixedSizePolicy(FixedScalingPolicy):
+    """Ray Train's fixed scaling policy without resource requests to an autoscaler."""
+
+    def after_controller_start(self, train_run_context: Any) -> None:
+        self._requester_id = f"train-{train_run_context.run_id}"
+
+    def _maybe_send_resource_request(self) -> None:
+        return None
+
+    def _send_resource_request(self) -> None:
+        return None
 
 
 class LeanTorchTrainer(TorchTrainer):
@@ -35,6 +54,12 @@ class LeanTorchTrainer(TorchTrainer):
 
     A run that is given Ray Datasets keeps its ``DatasetsCallback``.
     """
+
+    def _initialize_and_run_controller(self, **kwargs: Any) -> Any:
+        if (type(kwargs.get("scaling_policy")) is FixedScalingPolicy
+                and not os.environ.get("MTP_ALLOW_AUTOSCALE")):
+            kwargs["scaling_policy"] = FixedSizePolicy(self.scaling_config)
+        return super()._initialize_and_run_controller(**kwargs)
 
     def _create_default_callbacks(self) -> list[Any]:
         callbacks: list[Any] = super()._create_default_callbacks()
