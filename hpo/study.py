@@ -4,9 +4,10 @@
 Gaussian-process sampler, whose acquisition is (log) expected improvement, behind Tune's
 ``OptunaSearch``; ``tpe``; ``random``, also seeded through Optuna; ``grid``: Tune's grid
 variants) and an optional ASHA scheduler. The objective is either a training task (each trial
-trains the base task with its parameters through ``trainer.train``, Ray Train inside a Tune
-function trainable, reporting every epoch) or, for tests and benchmarks, a plain Python
-function of the parameters.
+trains the base task with its parameters through ``trainer.train``, reporting every epoch: a
+1-worker trial in its own reused Tune actor, a larger one on Ray Train inside the Tune function
+trainable; see :func:`trial_executor`) or, for tests and benchmarks, a plain Python function of
+the parameters.
 
 The study directory (``<storage>/_studies/<name>/``) holds Tune's experiment state (so an
 interrupted study resumes with ``resume=True`` without rerunning finished trials), the config
