@@ -7,7 +7,7 @@ encoding of :mod:`mtp_core.hashing` (content hashes and seeds live there).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,18 +20,27 @@ if TYPE_CHECKING:  # imported by the hash itself: verifying a cached result need
 __all__ = ["array_dict_hash", "state_dict_hash"]
 
 
+def _weights_digest(entries: Iterable[tuple[str, np.ndarray, str, list[int]]]) -> str:
+    """The one weights digest: for each ``(name, bytes, dtype name, shape)`` in sorted name
+    order, the bytes (with the name) and then the dtype and shape."""
+    h = hashlib.sha256(b"mtp-weights-v1\0")
+    for name, raw, dtype, shape in sorted(entries, key=lambda e: e[0]):
+        hash_array_into(h, name, raw)
+        h.update(canonical_json({"dtype": dtype, "shape": shape}))
+    return h.hexdigest()
+
+
 def state_dict_hash(state_dict: Mapping[str, torch.Tensor]) -> str:
     """sha256 over a model's tensors in sorted key order (names, dtypes, shapes and bytes)."""
     import torch
 
-    h = hashlib.sha256(b"mtp-weights-v1\0")
-    for name in sorted(state_dict):
+    def entry(name: str) -> tuple[str, np.ndarray, str, list[int]]:
         tensor = state_dict[name].detach().to("cpu").contiguous()
         flat = tensor.reshape(-1)
         raw = flat.view(torch.uint8).numpy() if flat.numel() else np.empty(0, np.uint8)
-        hash_array_into(h, name, raw)
-        h.update(canonical_json({"dtype": str(tensor.dtype), "shape": list(tensor.shape)}))
-    return h.hexdigest()
+        return name, raw, str(tensor.dtype), list(tensor.shape)
+
+    return _weights_digest(entry(name) for name in state_dict)
 
 
 def array_dict_hash(arrays: Mapping[str, np.ndarray]) -> str:
@@ -40,13 +49,11 @@ def array_dict_hash(arrays: Mapping[str, np.ndarray]) -> str:
     dtype is named as torch names it (``torch.float32``); a dtype numpy cannot hold (bfloat16)
     cannot be read this way in the first place.
     """
-    h = hashlib.sha256(b"mtp-weights-v1\0")
-    for name in sorted(arrays):
+    def entry(name: str) -> tuple[str, np.ndarray, str, list[int]]:
         arr = np.asarray(arrays[name])
         arr = arr if arr.flags.c_contiguous else arr.copy(order="C")  # keeps 0-d arrays 0-d
         if arr.dtype.byteorder == ">":  # torch tensors are little-endian here
             arr = arr.astype(arr.dtype.newbyteorder("<"))
-        raw = arr.reshape(-1).view(np.uint8)
-        hash_array_into(h, name, raw)
-        h.update(canonical_json({"dtype": f"torch.{arr.dtype.name}", "shape": list(arr.shape)}))
-    return h.hexdigest()
+        return name, arr.reshape(-1).view(np.uint8), f"torch.{arr.dtype.name}", list(arr.shape)
+
+    return _weights_digest(entry(name) for name in arrays)

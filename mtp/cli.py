@@ -48,7 +48,6 @@ logger = logging.getLogger(__name__)
 
 _SHOWN_METRICS = ("val_loss", "val_accuracy", "val_f1", "val_mse", "val_r2")
 
-
 _STARTED = time.time()  # this module is imported first by the `mtp` command
 
 
@@ -60,6 +59,7 @@ def _process_age_s() -> float:
         return time.time() - psutil.Process().create_time()
     except Exception:  # noqa: BLE001 - from this module's import, then
         return time.time() - _STARTED
+
 
 def _fmt(v: float) -> str:
     return "nan" if math.isnan(v) else f"{v:.4f}"

@@ -21,10 +21,10 @@ from typing import Any
 
 from mtp_core.errors import ConfigError
 
-__all__ = ["CONNECT_TIMEOUT_ENV", "DEFAULT_CONNECT_TIMEOUT_S", "HEAD_RESOURCE", "NAMESPACE",
-           "connect", "connect_timeout_s", "control_plane_options", "mute_worker_logs",
-           "own_cluster_options", "reap_orphan_placement_groups", "DASHBOARD_ENV", "TRAIN_ENV",
-           "apply_train_env", "embedded_dashboard", "train_env"]
+__all__ = ["CONNECT_TIMEOUT_ENV", "DASHBOARD_ENV", "DEFAULT_CONNECT_TIMEOUT_S", "HEAD_RESOURCE",
+           "NAMESPACE", "TRAIN_ENV", "apply_train_env", "connect", "connect_timeout_s",
+           "control_plane_options", "embedded_dashboard", "mute_worker_logs",
+           "own_cluster_options", "reap_orphan_placement_groups", "train_env"]
 
 logger = logging.getLogger(__name__)
 

@@ -568,28 +568,35 @@ def _phase_table(r: Report) -> list[str]:
 
 def acceptance(r: Report) -> list[str]:
     """The issue's targets, each with its figure (the sections that ran)."""
-    lines = ["acceptance (issue 11):"]
+    # (label, figure, unit, comparison, target) for each target whose sections ran
+    rows: list[tuple[str, float, str, str, float]] = []
     if r.plain and r.cold:
-        v = ratio(median([s.wall_s for s in r.cold]), median([s.wall_s for s in r.plain]))
-        lines.append(f"  (b)/(a) wall = {v:.2f}x   (target <= {TARGET_RUN_RATIO:g}: "
-                     f"{_verdict(v <= TARGET_RUN_RATIO)})")
+        rows.append(("(b)/(a) wall", ratio(median([s.wall_s for s in r.cold]),
+                                           median([s.wall_s for s in r.plain])),
+                     "x", "<=", TARGET_RUN_RATIO))
     if r.running:
-        v = median([s.fixed_s for s in r.running])
-        lines.append(f"  (c) fixed cost against a running Ray = {v:.2f} s   (target <= "
-                     f"{TARGET_FIXED_S:g} s: {_verdict(v <= TARGET_FIXED_S)})")
+        rows.append(("(c) fixed cost against a running Ray",
+                     median([s.fixed_s for s in r.running]), " s", "<=", TARGET_FIXED_S))
     if r.tune and r.optuna:
-        v = ratio(median([s.wall_s for s in r.tune]), median([s.wall_s for s in r.optuna]))
-        lines.append(f"  (e) mtp tune / Optuna wall = {v:.2f}x   (target <= "
-                     f"{TARGET_TUNE_RATIO:g}: {_verdict(v <= TARGET_TUNE_RATIO)})")
+        rows.append(("(e) mtp tune / Optuna wall", ratio(median([s.wall_s for s in r.tune]),
+                                                         median([s.wall_s for s in r.optuna])),
+                     "x", "<=", TARGET_TUNE_RATIO))
     if r.tune:
-        v = median([f for s in r.tune for f in s.trial_fixed_s])
-        lines.append(f"  (e) per-trial fixed cost = {v:.2f} s   (target < "
-                     f"{TARGET_TRIAL_FIXED_S:g} s: {_verdict(v < TARGET_TRIAL_FIXED_S)})")
+        rows.append(("(e) per-trial fixed cost",
+                     median([f for s in r.tune for f in s.trial_fixed_s]), " s", "<",
+                     TARGET_TRIAL_FIXED_S))
     if r.cached:
-        v = median([s.wall_s for s in r.cached])
-        lines.append(f"  (d) cached rerun wall = {v:.2f} s   (target < {TARGET_CACHED_S:g} s: "
-                     f"{_verdict(v < TARGET_CACHED_S)})")
-    return lines if len(lines) > 1 else []
+        rows.append(("(d) cached rerun wall", median([s.wall_s for s in r.cached]), " s", "<",
+                     TARGET_CACHED_S))
+    if not rows:
+        return []
+    lines = ["acceptance (issue 11):"]
+    for label, v, unit, op, target in rows:
+        met = v <= target if op == "<=" else v < target
+        unit_t = "" if unit == "x" else unit
+        lines.append(f"  {label} = {v:.2f}{unit}   (target {op} {target:g}{unit_t}: "
+                     f"{_verdict(met)})")
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------

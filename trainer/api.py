@@ -55,8 +55,7 @@ from trainer.reuse import ResultReuse
 from trainer.versions import code_version, torch_version
 
 __all__ = ["DEFAULT_STORAGE_PATH", "Executor", "PreparedTask", "check_run_dir", "code_version",
-           "connect",
-           "prepare", "resolve_storage", "train", "train_local"]
+           "connect", "prepare", "resolve_storage", "train", "train_local"]
 
 logger = logging.getLogger(__name__)
 
@@ -302,8 +301,7 @@ def train(
         if executor is Executor.IN_PROCESS:
             result = _train_in_process(task, prepared, storage, run_name, on_epoch, clock)
         else:
-            result = _train(task, prepared, storage, run_name, address, on_epoch, node_ids,
-                            clock)
+            result = _train(task, prepared, storage, run_name, on_epoch, node_ids, clock)
         if result.diverged is not None:  # stored, never cached or shared
             hp = task.hyperparameters
             raise TrainingDivergedError(
@@ -322,16 +320,16 @@ def train(
             reuse.release(registry)
 
 
-def _start_run_dir(task: TrainingTask, storage: Path, run_name: str | None) -> RunLayout:
-    layout = RunLayout.of(storage / (run_name or task.task_id))
+def _start_run_dir(task: TrainingTask, storage: Path, run_name: str) -> RunLayout:
+    layout = RunLayout.of(storage / run_name)
     layout.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(layout.task, json.dumps(task.canonical_dict(), indent=1))
     return layout
 
 
 def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: str | None,
-           address: str | None, on_epoch: Callable[[dict[str, Any]], None] | None,
-           node_ids: list[str] | None, clock: PhaseClock) -> TrainingResult:
+           on_epoch: Callable[[dict[str, Any]], None] | None, node_ids: list[str] | None,
+           clock: PhaseClock) -> TrainingResult:
     run_name = run_name or task.task_id
     layout = _start_run_dir(task, storage, run_name)
     run_dir = layout.root
@@ -340,8 +338,7 @@ def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: 
 
     from cluster.actors import get_fault_detector, get_task_migrator
 
-    connect(address)
-    _check_capacity(task)
+    _check_capacity(task)  # train() has connected
     ft = task.fault_tolerance
     task_key = run_name  # unique per run directory; the task id when no run name is given
     detector = get_fault_detector(
@@ -360,10 +357,11 @@ def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: 
         fingerprint=prepared.fingerprint, task_key=task_key, progress=on_epoch is not None,
         detector=detector, migrator=migrator, ray_train_log_level=_ray_train_log_level())
     stop = threading.Event()
-    pump_thread = threading.Thread(target=_tail_progress, args=(layout.progress, on_epoch, stop),
-                                   name="mtp-progress", daemon=True)
+    tail = None
     if on_epoch is not None:
-        pump_thread.start()
+        tail = threading.Thread(target=_tail_progress, args=(layout.progress, on_epoch, stop),
+                                name="mtp-progress", daemon=True)
+        tail.start()
     fit_start = clock.mark("control_plane")
     try:
         if task.strategy is Strategy.PARAMETER_SERVER:
@@ -374,20 +372,18 @@ def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: 
     finally:
         fit_end = time.time()
         stop.set()
-        if on_epoch is not None:
-            pump_thread.join(timeout=10)
+        if tail is not None:
+            tail.join(timeout=10)
         del data_ref
         detector.retire_task.remote(task_key)
 
-    return _collect_result(task, prepared, run_name, run_dir, clock.start,
-                           clock=clock, fit_span=(fit_start, fit_end))
+    return _collect_result(task, prepared, run_name, run_dir, clock, fit_span=(fit_start, fit_end))
 
 
-def _tail_progress(path: Path, on_epoch: Callable[[dict[str, Any]], None] | None,
+def _tail_progress(path: Path, on_epoch: Callable[[dict[str, Any]], None],
                    stop: threading.Event) -> None:
     """Hand each record rank 0 appends to ``path`` to ``on_epoch``, until ``stop`` is set and
     the file holds nothing more (display only: a failing callback ends the tail)."""
-    assert on_epoch is not None
     offset, pending = 0, b""
     while True:
         stopping = stop.is_set()
@@ -417,7 +413,7 @@ def _train_in_process(task: TrainingTask, prepared: PreparedTask, storage: Path,
     layout = _start_run_dir(task, storage, run_name)
     fit_start = clock.mark("control_plane")
     _run_here(prepared, layout.root, on_epoch=on_epoch)
-    return _collect_result(task, prepared, run_name, layout.root, clock.start, clock=clock,
+    return _collect_result(task, prepared, run_name, layout.root, clock,
                            fit_span=(fit_start, time.time()))
 
 
@@ -571,14 +567,16 @@ def _run_ps(task: TrainingTask, task_key: str, layout: RunLayout, launch: Worker
 
 
 def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, run_dir: Path,
-                    t_start: float, *, clock: PhaseClock | None = None,
+                    clock: PhaseClock, *,
                     fit_span: tuple[float, float] | None = None) -> TrainingResult:
-    """Read the run's ``final.json`` into its :class:`TrainingResult` and store it.
+    """Read the run's ``final.json`` into its :class:`TrainingResult` and store it; the wall
+    time runs from ``clock.start``.
 
-    With ``clock`` and ``fit_span`` (when the workers ran: the call that started them and its
-    return), the workers' part of the wall time is split by their epochs' own clocks:
+    With ``fit_span`` (when the workers ran: the call that started them and its return), the
+    wall time is split into phases, the workers' part by their epochs' own clocks:
     ``worker_start`` up to this call's first epoch, ``first_epoch``, ``epochs``, ``teardown``.
     """
+    t_start = clock.start
     layout = RunLayout.of(run_dir)
     if not layout.final.is_file():
         raise TrainingFailedError(f"training finished but {layout.final} was not written")
@@ -594,7 +592,7 @@ def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, r
     ckpts = store.list()
     best = store.best()
     best_rec = next((r for r in history if r.epoch == summary["best_epoch"]), None)
-    if clock is not None and fit_span is not None:
+    if fit_span is not None:
         _charge_workers(clock, fit_span, [r for r in raw_history if r["start_unix"] >= t_start])
         clock.mark("result")
     result = TrainingResult(
@@ -632,7 +630,7 @@ def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, r
             train_time_s=train_time,
             samples_per_s=samples / train_time if train_time > 0 else 0.0,
             steady_samples_per_s=statistics.median(steady) if steady else 0.0,
-            phases=clock.ordered() if clock is not None else {},
+            phases=clock.ordered(),
         ),
         versions=_versions(),
         created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

@@ -135,7 +135,6 @@ class Timings(BaseModel):
         description="Where the wall time went, in order, seconds: " + ", ".join(PHASES) + ".")
 
 
-
 class TrainingResult(BaseModel):
     """Everything needed to compare, share and reload a finished run."""
 

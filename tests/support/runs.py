@@ -4,11 +4,11 @@ directory may hold start from a real one in a few seconds."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 from mtp_core.spec import TrainingTask, parse_task
+from trainer.result import PhaseClock
 
 __all__ = ["finished_run"]
 
@@ -21,8 +21,8 @@ def finished_run(task: dict[str, Any] | TrainingTask, storage: Path,
 
     t = task if isinstance(task, TrainingTask) else parse_task(task)
     name = run_name or t.task_id
-    t0 = time.time()
+    clock = PhaseClock()
     api.train_local(t, storage_path=storage, run_name=name)
     run_dir = Path(storage).resolve() / name
-    api._collect_result(t, api.prepare(t), name, run_dir, t0)
+    api._collect_result(t, api.prepare(t), name, run_dir, clock)
     return run_dir
