@@ -532,5 +532,27 @@ def _report(err: BaseException, code: int) -> int:
     return code
 
 
+def entry() -> None:
+    """The ``mtp`` command (and ``python -m mtp.cli``): :func:`main`, then the process ends.
+
+    After an interrupt the run's fit thread may still be inside Ray's client code, and letting
+    the interpreter finalize under it (Ray's atexit shutdown, then the thread's teardown) can
+    crash the process with SIGSEGV once the ``mtp: interrupted`` line is printed. So an
+    interrupted command flushes its output and ends at once with its exit code (128 + the
+    signal); an embedded Ray's processes go with it (Ray's reaper), a cluster's actors of this
+    job end with the job. Callers of :func:`main` (driver scripts, tests) are not affected.
+    """
+    code = main()
+    if _Signals.received is not None:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe: nothing left to deliver
+                pass
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
