@@ -135,3 +135,48 @@ def test_the_lean_trainer_swaps_in_its_fixed_size_policy_where_ray_builds_it() -
     # the only coordinator calls left are the ones FixedSizePolicy overrides (and the cancel,
     # a no-op without a client)
     assert "_coordinator_client" not in inspect.getsource(FixedScalingPolicy)
+
+
+#: sha256 (first 16 hex digits) of the source of Ray Train's ``_TorchBackend`` methods that
+#: ``trainer._ray_train_controller._LeanTorchBackend`` follows (Ray 2.60.0)
+_RAY_TORCH_BACKEND_SOURCES = {"on_start": "2d82fd3c05311849",
+                              "on_shutdown": "7dab1784f3fc07e5",
+                              "on_training_start": "df438bd024c211de"}
+
+
+def test_the_lean_torch_backend_follows_the_ray_methods_it_was_written_from() -> None:
+    """The lean backend takes Ray's process-group steps without torch in the controller: a
+    Ray upgrade that changes those steps fails here until the lean backend is checked against
+    the new ones (and these digests are updated)."""
+    import hashlib
+
+    from ray.train.torch.config import _TorchBackend
+
+    now = {name: hashlib.sha256(inspect.getsource(getattr(_TorchBackend, name)).encode())
+           .hexdigest()[:16] for name in _RAY_TORCH_BACKEND_SOURCES}
+    assert now == _RAY_TORCH_BACKEND_SOURCES
+
+
+def test_what_a_controller_unpickles_imports_no_torch() -> None:
+    code = ("import sys, trainer._ray_train_controller as m; "
+            "m.LeanTorchConfig(backend='gloo').backend_cls(); "
+            "print(sorted(n for n in sys.modules if n == 'torch' or n.startswith('torch.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout.strip()
+    assert out == "[]"
+
+
+def test_a_lean_torch_config_is_the_torch_config_it_was_made_from() -> None:
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchConfig
+
+    from trainer._ray_train import LeanTorchTrainer
+    from trainer._ray_train_controller import LeanTorchConfig
+
+    given = TorchConfig(backend="gloo", init_method="tcp", timeout_s=77)
+    lean = LeanTorchTrainer(lambda: None, torch_config=given,
+                            scaling_config=ScalingConfig(num_workers=2)).backend_config
+    assert type(lean) is LeanTorchConfig and lean.to_dict() == given.to_dict()
+    assert lean.ray_config() == given and lean.framework == given.framework
+    default = LeanTorchTrainer(lambda: None, scaling_config=ScalingConfig(num_workers=1))
+    assert default.backend_config.to_dict() == {**TorchConfig().to_dict(), "backend": "gloo"}

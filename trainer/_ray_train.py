@@ -13,6 +13,10 @@ first run on a cluster) unless ``MTP_ALLOW_AUTOSCALE`` is set: without it the pl
 a task the cluster cannot hold now, so there is nothing for an autoscaler to add. Everything
 else (controller, worker group, failure handling, checkpoints, reports) is Ray Train's own.
 
+Its backend config is :class:`trainer._ray_train_controller.LeanTorchConfig` (Ray's
+``TorchConfig`` given to it is converted): the same process-group set-up, without importing
+torch in the controller before the workers start.
+
 The callbacks and the policy are built by private methods (``_create_default_callbacks``,
 ``_initialize_and_run_controller``): this module is the one place that relies on them, and
 tests/test_architecture.py fails when a Ray upgrade moves them.
@@ -23,12 +27,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ray.train.torch import TorchTrainer
+from ray.train.torch import TorchConfig, TorchTrainer
 from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
 from ray.train.v2._internal.callbacks.placement_group_callback import (
     PlacementGroupCleanerCallback,
 )
 from ray.train.v2._internal.execution.scaling_policy.fixed import FixedScalingPolicy
+
+from trainer._ray_train_controller import FixedSizePolicy, LeanTorchConfig
 
 __all__ = ["DROPPED_CALLBACKS", "FixedSizePolicy", "LeanTorchTrainer"]
 
@@ -36,24 +42,18 @@ __all__ = ["DROPPED_CALLBACKS", "FixedSizePolicy", "LeanTorchTrainer"]
 DROPPED_CALLBACKS: tuple[type, ...] = (DatasetsCallback, PlacementGroupCleanerCallback)
 
 
-class FixedSizePolicy(FixedScalingPolicy):
-    """Ray Train's fixed scaling policy without resource requests to an autoscaler."""
-
-    def after_controller_start(self, train_run_context: Any) -> None:
-        self._requester_id = f"train-{train_run_context.run_id}"
-
-    def _maybe_send_resource_request(self) -> None:
-        return None
-
-    def _send_resource_request(self) -> None:
-        return None
-
-
 class LeanTorchTrainer(TorchTrainer):
     """A ``TorchTrainer`` without a dataset manager and placement-group cleaner (see above).
 
-    A run that is given Ray Datasets keeps its ``DatasetsCallback``.
+    A run that is given Ray Datasets keeps its ``DatasetsCallback``. A ``TorchConfig`` (or
+    none) becomes the equal :class:`LeanTorchConfig`; its subclasses are left as they are.
     """
+
+    def __init__(self, *args: Any, torch_config: Any = None, **kwargs: Any) -> None:
+        if torch_config is None or type(torch_config) is TorchConfig:
+            given = torch_config.to_dict() if torch_config is not None else {}
+            torch_config = LeanTorchConfig(**given)
+        super().__init__(*args, torch_config=torch_config, **kwargs)
 
     def _initialize_and_run_controller(self, **kwargs: Any) -> Any:
         if (type(kwargs.get("scaling_policy")) is FixedScalingPolicy

@@ -121,3 +121,49 @@ def test_more_workers_than_cpus_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"needs 8 CPUs .*num_workers=8.* cluster has 2"):
         mtp_train(parse_task({**TASK, "resources": {"num_workers": 8}}), storage_path=tmp_path)
+
+
+def _process_group_probe(config: dict[str, str]) -> None:
+    """In a worker: the process group the lean backend set up, and whether the run's
+    controller (found through /proc: one machine) has loaded torch's library; each rank
+    writes what it saw to ``<out>/rank-<r>.json``."""
+    import json
+
+    import torch
+    import torch.distributed as dist
+
+    total = torch.tensor([float(dist.get_rank() + 1)])
+    dist.all_reduce(total)
+    controllers = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            if cmd.startswith("ray::TrainController"):
+                controllers[pid] = "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+        except OSError:
+            continue
+    seen = {"rank": dist.get_rank(), "world": dist.get_world_size(),
+            "backend": dist.get_backend(), "sum": total.item(),
+            "env": [os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK")],
+            "master": bool(os.environ.get("MASTER_ADDR")), "controllers": controllers}
+    Path(config["out"], f"rank-{dist.get_rank()}.json").write_text(json.dumps(seen))
+
+
+def test_the_lean_trainer_sets_up_the_process_group_without_torch_in_its_controller(
+        tmp_path: Path) -> None:
+    import json
+
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchConfig
+
+    from trainer._ray_train import LeanTorchTrainer
+
+    LeanTorchTrainer(_process_group_probe, train_loop_config={"out": str(tmp_path)},
+                     torch_config=TorchConfig(backend="gloo"),
+                     scaling_config=ScalingConfig(num_workers=2)).fit()
+    for rank in (0, 1):
+        m = json.loads((tmp_path / f"rank-{rank}.json").read_text())
+        assert (m["rank"], m["world"], m["backend"], m["sum"]) == (rank, 2, "gloo", 3.0), m
+        # one machine, so the local rank is the rank
+        assert m["env"] == [str(rank), "2", str(rank)] and m["master"], m
+        assert len(m["controllers"]) == 1 and not any(m["controllers"].values()), m
