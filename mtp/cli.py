@@ -533,7 +533,8 @@ def _report(err: BaseException, code: int) -> int:
 
 
 def entry() -> None:
-    """The ``mtp`` command (and ``python -m mtp.cli``): :func:`main`, then the process ends.
+    """The ``mtp`` command (and ``python -m mtp.cli``): :func:`main`, then the process ends,
+    without relaying the Ray workers' last words (they are stopped as the driver exits).
 
     After an interrupt the run's fit thread may still be inside Ray's client code, and letting
     the interpreter finalize under it (Ray's atexit shutdown, then the thread's teardown) can
@@ -543,6 +544,9 @@ def entry() -> None:
     job end with the job. Callers of :func:`main` (driver scripts, tests) are not affected.
     """
     code = main()
+    # the command is done: what its Ray workers print from here on is how they die as the
+    # driver leaves (Ray's SIGTERM handler raising in a worker), not news for the user
+    mute_worker_logs()
     if _Signals.received is not None:
         logging.shutdown()
         for stream in (sys.stdout, sys.stderr):

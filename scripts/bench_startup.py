@@ -261,6 +261,7 @@ class Report:
     ray_start_s: float = math.nan
     floor_plain: list[float] = field(default_factory=list)
     floor_lean: list[float] = field(default_factory=list)
+    floor_cpu: dict[str, dict[str, float]] = field(default_factory=dict)
     cached_fill_s: float = math.nan
     cached: list[RunSample] = field(default_factory=list)
     tune: list[TuneSample] = field(default_factory=list)
@@ -472,6 +473,7 @@ def run_benchmark(sections: str, runs: int, timeout_s: float) -> Report:
                             "(c) Ray Train's floor")
             floor = json_from(p.stdout, "(c) Ray Train's floor")
             report.floor_plain, report.floor_lean = floor["plain"], floor["lean"]
+            report.floor_cpu = floor["cpu"]
     if "e" in sections:
         for i in range(runs):
             logger.info("run %d/%d of (e)", i + 1, runs)
@@ -521,6 +523,10 @@ def format_report(r: Report) -> str:
     if r.floor_plain:
         lines += [_row("    floor: TorchTrainer.fit(), report only", r.floor_plain),
                   _row("    floor: LeanTorchTrainer.fit(), report only", r.floor_lean)]
+        for name, cpu in r.floor_cpu.items():  # median CPU seconds of the run's processes
+            lines.append(f"      {name} floor's CPU s: " + ", ".join(
+                f"{role} {s:.2f}" for role, s in cpu.items())
+                + f" (sum {sum(cpu.values()):.2f})")
     if r.cached:
         hits = sum(s.cache_hit is not None for s in r.cached)
         lines.append(_row("(d) mtp run, cached rerun", [s.wall_s for s in r.cached],

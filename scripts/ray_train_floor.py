@@ -1,7 +1,10 @@
 """The floor under any Ray Train run: ``TorchTrainer.fit()`` of a function that only reports
 once, on a running Ray (``--address``), ``--runs`` times in one driver; prints one JSON line
-``{"plain": [s, ...], "lean": [s, ...]}`` (Ray Train's own ``TorchTrainer`` and the platform's
-``LeanTorchTrainer``, interleaved). Used by scripts/bench_startup.py, section (c).
+``{"plain": [s, ...], "lean": [s, ...], "cpu": {...}}``: the wall times of Ray Train's own
+``TorchTrainer`` and the platform's ``LeanTorchTrainer`` (interleaved), and for each the CPU
+seconds that the run's Ray processes used, by role (controller, workers, synchronization
+actor; medians over the runs), read from ``/proc`` every 0.1 s while ``fit()`` runs (Linux,
+one machine). Used by scripts/bench_startup.py, section (c).
 """
 
 from __future__ import annotations
@@ -9,14 +12,73 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
+import threading
 import time
 from collections.abc import Sequence
+
+_CLK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+#: the Ray process title (``ray::<class>``) of each role
+ROLES = {"controller": "ray::TrainController", "workers": "ray::RayTrainWorker",
+         "sync_actor": "ray::SynchronizationActor"}
 
 
 def _report() -> None:
     import ray.train
 
     ray.train.report({"pid": os.getpid()})
+
+
+def _ray_processes() -> dict[int, tuple[str, float]]:
+    """pid -> (title, CPU seconds so far) of this machine's ``ray::`` processes."""
+    found: dict[int, tuple[str, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                title = f.read().split(b"\0")[0].decode(errors="replace")
+            if not title.startswith("ray::"):
+                continue
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            found[int(entry)] = (title, (int(fields[11]) + int(fields[12])) / _CLK)
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+    return found
+
+
+class CpuSampler:
+    """The CPU every ``ray::`` process used while the sampler ran (the last count seen minus
+    the count at the start: a run's controller may be an idle worker Ray started earlier)."""
+
+    def __init__(self) -> None:
+        self.before = _ray_processes()
+        self.seen: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.seen.update(_ray_processes())
+            time.sleep(0.1)
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def by_role(self) -> dict[str, float]:
+        """CPU seconds by role."""
+        out = {role: 0.0 for role in ROLES}
+        for pid, (title, cpu) in self.seen.items():
+            role = next((r for r, prefix in ROLES.items() if title.startswith(prefix)), None)
+            if role is not None:
+                out[role] += cpu - self.before.get(pid, ("", 0.0))[1]
+        return {r: round(v, 2) for r, v in out.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,12 +99,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ray.init(address=args.address, logging_level="ERROR",
              **own_cluster_options(args.address, embedded=False))
     times: dict[str, list[float]] = {"plain": [], "lean": []}
+    cpu: dict[str, list[dict[str, float]]] = {"plain": [], "lean": []}
     for _ in range(args.runs):
         for name, cls in (("plain", TorchTrainer), ("lean", LeanTorchTrainer)):
-            t0 = time.perf_counter()
-            cls(_report, scaling_config=ScalingConfig(num_workers=args.workers)).fit()
-            times[name].append(time.perf_counter() - t0)
-    print(json.dumps(times))
+            with CpuSampler() as sampler:
+                t0 = time.perf_counter()
+                cls(_report, scaling_config=ScalingConfig(num_workers=args.workers)).fit()
+                times[name].append(time.perf_counter() - t0)
+            cpu[name].append(sampler.by_role())
+    medians = {name: {role: round(statistics.median(run[role] for run in runs), 2)
+                      for role in ROLES} for name, runs in cpu.items()}
+    print(json.dumps({**times, "cpu": medians}))
     return 0
 
 
