@@ -2,9 +2,11 @@
 once, on a running Ray (``--address``), ``--runs`` times in one driver; prints one JSON line
 ``{"plain": [s, ...], "lean": [s, ...], "cpu": {...}}``: the wall times of Ray Train's own
 ``TorchTrainer`` and the platform's ``LeanTorchTrainer`` (interleaved), and for each the CPU
-seconds that the run's Ray processes used, by role (controller, workers, synchronization
-actor; medians over the runs), read from ``/proc`` every 0.1 s while ``fit()`` runs (Linux,
-one machine). Used by scripts/bench_startup.py, section (c).
+seconds the run's Ray processes used, by role (medians over the runs): the workers count their
+own CPU when they report (``getrusage``), the controller, the synchronization actor and Ray
+Train's other helper actors are read from ``/proc`` every 0.1 s while ``fit()`` runs (Linux,
+one machine; a process there before the run counts only if it was an idle Ray worker then).
+Used by scripts/bench_startup.py, section (c).
 """
 
 from __future__ import annotations
@@ -12,20 +14,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 _CLK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-#: the Ray process title (``ray::<class>``) of each role
-ROLES = {"controller": "ray::TrainController", "workers": "ray::RayTrainWorker",
-         "sync_actor": "ray::SynchronizationActor"}
+#: the Ray process title (``ray::<class>``) of each role seen from outside
+ROLES: dict[str, tuple[str, ...]] = {
+    "controller": ("ray::TrainController",), "sync_actor": ("ray::SynchronizationActor",),
+    "other_actors": ("ray::PlacementGroupCleaner", "ray::DatasetManager",
+                          "ray::_AutoscalingCoordinatorActor")}
 
 
-def _report() -> None:
+def _report(config: dict[str, str]) -> None:
+    """Reports once; first writes the CPU this worker process has used so far."""
     import ray.train
 
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    Path(config["out"], f"{os.getpid()}.cpu").write_text(str(usage.ru_utime + usage.ru_stime))
     ray.train.report({"pid": os.getpid()})
 
 
@@ -70,14 +80,16 @@ class CpuSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self.seen.update(_ray_processes())
 
     def by_role(self) -> dict[str, float]:
         """CPU seconds by role."""
         out = {role: 0.0 for role in ROLES}
         for pid, (title, cpu) in self.seen.items():
+            was_title, was_cpu = self.before.get(pid, ("ray::IDLE", 0.0))
             role = next((r for r, prefix in ROLES.items() if title.startswith(prefix)), None)
-            if role is not None:
-                out[role] += cpu - self.before.get(pid, ("", 0.0))[1]
+            if role is not None and was_title.startswith("ray::IDLE"):
+                out[role] += cpu - was_cpu
         return {r: round(v, 2) for r, v in out.items()}
 
 
@@ -102,13 +114,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     cpu: dict[str, list[dict[str, float]]] = {"plain": [], "lean": []}
     for _ in range(args.runs):
         for name, cls in (("plain", TorchTrainer), ("lean", LeanTorchTrainer)):
-            with CpuSampler() as sampler:
+            with tempfile.TemporaryDirectory() as out, CpuSampler() as sampler:
                 t0 = time.perf_counter()
-                cls(_report, scaling_config=ScalingConfig(num_workers=args.workers)).fit()
+                cls(_report, train_loop_config={"out": out},
+                    scaling_config=ScalingConfig(num_workers=args.workers)).fit()
                 times[name].append(time.perf_counter() - t0)
-            cpu[name].append(sampler.by_role())
+                workers = sum(float(p.read_text()) for p in Path(out).glob("*.cpu"))
+            cpu[name].append({**sampler.by_role(), "workers": round(workers, 2)})
     medians = {name: {role: round(statistics.median(run[role] for run in runs), 2)
-                      for role in ROLES} for name, runs in cpu.items()}
+                      for role in runs[0]} for name, runs in cpu.items()}
     print(json.dumps({**times, "cpu": medians}))
     return 0
 
