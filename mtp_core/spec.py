@@ -30,6 +30,7 @@ __all__ = [
     "Activation",
     "CheckpointPolicy",
     "Compression",
+    "CustomModel",
     "DatasetSpec",
     "EarlyStopping",
     "FailureSpec",
@@ -142,7 +143,48 @@ class CNNModel(StrictModel):
         return v
 
 
-ModelSpec = Annotated[LinearModel | MLPModel | CNNModel, Field(discriminator="type")]
+_FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+
+
+class CustomModel(StrictModel):
+    """The user's own ``torch.nn.Module``, built by a factory function of their code.
+
+    The factory is called as ``factory(input_shape=..., num_outputs=..., task=...,
+    **params)`` (``task`` is ``"classification"`` or ``"regression"``) and returns an
+    ``nn.Module`` mapping a batch of inputs to ``(batch, num_outputs)`` (for regression
+    ``num_outputs`` is 1). Its module is looked for in ``code_dir`` (default: the config
+    file's folder), then on the Python path; the source files found there are hashed into the
+    task's cache key and, unless installed in site-packages, shipped to every worker.
+    """
+
+    type: Literal["custom"]
+    factory: str = Field(max_length=1024, description="MODULE:FUNCTION, e.g. my_models.nets:build")
+    params: dict[str, Any] = Field(default_factory=dict,
+                                   description="Keyword arguments for the factory (JSON values).")
+    code_dir: Path | None = Field(
+        None, description="Where the factory's module is looked for first; relative paths are "
+        "taken from the config's folder (default: the config's folder).")
+
+    @field_validator("factory")
+    @classmethod
+    def _factory_form(cls, v: str) -> str:
+        if not _FACTORY.match(v):
+            raise ValueError(f"expected MODULE:FUNCTION (for example my_models.nets:build), "
+                             f"got {v!r}")
+        return v
+
+    @field_validator("params")
+    @classmethod
+    def _params_form(cls, v: dict[str, Any]) -> dict[str, Any]:
+        taken = sorted({"input_shape", "num_outputs", "task"} & set(v))
+        if taken:
+            raise ValueError(f"{', '.join(taken)} is given to the factory by the platform; "
+                             "remove it from model.params")
+        return v
+
+
+ModelSpec = Annotated[LinearModel | MLPModel | CNNModel | CustomModel,
+                      Field(discriminator="type")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -900,6 +942,12 @@ def parse_task(raw: Any, origin: str = "<dict>", base_dir: Path | None = None) -
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, raw, origin, model=TrainingTask)
                           ) from None
+    if isinstance(task.model, CustomModel) and base_dir is not None:
+        code_dir = task.model.code_dir
+        code_dir = base_dir if code_dir is None else (
+            code_dir if code_dir.is_absolute() else base_dir / code_dir)
+        task = task.model_copy(
+            update={"model": task.model.model_copy(update={"code_dir": code_dir.resolve()})})
     if isinstance(task.dataset, FileDataset) and base_dir is not None:
         if not task.dataset.path.is_absolute():
             path = (base_dir / task.dataset.path).resolve()

@@ -355,7 +355,8 @@ def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: 
     launch = WorkerLaunch(
         task=task, data=data_ref, meta=prepared.meta, seed=prepared.seed, run_dir=str(run_dir),
         fingerprint=prepared.fingerprint, task_key=task_key, progress=on_epoch is not None,
-        detector=detector, migrator=migrator, ray_train_log_level=_ray_train_log_level())
+        detector=detector, migrator=migrator, ray_train_log_level=_ray_train_log_level(),
+        user_code=prepared.user_code)
     stop = threading.Event()
     tail = None
     if on_epoch is not None:
@@ -632,7 +633,8 @@ def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, r
             steady_samples_per_s=statistics.median(steady) if steady else 0.0,
             phases=clock.ordered(),
         ),
-        versions=_versions(),
+        versions={**_versions(), **({"model_code_sha256": prepared.model_code_sha256}
+                                     if prepared.model_code_sha256 else {})},
         created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         cache_key=prepared.cache_key,
         task=task.canonical_dict(),

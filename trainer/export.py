@@ -8,7 +8,7 @@ import numpy as np
 from torch import nn
 
 from consistency.hashing import state_dict_hash
-from mtp_core.spec import TaskKind, TrainingTask
+from mtp_core.spec import CustomModel, TaskKind, TrainingTask
 from trainer.errors import TrainerError
 from trainer.models import build_model
 from trainer.result import load_result
@@ -37,6 +37,17 @@ def load_model(run_dir: str | Path, verify: bool = True) -> nn.Module:
             f"{result.weights_hash[:12]}: the file was changed or corrupted"
         )
     task = TrainingTask.model_validate(result.task)
+    trained_with = result.versions.get("model_code_sha256")
+    if isinstance(task.model, CustomModel):
+        from trainer.user_code import install, resolve
+
+        code = resolve(task.model)
+        if trained_with is not None and code.sha256 != trained_with:
+            raise TrainerError(
+                f"model.factory={task.model.factory!r}: its source found now (sha256 "
+                f"{code.sha256[:12]}) is not the source this run was trained with "
+                f"({trained_with[:12]}); restore that code to load the model")
+        install(code)
     shape = tuple(result.sample_shape)
     model = build_model(task.model, shape, TaskKind(result.task_kind), result.num_classes,
                         np.zeros(shape, np.float32), np.ones(shape, np.float32))

@@ -8,6 +8,7 @@ from typing import Any
 from mtp_core.layout import RunLayout
 from mtp_core.spec import TrainingTask
 from trainer.data import DatasetMeta
+from trainer.user_code import UserCode
 
 __all__ = ["WorkerLaunch"]
 
@@ -35,6 +36,15 @@ class WorkerLaunch:
     migrator: Any = None
     ray_train_log_level: str = "WARNING"
     attempt: int = 0
+    user_code: UserCode | None = None  # a custom model's source, installed by every rank
+
+    def install_code(self) -> None:
+        """Import a custom model's factory from the shipped source (before the model is
+        built)."""
+        if self.user_code is not None:
+            from trainer.user_code import install
+
+            install(self.user_code)
 
     @property
     def layout(self) -> RunLayout:

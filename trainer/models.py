@@ -17,6 +17,7 @@ from torch import nn
 from mtp_core.spec import (
     Activation,
     CNNModel,
+    CustomModel,
     LinearModel,
     MLPModel,
     ModelSpec,
@@ -28,7 +29,7 @@ from trainer.errors import ConfigError
 from trainer.versions import MODEL_CODE_VERSION  # re-exported: the builders' version
 
 __all__ = ["MODEL_CODE_VERSION", "ModelSize", "Standardize", "build_model", "check_model_size",
-           "count_parameters", "model_size"]
+           "check_output_shape", "count_parameters", "model_size"]
 
 
 _ACTIVATIONS: dict[Activation, type[nn.Module]] = {
@@ -98,6 +99,48 @@ def _cnn(spec: CNNModel, shape: tuple[int, ...], n_out: int) -> list[nn.Module]:
     return layers
 
 
+def _custom(spec: CustomModel, sample_shape: tuple[int, ...], kind: TaskKind,
+            n_out: int) -> nn.Module:
+    """The user's module from their factory (see :mod:`trainer.user_code`)."""
+    from trainer.user_code import factory_of
+
+    factory = factory_of(spec)
+    try:
+        module = factory(input_shape=tuple(sample_shape), num_outputs=n_out, task=kind.value,
+                         **spec.params)
+    except Exception as err:  # noqa: BLE001 - the user's code may raise anything
+        raise ConfigError(f"model.factory={spec.factory!r} raised {type(err).__name__}: "
+                          f"{err}") from None
+    if not isinstance(module, nn.Module):
+        raise ConfigError(f"model.factory={spec.factory!r} returned a "
+                          f"{type(module).__name__}, not a torch.nn.Module")
+    return module
+
+
+def check_output_shape(spec: ModelSpec, model: nn.Module, sample: torch.Tensor,
+                       kind: TaskKind, num_classes: int) -> None:
+    """Run ``model`` on a probe batch: a custom model's output must be ``(batch, outputs)``;
+    ConfigError naming the factory otherwise."""
+    if not isinstance(spec, CustomModel):
+        return
+    n_out = num_classes if kind is TaskKind.CLASSIFICATION else 1
+    want = (len(sample), n_out) if kind is TaskKind.CLASSIFICATION else (len(sample),)
+    try:
+        with torch.no_grad():
+            out = model.eval()(sample)
+    except Exception as err:  # noqa: BLE001 - the user's forward may raise anything
+        raise ConfigError(f"model.factory={spec.factory!r}: the model's forward on a probe "
+                          f"batch of shape {tuple(sample.shape)} raised "
+                          f"{type(err).__name__}: {err}") from None
+    finally:
+        model.train()
+    got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if got != want:
+        raise ConfigError(f"model.factory={spec.factory!r}: the model maps a batch of shape "
+                          f"{tuple(sample.shape)} to {got}; expected (batch, {n_out}) "
+                          f"({kind.value}, num_outputs={n_out})")
+
+
 def _body(spec: ModelSpec, sample_shape: tuple[int, ...], kind: TaskKind,
           num_classes: int) -> list[nn.Module]:
     n_in = math.prod(sample_shape)
@@ -111,7 +154,9 @@ def _body(spec: ModelSpec, sample_shape: tuple[int, ...], kind: TaskKind,
             )
         n_out = 1
     body: list[nn.Module]
-    if isinstance(spec, LinearModel):
+    if isinstance(spec, CustomModel):
+        body = [_custom(spec, sample_shape, kind, n_out)]
+    elif isinstance(spec, LinearModel):
         body = [nn.Flatten(), nn.Linear(n_in, n_out)]
     elif isinstance(spec, MLPModel):
         body = _mlp(spec, n_in, n_out)
@@ -177,6 +222,9 @@ def _size_fields(spec: ModelSpec) -> tuple[str, str]:
     """The fields that set a model's size, and what to do about them."""
     if isinstance(spec, MLPModel):
         return f"model.hidden_sizes={spec.hidden_sizes}", "narrow or drop hidden layers"
+    if isinstance(spec, CustomModel):
+        return f"model.factory={spec.factory!r} with model.params={spec.params}", \
+            "make the model smaller"
     if isinstance(spec, CNNModel):
         return (f"model.channels={spec.channels}, model.hidden_size={spec.hidden_size}",
                 "lower them (or use a smaller dataset.image_shape)")

@@ -21,9 +21,10 @@ import numpy as np
 
 from consistency.identity import cache_key, task_params_for_key
 from mtp_core.hashing import canonical_json, data_hash
-from mtp_core.spec import Strategy, TrainingTask
+from mtp_core.spec import CustomModel, Strategy, TrainingTask
 from trainer.data import Dataset, DatasetMeta, load_dataset
 from trainer.errors import ConfigError
+from trainer.user_code import resolve as resolve_code
 from trainer.versions import MODEL_CODE_VERSION, code_version
 
 __all__ = ["PreparedTask", "check_trainable", "fingerprint", "identify", "identity", "prepare"]
@@ -40,9 +41,15 @@ class PreparedTask:
         seed = task.consistency.deterministic.resolve_seed(task.task_id, self.data_hash)
         # deterministic.enabled=false: a fresh seed per run (results vary, as asked)
         self.seed = seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
-        self.fingerprint = fingerprint(task, self.data_hash, self.seed)
+        #: a custom model's source (shipped to the workers); its hash keys the results
+        self.user_code = (resolve_code(task.model) if isinstance(task.model, CustomModel)
+                          else None)
+        self.model_code_sha256 = self.user_code.sha256 if self.user_code is not None else None
+        self.fingerprint = fingerprint(task, self.data_hash, self.seed, self.model_code_sha256)
+        versions = code_version() + (f"+model-code-{self.model_code_sha256}"
+                                     if self.model_code_sha256 else "")
         self.cache_key = cache_key(task.task_id, task_params_for_key(task.canonical_dict()),
-                                   self.data_hash, MODEL_CODE_VERSION, code_version())
+                                   self.data_hash, MODEL_CODE_VERSION, versions)
 
 
 def identity(task: TrainingTask) -> dict[str, Any]:
@@ -53,6 +60,7 @@ def identity(task: TrainingTask) -> dict[str, Any]:
     may not.
     """
     d = task.canonical_dict()
+    d["model"].pop("code_dir", None)  # where the code was found; its content is hashed
     training = {k: v for k, v in d["training"].items()
                 if k not in ("epochs", "early_stopping", "checkpoint")}
     key = {"task_id": task.task_id, "model": d["model"], "dataset": d["dataset"],
@@ -62,11 +70,14 @@ def identity(task: TrainingTask) -> dict[str, Any]:
     return key
 
 
-def fingerprint(task: TrainingTask, digest: str, seed: int) -> str:
+def fingerprint(task: TrainingTask, digest: str, seed: int,
+                model_code_sha256: str | None = None) -> str:
     """What must match for a checkpoint to be resumable by this task: its identity, the
-    data's content hash and the seed."""
-    return hashlib.sha256(canonical_json({**identity(task), "data": digest, "seed": seed})
-                          ).hexdigest()
+    data's content hash, the seed and a custom model's source hash."""
+    key = {**identity(task), "data": digest, "seed": seed}
+    if model_code_sha256 is not None:
+        key["model_code"] = model_code_sha256
+    return hashlib.sha256(canonical_json(key)).hexdigest()
 
 
 def identify(task: TrainingTask) -> PreparedTask:
@@ -78,12 +89,18 @@ def identify(task: TrainingTask) -> PreparedTask:
 
 def check_trainable(prepared: PreparedTask) -> None:
     """Check the loss and model choice against the data; raises ConfigError. Imports torch."""
+    import torch
+
     from cluster.errors import ClusterError
     from cluster.parameter_server import ShardLayout
     from trainer.loop import build_loss
-    from trainer.models import build_model, check_model_size
+    from trainer.models import build_model, check_model_size, check_output_shape
 
     task, dataset = prepared.task, prepared.dataset
+    if prepared.user_code is not None:  # the custom model's factory, from the hashed source
+        from trainer.user_code import install
+
+        install(prepared.user_code)
     build_loss(task, dataset.kind)
     shape = dataset.sample_shape
     # before a byte of the model is allocated: a model that cannot fit is a ConfigError
@@ -91,6 +108,9 @@ def check_trainable(prepared: PreparedTask) -> None:
                      task.training.optimizer, task.hyperparameters.momentum)
     model = build_model(task.model, shape, dataset.kind, dataset.num_classes,
                         np.zeros(shape, np.float32), np.ones(shape, np.float32))
+    check_output_shape(task.model, model, torch.from_numpy(
+        np.ascontiguousarray(dataset.features[:2], dtype=np.float32)), dataset.kind,
+        dataset.num_classes)
     if task.strategy is Strategy.PARAMETER_SERVER:
         try:
             ShardLayout.for_module(model, task.ps_spec.num_shards)

@@ -131,6 +131,7 @@ def ray_train_worker(config: dict[str, WorkerLaunch]) -> None:
     device = ray.train.torch.get_device()
     collective = TorchCollective(device) if dist.is_initialized() else SingleProcess()
     wiring = WorkerWiring(launch)
+    launch.install_code()
     loop = TrainLoop(
         launch.task, features, targets, launch.meta, launch.seed, launch.run_dir,
         launch.fingerprint, collective,
@@ -198,6 +199,7 @@ class PSWorkerActor:
                 rank, spec.mode, barrier=collective.barrier)
 
         wiring = WorkerWiring(launch)
+        launch.install_code()
         loop = TrainLoop(task, features, targets, launch.meta, launch.seed, launch.run_dir,
                          launch.fingerprint, collective,
                          # a barrier, as ray.train.report is for DDP: no rank starts the next
