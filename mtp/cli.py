@@ -97,6 +97,8 @@ def format_summary(r: TrainingResult) -> str:
         f"task       {r.task_id}  strategy={strategy}  world_size={r.world_size}  "
         f"seed={r.seed}  params={r.num_parameters:,}",
         f"data_hash  {r.data_hash}",
+        *([f"model code {r.task['model'].get('factory')}  sha256 "
+           f"{r.versions['model_code_sha256']}"] if "model_code_sha256" in r.versions else []),
         f"epochs     {r.epochs_completed}" + ("  (stopped early)" if r.stopped_early else "")
         + (f"  resumed from epoch {r.resumed_from_epoch}" if r.resumed_from_epoch else "")
         + (f"  attempts {r.attempts}" if r.attempts > 1 else ""),

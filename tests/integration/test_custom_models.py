@@ -70,3 +70,22 @@ def test_unchanged_code_is_served_from_the_cache_and_an_edit_retrains(
     assert retrained.cache_hit is None
     assert retrained.versions["model_code_sha256"] != reference.versions["model_code_sha256"]
     assert retrained.weights_hash == reference.weights_hash  # a comment changes no weight
+
+
+def test_the_parameter_server_trains_a_custom_model(code_dir: Path, tmp_path: Path) -> None:
+    raw = _task(code_dir)
+    raw.update(strategy="parameter_server", ps={"mode": "sync", "num_shards": 2})
+    raw["training"]["epochs"] = 4
+    raw["consistency"] = {"cache": {"enabled": False}, "sharing": {"enabled": False}}
+    result = mtp_train(parse_task(raw), storage_path=tmp_path)
+    assert result.strategy == "parameter_server" and result.world_size == 2
+    assert result.final_metrics["val_accuracy"] >= 0.9
+    assert result.versions["model_code_sha256"] == load_code_sha(code_dir)
+
+
+def load_code_sha(code_dir: Path) -> str:
+    from trainer.prepare import identify
+
+    sha = identify(parse_task(_task(code_dir))).model_code_sha256
+    assert sha is not None
+    return sha

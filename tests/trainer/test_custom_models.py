@@ -81,7 +81,8 @@ def test_a_custom_model_trains_and_reruns_bit_identically(tmp_path: Path) -> Non
     assert a["weights_hash"] == b["weights_hash"]
 
 
-def test_a_stored_custom_run_reloads_and_a_changed_source_is_refused(tmp_path: Path) -> None:
+def test_a_stored_custom_run_reloads_and_a_changed_source_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from trainer.api import Executor, train
 
     write_package(tmp_path / "code")
@@ -95,6 +96,9 @@ def test_a_stored_custom_run_reloads_and_a_changed_source_is_refused(tmp_path: P
     import torch
 
     assert model(torch.from_numpy(x)).shape == (5, 10)
+    assert main(["show", str(result.run_dir)]) == 0
+    assert (f"model code user_nets.nets:build  sha256 {result.versions['model_code_sha256']}"
+            in capsys.readouterr().out)
     write_package(tmp_path / "code", extra="#")
     with pytest.raises(Exception, match="not the source this run was trained with"):
         load_model(result.run_dir)
@@ -138,3 +142,14 @@ def test_a_malformed_custom_model_is_a_config_error(model: dict, words: str) -> 
     with pytest.raises(ConfigError, match=words):
         parse_task({**custom_digits_task(code_dir=Path("/tmp")),
                     "model": {"type": "custom", **model}})
+
+
+def test_the_custom_model_example_trains(tmp_path: Path) -> None:
+    from tests.conftest import EXAMPLES
+
+    task = load_task(EXAMPLES / "custom_model" / "digits_custom.yaml",
+                     ["training.epochs=3", "resources.num_workers=1"])
+    assert isinstance(task.model, CustomModel)
+    assert task.model.code_dir == (EXAMPLES / "custom_model").resolve()
+    summary = train_local(task, storage_path=tmp_path)
+    assert summary["history"][-1]["val_accuracy"] >= 0.85, summary["history"][-1]
