@@ -34,6 +34,7 @@ RESULT_NEUTRAL_FIELDS: tuple[str, ...] = (
     "training.checkpoint",
     "dataset.path",
     "model.code_dir",
+    "dataset.code_dir",
     "ps.cpus_per_shard",
     "consistency.cache",
     "consistency.sharing",
@@ -99,8 +100,9 @@ def task_params_for_key(task_dict: Mapping[str, Any]) -> dict[str, Any]:
     * ``training.checkpoint``: when and how checkpoints are written, not what is trained.
     * ``dataset.path``: the data's content is in the ``data_hash`` argument, and relative paths
       are resolved to absolute ones that differ between machines.
-    * ``model.code_dir``: where a custom model's code was found; its source hash is part of
-      the code versions (``trainer.prepare``).
+    * ``model.code_dir``, ``dataset.code_dir``: where custom code was found; a model's source
+      hash is part of the code versions (``trainer.prepare``), a loader's output is in
+      ``data_hash``.
     * ``ps.cpus_per_shard``: scheduling only.
     * ``consistency.cache``, ``consistency.sharing``, ``consistency.consensus``: how results
       are reused and compared. ``consistency.deterministic`` is KEPT: ``global_seed`` and

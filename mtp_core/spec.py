@@ -30,6 +30,7 @@ __all__ = [
     "Activation",
     "CheckpointPolicy",
     "Compression",
+    "CustomDataset",
     "CustomModel",
     "DatasetSpec",
     "EarlyStopping",
@@ -146,6 +147,12 @@ class CNNModel(StrictModel):
 _FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
 
+def _import_path(v: str, example: str) -> str:
+    if not _FACTORY.match(v):
+        raise ValueError(f"expected MODULE:FUNCTION (for example {example}), got {v!r}")
+    return v
+
+
 class CustomModel(StrictModel):
     """The user's own ``torch.nn.Module``, built by a factory function of their code.
 
@@ -168,10 +175,7 @@ class CustomModel(StrictModel):
     @field_validator("factory")
     @classmethod
     def _factory_form(cls, v: str) -> str:
-        if not _FACTORY.match(v):
-            raise ValueError(f"expected MODULE:FUNCTION (for example my_models.nets:build), "
-                             f"got {v!r}")
-        return v
+        return _import_path(v, "my_models.nets:build")
 
     @field_validator("params")
     @classmethod
@@ -307,8 +311,33 @@ class FileDataset(_DatasetCommon):
         return self
 
 
+class CustomDataset(_DatasetCommon):
+    """The user's own loading code: ``loader(**params)`` returns ``(features, targets)``
+    (array-likes: features ``(rows, ...)``, targets ``(rows,)``) or ``(table, target)`` (a
+    pyarrow Table and the name of its target column; the other columns are the features).
+    The loader runs in the driver; its arrays are content-hashed like any other data and
+    reach the workers through the object store."""
+
+    source: Literal["custom"]
+    loader: str = Field(max_length=1024, description="MODULE:FUNCTION, e.g. my_data.load:load")
+    params: dict[str, Any] = Field(default_factory=dict,
+                                   description="Keyword arguments for the loader (JSON values).")
+    code_dir: Path | None = Field(
+        None, description="Where the loader's module is looked for first; relative paths are "
+        "taken from the config's folder (default: the config's folder).")
+    kind: TaskKind | None = Field(
+        None, description="classification or regression (default: regression for float "
+        "targets, classification for integer, boolean or text ones).")
+
+    @field_validator("loader")
+    @classmethod
+    def _loader_form(cls, v: str) -> str:
+        return _import_path(v, "my_data.load:load")
+
+
 DatasetSpec = Annotated[
-    SklearnDataset | SyntheticDataset | FileDataset, Field(discriminator="source")
+    SklearnDataset | SyntheticDataset | FileDataset | CustomDataset,
+    Field(discriminator="source")
 ]
 
 
@@ -704,7 +733,8 @@ SKLEARN_KINDS: dict[str, TaskKind] = {
 """What each bundled scikit-learn dataset's target is."""
 
 
-def declared_kind(dataset: SklearnDataset | SyntheticDataset | FileDataset) -> TaskKind | None:
+def declared_kind(dataset: SklearnDataset | SyntheticDataset | FileDataset | CustomDataset
+                  ) -> TaskKind | None:
     """The task kind the config fixes, or None for a file dataset without ``kind`` (its
     target column decides once loaded)."""
     if isinstance(dataset, SklearnDataset):
@@ -712,7 +742,8 @@ def declared_kind(dataset: SklearnDataset | SyntheticDataset | FileDataset) -> T
     return dataset.kind
 
 
-def _kind_source(dataset: SklearnDataset | SyntheticDataset | FileDataset) -> str:
+def _kind_source(dataset: SklearnDataset | SyntheticDataset | FileDataset | CustomDataset
+                 ) -> str:
     if isinstance(dataset, SklearnDataset):
         return f"sklearn dataset {dataset.name}"
     return f"dataset.kind={dataset.kind.value if dataset.kind else None}"
@@ -942,12 +973,15 @@ def parse_task(raw: Any, origin: str = "<dict>", base_dir: Path | None = None) -
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, raw, origin, model=TrainingTask)
                           ) from None
-    if isinstance(task.model, CustomModel) and base_dir is not None:
-        code_dir = task.model.code_dir
-        code_dir = base_dir if code_dir is None else (
-            code_dir if code_dir.is_absolute() else base_dir / code_dir)
-        task = task.model_copy(
-            update={"model": task.model.model_copy(update={"code_dir": code_dir.resolve()})})
+    if base_dir is not None:
+        for part in ("model", "dataset"):
+            section = getattr(task, part)
+            if isinstance(section, CustomModel | CustomDataset):
+                code_dir = section.code_dir
+                code_dir = base_dir if code_dir is None else (
+                    code_dir if code_dir.is_absolute() else base_dir / code_dir)
+                task = task.model_copy(
+                    update={part: section.model_copy(update={"code_dir": code_dir.resolve()})})
     if isinstance(task.dataset, FileDataset) and base_dir is not None:
         if not task.dataset.path.is_absolute():
             path = (base_dir / task.dataset.path).resolve()

@@ -23,6 +23,7 @@ import numpy as np
 
 from mtp_core.spec import (
     SKLEARN_KINDS,
+    CustomDataset,
     DatasetSpec,
     FileDataset,
     SklearnDataset,
@@ -686,7 +687,78 @@ def load_dataset(spec: DatasetSpec, *, available_bytes: int | None = None) -> Da
         return _load_sklearn(spec)
     if isinstance(spec, SyntheticDataset):
         return _load_synthetic(spec, available_bytes)
+    if isinstance(spec, CustomDataset):
+        return _load_custom(spec)
     return _load_file(spec, available_bytes)
+
+
+def _load_custom(spec: CustomDataset) -> Dataset:
+    """Call the user's loader (its code found as a custom model's is) and check what it gave."""
+    from trainer.user_code import find, install
+
+    loader = install(find(spec.loader, spec.code_dir, field="dataset.loader"))
+    said = f"dataset.loader={spec.loader!r}"
+    try:
+        out = loader(**spec.params)
+    except Exception as err:  # noqa: BLE001 - the user's code may raise anything
+        raise DataError(f"{said} raised {type(err).__name__}: {_one_line(err)}") from None
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise DataError(f"{said} returned a {type(out).__name__}; expected a pair: (features, "
+                        "targets) arrays, or (pyarrow.Table, target column name)")
+    first, second = out
+    class_names: tuple[str, ...] = ()
+    import sys
+
+    pa: Any = sys.modules.get("pyarrow")  # a loader that returns a table has imported it
+    if pa is not None and isinstance(first, pa.Table):
+        if not isinstance(second, str) or second not in first.column_names:
+            raise DataError(f"{said} returned a table with columns {_shown(first.column_names)} "
+                            f"and target {second!r}: the target must name one of them")
+        names = [c for c in first.column_names if c != second]
+        if not names:
+            raise DataError(f"{said} returned a table whose only column is the target {second!r}")
+        cols = []
+        for name in names:
+            col = first.column(name)
+            if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
+                    or pa.types.is_boolean(col.type)):
+                raise DataError(f"{said}: feature column {name!r} is {col.type}; features must "
+                                "be numbers or booleans (encode text columns first)")
+            cols.append(col.to_numpy(zero_copy_only=False).astype(np.float64))
+        x = np.stack(cols, axis=1)
+        target = first.column(second)
+        if pa.types.is_string(target.type) or pa.types.is_large_string(target.type):
+            text = np.asarray(target.to_pylist(), dtype=object)
+            if any(v is None for v in text):
+                raise DataError(f"{said}: target column {second!r} has missing values")
+            class_names = tuple(sorted(set(text)))
+            index = {c: i for i, c in enumerate(class_names)}
+            y = np.array([index[v] for v in text], dtype=np.int64)
+        else:
+            y = target.to_numpy(zero_copy_only=False)
+    else:
+        names = []
+        try:
+            x, y = np.asarray(first), np.asarray(second)
+        except Exception as err:  # noqa: BLE001 - ragged or exotic objects
+            raise DataError(f"{said} returned values that are not arrays: {_one_line(err)}"
+                            ) from None
+        if x.dtype.kind not in "biuf" or y.dtype.kind not in "biufUO":
+            raise DataError(f"{said} returned features of dtype {x.dtype} and targets of dtype "
+                            f"{y.dtype}; features must be numbers, targets numbers or text")
+        if y.dtype.kind in "UO":
+            text = y.astype(str)
+            class_names = tuple(sorted(set(text.tolist())))
+            index = {c: i for i, c in enumerate(class_names)}
+            y = np.array([index[v] for v in text.tolist()], dtype=np.int64)
+    if x.ndim < 2 or y.ndim != 1 or len(x) != len(y):
+        raise DataError(f"{said} returned features of shape {tuple(x.shape)} and targets of "
+                        f"shape {tuple(y.shape)}; expected (rows, features...) and (rows,) with "
+                        "the same number of rows")
+    names = names or [f"x{i}" for i in range(int(np.prod(x.shape[1:])))]
+    kind = spec.kind or (TaskKind.CLASSIFICATION if class_names or y.dtype.kind in "biu"
+                         else TaskKind.REGRESSION)
+    return _finish(f"custom:{spec.loader}", x, y, kind, names, spec, class_names)
 
 
 def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -61,6 +61,7 @@ def identity(task: TrainingTask) -> dict[str, Any]:
     """
     d = task.canonical_dict()
     d["model"].pop("code_dir", None)  # where the code was found; its content is hashed
+    d["dataset"].pop("code_dir", None)
     training = {k: v for k, v in d["training"].items()
                 if k not in ("epochs", "early_stopping", "checkpoint")}
     key = {"task_id": task.task_id, "model": d["model"], "dataset": d["dataset"],

@@ -33,7 +33,8 @@ from typing import Any
 from mtp_core.spec import CustomModel
 from trainer.errors import ConfigError
 
-__all__ = ["CODE_CACHE_ENV", "MAX_CODE_BYTES", "UserCode", "factory_of", "install", "resolve"]
+__all__ = ["CODE_CACHE_ENV", "MAX_CODE_BYTES", "UserCode", "factory_of", "find", "install",
+           "resolve"]
 
 CODE_CACHE_ENV = "MTP_CODE_CACHE"
 #: Most bytes of source a custom model may ship (every ``.py`` file of its package).
@@ -47,9 +48,10 @@ class UserCode:
     """The source of a custom model's factory: its files (paths relative to the folder they
     were found in) and whether they are shipped to the workers."""
 
-    factory: str
+    factory: str  # MODULE:FUNCTION
     files: tuple[tuple[str, bytes], ...]
     shipped: bool
+    field: str = "model.factory"  # the config field that names it, for messages
 
     @property
     def module(self) -> str:
@@ -86,9 +88,15 @@ def _sources(folder: Path, top: str) -> list[Path] | None:
 
 
 def resolve(spec: CustomModel) -> UserCode:
-    """Find and read the factory's source; a ConfigError names the factory and why."""
-    top = spec.factory.split(":")[0].split(".")[0]
-    search = ([spec.code_dir] if spec.code_dir is not None else []) + [
+    """Find and read a custom model's factory source; a ConfigError names it and why."""
+    return find(spec.factory, spec.code_dir)
+
+
+def find(target: str, code_dir: Path | None, field: str = "model.factory") -> UserCode:
+    """Find and read the source of ``target`` (MODULE:FUNCTION) in ``code_dir``, then on the
+    Python path; a ConfigError names ``field`` and why."""
+    top = target.split(":")[0].split(".")[0]
+    search = ([code_dir] if code_dir is not None else []) + [
         Path(p or os.getcwd()) for p in sys.path]
     installed = _installed_dirs()
     for folder in search:
@@ -100,15 +108,16 @@ def resolve(spec: CustomModel) -> UserCode:
             continue
         total = sum(f.stat().st_size for f in files)
         if total > MAX_CODE_BYTES:
-            raise ConfigError(f"model.factory={spec.factory!r}: the package {top!r} in {folder} "
+            raise ConfigError(f"{field}={target!r}: the package {top!r} in {folder} "
                               f"holds {total:,} bytes of Python source, more than the "
                               f"{MAX_CODE_BYTES:,} a run ships; keep the model code in a "
                               "smaller package")
         read = tuple((f.relative_to(folder).as_posix(), f.read_bytes()) for f in files)
-        return UserCode(spec.factory, read, shipped=folder.resolve() not in installed)
-    where = f"{spec.code_dir} or " if spec.code_dir is not None else ""
-    raise ConfigError(f"model.factory={spec.factory!r}: no module {top!r} in {where}on the "
-                      "Python path (model.code_dir sets the folder it is looked for in)")
+        return UserCode(target, read, shipped=folder.resolve() not in installed, field=field)
+    where = f"{code_dir} or " if code_dir is not None else ""
+    section = field.split(".")[0]
+    raise ConfigError(f"{field}={target!r}: no module {top!r} in {where}on the Python path "
+                      f"({section}.code_dir sets the folder it is looked for in)")
 
 
 def _code_root() -> Path:
@@ -155,14 +164,14 @@ def install(code: UserCode) -> Callable[..., Any]:
     try:
         module = importlib.import_module(code.module)
     except Exception as err:  # noqa: BLE001 - the user's module may raise anything
-        raise ConfigError(f"model.factory={code.factory!r}: importing {code.module!r} failed: "
+        raise ConfigError(f"{code.field}={code.factory!r}: importing {code.module!r} failed: "
                           f"{type(err).__name__}: {err}") from None
     if not hasattr(module, code.attr):
-        raise ConfigError(f"model.factory={code.factory!r}: module {code.module!r} has no "
+        raise ConfigError(f"{code.field}={code.factory!r}: module {code.module!r} has no "
                           f"attribute {code.attr!r}")
     factory = getattr(module, code.attr)
     if not callable(factory):
-        raise ConfigError(f"model.factory={code.factory!r}: {code.attr!r} is a "
+        raise ConfigError(f"{code.field}={code.factory!r}: {code.attr!r} is a "
                           f"{type(factory).__name__}, not a function")
     _INSTALLED[code.factory] = (code.sha256, factory)
     return factory

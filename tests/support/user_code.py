@@ -57,3 +57,50 @@ def custom_digits_task(name: str = "custom-digits", *, code_dir: Path, epochs: i
             "training": {"epochs": epochs, "batch_size": 32, "learning_rate": 0.003},
             "resources": {"num_workers": workers, "cpus_per_worker": 1},
             "consistency": {"cache": {"enabled": False}, "sharing": {"enabled": False}}}
+
+
+LOADERS = '''"""A user's data loaders."""
+import numpy as np
+import pyarrow as pa
+from sklearn.datasets import load_iris
+
+
+def iris(limit=None):
+    bunch = load_iris()
+    x, y = bunch.data, bunch.target
+    return (x[:limit], y[:limit]) if limit else (x, y)
+
+
+def iris_table():
+    bunch = load_iris()
+    cols = {f"f{i}": bunch.data[:, i] for i in range(bunch.data.shape[1])}
+    cols["species"] = [str(bunch.target_names[t]) for t in bunch.target]
+    return pa.table(cols), "species"
+
+
+def raises():
+    raise ValueError("no such table")
+
+
+def one_thing():
+    return np.zeros((3, 2))
+
+
+def ragged_rows():
+    return np.zeros((5, 2)), np.zeros(4)
+
+
+def text_feature():
+    return pa.table({"a": ["x", "y"], "t": [0, 1]}), "t"
+
+
+def wrong_target():
+    return pa.table({"a": [1.0, 2.0], "t": [0, 1]}), "label"
+'''
+
+
+def write_loaders(folder: Path) -> Path:
+    """``folder/user_data.py``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "user_data.py").write_text(LOADERS)
+    return folder / "user_data.py"
