@@ -125,23 +125,42 @@ def _code_root() -> Path:
     return Path(raw).expanduser() if raw else Path.home() / ".cache" / "mtp" / "code"
 
 
+def _holds(folder: Path, code: UserCode) -> bool:
+    """Whether ``folder`` holds exactly ``code``'s files (a copy edited by hand does not)."""
+    try:
+        return all((folder / rel).read_bytes() == data for rel, data in code.files)
+    except OSError:
+        return False
+
+
 def _materialize(code: UserCode) -> Path:
-    """The folder holding exactly ``code.files``, written once per hash (atomically)."""
+    """The folder holding exactly ``code.files``, written once per hash (atomically) and
+    checked on every use."""
+    import shutil
+
     folder = _code_root() / code.sha256[:32]
     if folder.is_dir():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
-    for rel, data in code.files:
-        target = tmp / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        if _holds(folder, code):
+            return folder
+        shutil.rmtree(folder, ignore_errors=True)  # changed since: write it again
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+        for rel, data in code.files:
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+    except OSError as err:
+        raise ConfigError(f"{code.field}={code.factory!r}: cannot write its code to "
+                          f"{folder.parent} ({err.strerror or err}); set {CODE_CACHE_ENV} to a "
+                          "writable folder") from None
     try:
         tmp.rename(folder)
-    except OSError:  # another process wrote it first: same bytes
-        import shutil
-
+    except OSError:  # another process wrote it first: the same bytes
         shutil.rmtree(tmp, ignore_errors=True)
+    if not _holds(folder, code):
+        raise ConfigError(f"{code.field}={code.factory!r}: {folder} does not hold the code "
+                          "written there (another process changing it?)")
     return folder
 
 

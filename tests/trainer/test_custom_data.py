@@ -4,6 +4,7 @@ are checked and content-hashed like any other data; every bad loader is one line
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,14 @@ from trainer.prepare import identify
 
 @pytest.fixture(autouse=True)
 def _own_code_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test writes its code cache under its own folder and starts with nothing of the
+    users' packages imported (another test may have installed the same bytes elsewhere)."""
+    from trainer import user_code
+
     monkeypatch.setenv("MTP_CODE_CACHE", str(tmp_path / "code-cache"))
+    user_code._INSTALLED.clear()
+    for name in [m for m in sys.modules if m.split(".")[0] in ("user_nets", "user_data")]:
+        del sys.modules[name]
 
 
 def _task(code_dir: Path, loader: str, **params: Any) -> dict[str, Any]:

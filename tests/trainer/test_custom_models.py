@@ -22,7 +22,14 @@ from trainer.user_code import UserCode, install, resolve
 
 @pytest.fixture(autouse=True)
 def _own_code_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test writes its code cache under its own folder and starts with nothing of the
+    users' packages imported (another test may have installed the same bytes elsewhere)."""
+    from trainer import user_code
+
     monkeypatch.setenv("MTP_CODE_CACHE", str(tmp_path / "code-cache"))
+    user_code._INSTALLED.clear()
+    for name in [m for m in sys.modules if m.split(".")[0] in ("user_nets", "user_data")]:
+        del sys.modules[name]
 
 
 def test_the_code_is_found_beside_the_config_and_hashed(tmp_path: Path) -> None:
@@ -153,3 +160,37 @@ def test_the_custom_model_example_trains(tmp_path: Path) -> None:
     assert task.model.code_dir == (EXAMPLES / "custom_model").resolve()
     summary = train_local(task, storage_path=tmp_path)
     assert summary["history"][-1]["val_accuracy"] >= 0.85, summary["history"][-1]
+
+
+def test_a_cached_copy_edited_by_hand_is_written_again(tmp_path: Path) -> None:
+    write_package(tmp_path / "code")
+    spec = parse_task(custom_digits_task(code_dir=tmp_path / "code")).model
+    assert isinstance(spec, CustomModel)
+    code = resolve(spec)
+    install(code)
+    copy = next((tmp_path / "code-cache").iterdir()) / "user_nets" / "nets.py"
+    copy.write_text(copy.read_text() + "\nTAMPERED = True\n")
+    shipped = UserCode(code.factory, code.files, shipped=True, field=code.field)
+    for name in [m for m in sys.modules if m.startswith("user_nets")]:
+        del sys.modules[name]
+    from trainer import user_code
+
+    user_code._INSTALLED.clear()
+    install(shipped)
+    assert not hasattr(sys.modules["user_nets.nets"], "TAMPERED")
+    assert "TAMPERED" not in copy.read_text()
+
+
+def test_an_unwritable_code_cache_is_one_line_naming_it(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    write_package(tmp_path / "code")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("MTP_CODE_CACHE", str(blocker / "cache"))
+    spec = parse_task(custom_digits_task(code_dir=tmp_path / "code")).model
+    assert isinstance(spec, CustomModel)
+    from trainer import user_code
+
+    user_code._INSTALLED.clear()
+    with pytest.raises(ConfigError, match="set MTP_CODE_CACHE to a writable folder"):
+        install(resolve(spec))

@@ -15,6 +15,8 @@ from mtp_core.direction import Direction
 from mtp_core.spec import (
     SKLEARN_KINDS,
     CNNModel,
+    CustomDataset,
+    CustomModel,
     FileDataset,
     MLPModel,
     OptimizerName,
@@ -224,7 +226,9 @@ def _task_dict() -> dict[str, Any]:
 
 
 # what a section needs besides its tag to be valid, and what the task needs for a section
-_REQUIRED: dict[type[BaseModel], dict[str, Any]] = {FileDataset: {"path": "t.csv", "target": "y"}}
+_REQUIRED: dict[type[BaseModel], dict[str, Any]] = {FileDataset: {"path": "t.csv", "target": "y"},
+                                                    CustomDataset: {"loader": "m:f"},
+                                                    CustomModel: {"factory": "m:f"}}
 _NEEDS: dict[str, dict[str, Any]] = {"ps": {"strategy": "parameter_server"}}
 
 
