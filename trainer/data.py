@@ -15,6 +15,7 @@ header not included.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -692,6 +693,12 @@ def load_dataset(spec: DatasetSpec, *, available_bytes: int | None = None) -> Da
     return _load_file(spec, available_bytes)
 
 
+def _text_classes(labels: list[str]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Text labels as class ids: each distinct text one class, numbered in sorted order."""
+    names, ids = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
+    return ids.astype(np.int64), tuple(str(n) for n in names)
+
+
 def _load_custom(spec: CustomDataset) -> Dataset:
     """Call the user's loader (its code found as a custom model's is) and check what it gave."""
     from trainer.user_code import find, install
@@ -707,8 +714,6 @@ def _load_custom(spec: CustomDataset) -> Dataset:
                         "targets) arrays, or (pyarrow.Table, target column name)")
     first, second = out
     class_names: tuple[str, ...] = ()
-    import sys
-
     pa: Any = sys.modules.get("pyarrow")  # a loader that returns a table has imported it
     if pa is not None and isinstance(first, pa.Table):
         if not isinstance(second, str) or second not in first.column_names:
@@ -731,9 +736,7 @@ def _load_custom(spec: CustomDataset) -> Dataset:
             text = np.asarray(target.to_pylist(), dtype=object)
             if any(v is None for v in text):
                 raise DataError(f"{said}: target column {second!r} has missing values")
-            class_names = tuple(sorted(set(text)))
-            index = {c: i for i, c in enumerate(class_names)}
-            y = np.array([index[v] for v in text], dtype=np.int64)
+            y, class_names = _text_classes(text.tolist())
         else:
             y = target.to_numpy(zero_copy_only=False)
     else:
@@ -747,10 +750,7 @@ def _load_custom(spec: CustomDataset) -> Dataset:
             raise DataError(f"{said} returned features of dtype {x.dtype} and targets of dtype "
                             f"{y.dtype}; features must be numbers, targets numbers or text")
         if y.dtype.kind in "UO":
-            text = y.astype(str)
-            class_names = tuple(sorted(set(text.tolist())))
-            index = {c: i for i, c in enumerate(class_names)}
-            y = np.array([index[v] for v in text.tolist()], dtype=np.int64)
+            y, class_names = _text_classes(y.astype(str).tolist())
     if x.ndim < 2 or y.ndim != 1 or len(x) != len(y):
         raise DataError(f"{said} returned features of shape {tuple(x.shape)} and targets of "
                         f"shape {tuple(y.shape)}; expected (rows, features...) and (rows,) with "

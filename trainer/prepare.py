@@ -44,12 +44,16 @@ class PreparedTask:
         #: a custom model's source (shipped to the workers); its hash keys the results
         self.user_code = (resolve_code(task.model) if isinstance(task.model, CustomModel)
                           else None)
-        self.model_code_sha256 = self.user_code.sha256 if self.user_code is not None else None
         self.fingerprint = fingerprint(task, self.data_hash, self.seed, self.model_code_sha256)
         versions = code_version() + (f"+model-code-{self.model_code_sha256}"
                                      if self.model_code_sha256 else "")
         self.cache_key = cache_key(task.task_id, task_params_for_key(task.canonical_dict()),
                                    self.data_hash, MODEL_CODE_VERSION, versions)
+
+    @property
+    def model_code_sha256(self) -> str | None:
+        """The sha256 of a custom model's source (None for a built-in model)."""
+        return self.user_code.sha256 if self.user_code is not None else None
 
 
 def identity(task: TrainingTask) -> dict[str, Any]:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 NETS = '''"""A user's networks."""
 import torch
@@ -104,3 +108,16 @@ def write_loaders(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "user_data.py").write_text(LOADERS)
     return folder / "user_data.py"
+
+
+@pytest.fixture
+def fresh_user_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A test's code cache under its own folder, and none of the users' packages imported
+    (another test may have installed the same bytes elsewhere)."""
+    from trainer import user_code
+
+    monkeypatch.setenv("MTP_CODE_CACHE", str(tmp_path / "code-cache"))
+    user_code._INSTALLED.clear()
+    for name in [m for m in sys.modules if m.split(".")[0] in ("user_nets", "user_data")]:
+        del sys.modules[name]
+    yield

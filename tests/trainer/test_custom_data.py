@@ -4,7 +4,6 @@ are checked and content-hashed like any other data; every bad loader is one line
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,22 +11,15 @@ import pytest
 
 from mtp.cli import main
 from mtp_core.spec import parse_task
-from tests.support.user_code import write_loaders
+from tests.support.user_code import (
+    fresh_user_code,  # noqa: F401 - the fixture below
+    write_loaders,
+)
 from trainer import train_local
 from trainer.data import load_dataset
 from trainer.prepare import identify
 
-
-@pytest.fixture(autouse=True)
-def _own_code_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test writes its code cache under its own folder and starts with nothing of the
-    users' packages imported (another test may have installed the same bytes elsewhere)."""
-    from trainer import user_code
-
-    monkeypatch.setenv("MTP_CODE_CACHE", str(tmp_path / "code-cache"))
-    user_code._INSTALLED.clear()
-    for name in [m for m in sys.modules if m.split(".")[0] in ("user_nets", "user_data")]:
-        del sys.modules[name]
+pytestmark = pytest.mark.usefixtures("fresh_user_code")
 
 
 def _task(code_dir: Path, loader: str, **params: Any) -> dict[str, Any]:

@@ -13,23 +13,17 @@ import yaml
 
 from mtp.cli import main
 from mtp_core.spec import CustomModel, load_task, parse_task
-from tests.support.user_code import custom_digits_task, write_package
+from tests.support.user_code import (
+    custom_digits_task,
+    fresh_user_code,  # noqa: F401 - the fixture below
+    write_package,
+)
 from trainer import load_model, train_local
 from trainer.errors import ConfigError
 from trainer.prepare import identify
 from trainer.user_code import UserCode, install, resolve
 
-
-@pytest.fixture(autouse=True)
-def _own_code_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test writes its code cache under its own folder and starts with nothing of the
-    users' packages imported (another test may have installed the same bytes elsewhere)."""
-    from trainer import user_code
-
-    monkeypatch.setenv("MTP_CODE_CACHE", str(tmp_path / "code-cache"))
-    user_code._INSTALLED.clear()
-    for name in [m for m in sys.modules if m.split(".")[0] in ("user_nets", "user_data")]:
-        del sys.modules[name]
+pytestmark = pytest.mark.usefixtures("fresh_user_code")
 
 
 def test_the_code_is_found_beside_the_config_and_hashed(tmp_path: Path) -> None:
