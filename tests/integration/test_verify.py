@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import digits_task_dict
+from tests.support.wait import wait_for
 from trainer import ConfigError, parse_task
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -71,7 +72,13 @@ def test_verify_on_two_nodes_is_bitwise_consistent_and_catches_tampering(
 
 
 def test_more_replicas_than_nodes_is_a_clear_error(two_nodes: Any, tmp_path: Path) -> None:
+    import ray
+
     from trainer.verify import verify
+
+    # the capacity counted is what is free now: the earlier test's runs must have let go
+    wait_for(lambda: ray.available_resources().get("CPU", 0)
+             >= ray.cluster_resources().get("CPU", 0), 120, what="the earlier runs' CPUs")
 
     with pytest.raises(ConfigError, match=r"--replicas 3 needs 3 distinct nodes .* only 2 of 2"):
         verify(parse_task(TASK), replicas=3, storage_path=tmp_path)
