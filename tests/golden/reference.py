@@ -22,8 +22,9 @@ import torch
 from trainer import TrainingResult, TrainingTask, load_task
 from trainer.versions import MODEL_CODE_VERSION
 
-__all__ = ["METRICS", "REFERENCES", "WS1", "WS2", "GoldenMismatch", "Numerics", "Reference",
-           "check", "mismatch", "record", "run"]
+__all__ = ["FAULT_TOLERANCE", "METRICS", "PARAMETER_SERVER", "REFERENCES", "WS1", "WS2",
+           "GoldenMismatch", "Numerics", "Reference", "check", "current", "mismatch", "record",
+           "run"]
 
 GOLDEN_DIR = Path(__file__).resolve().parent
 REPO = GOLDEN_DIR.parents[1]
@@ -58,7 +59,14 @@ class Reference:
 # (start-up dominates), the same run as tests/integration/test_job_submit.py's
 WS1 = Reference("digits_mlp_ws1", "examples/digits_mlp.yaml", 1, ("resources.num_workers=1",))
 WS2 = Reference("digits_mlp_ws2", "examples/digits_mlp.yaml", 2, ("training.epochs=3",))
-REFERENCES = {r.name: r for r in (WS1, WS2)}
+# the task tests/integration/test_fault_tolerance.py kills nodes under: its uninterrupted weights
+# (20 epochs on 2 Ray Train workers, about 35 s) are read from here rather than trained again
+FAULT_TOLERANCE = Reference("digits_fault_tolerance_ws2",
+                            "tests/golden/tasks/digits_fault_tolerance.yaml", 2, ())
+# the DDP baseline of tests/integration/test_parameter_server.py (6 epochs on 2 workers)
+PARAMETER_SERVER = Reference("digits_parameter_server_ws2",
+                             "tests/golden/tasks/digits_parameter_server.yaml", 2, ())
+REFERENCES = {r.name: r for r in (WS1, WS2, FAULT_TOLERANCE, PARAMETER_SERVER)}
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,18 @@ def record(reference: Reference, numerics: Numerics) -> dict[str, Any]:
 
 def load(reference: Reference) -> dict[str, Any]:
     golden: dict[str, Any] = json.loads(reference.path.read_text())
+    return golden
+
+
+def current(reference: Reference) -> dict[str, Any]:
+    """The golden file, for a test that uses its numbers instead of training the reference: one
+    recorded under another MODEL_CODE_VERSION is stale, and says so rather than "differs"."""
+    golden = load(reference)
+    if golden["model_code_version"] != MODEL_CODE_VERSION:
+        raise GoldenMismatch(f"{reference.path.name} was recorded under "
+                             f"{golden['model_code_version']!r}, the code is "
+                             f"{MODEL_CODE_VERSION!r}: regenerate it with "
+                             f"{reference.regenerate_command}")
     return golden
 
 

@@ -9,7 +9,11 @@ the per-epoch train_loss / val_loss / val_accuracy, the seed and the final weigh
   take from the machine's cores; a Ray Train worker has ``cpus_per_worker`` threads);
 - ``digits_mlp_ws2``: world size 2 on a local Ray (``trainer.train``, 2 Ray Train workers,
   3 epochs; tests/integration/test_job_submit.py checks its ``ray job submit`` run against the
-  same file).
+  same file);
+- ``digits_fault_tolerance_ws2`` and ``digits_parameter_server_ws2`` (tasks in
+  ``tests/golden/tasks/``): the uninterrupted runs that tests/integration/test_fault_tolerance.py
+  and test_parameter_server.py compare against; those tests read the files instead of training
+  the references again (``reference.current``), and the files are regenerated like the others.
 
 When the numbers change on purpose (a model, loss, optimizer, data-split or loop change):
 
@@ -144,3 +148,17 @@ def test_regeneration_refuses_changed_numbers_under_the_same_model_code_version(
     assert msg is not None and "epoch 4 train_loss" in msg and "bump it" in msg
     bumped = {**golden, "model_code_version": "models-v0"}
     assert refusal(WS1, bumped, _perturbed(same, 4)) is None
+
+
+def test_numbers_used_without_training_refuse_a_stale_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fault-tolerance and parameter-server tests read their reference numbers from golden
+    files: one recorded under another MODEL_CODE_VERSION is refused with the command to run."""
+    ref = reference.FAULT_TOLERANCE
+    assert reference.current(ref)["weights_hash"] == reference.load(ref)["weights_hash"]
+    stale = tmp_path / ref.path.name
+    stale.write_text(ref.path.read_text().replace(MODEL_CODE_VERSION, "models-v0"))
+    monkeypatch.setattr(reference, "GOLDEN_DIR", tmp_path)
+    with pytest.raises(GoldenMismatch, match="recorded under 'models-v0'.*regenerate it with "
+                       "python -m tests.golden.regenerate digits_fault_tolerance_ws2"):
+        reference.current(ref)

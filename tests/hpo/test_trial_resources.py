@@ -251,10 +251,10 @@ def test_trials_queued_behind_a_training_trial_are_not_stalled(tmp_path: Path) -
     held = placement_group([{"CPU": total - 1}])
     ray.get(held.ready(), timeout=60)
     spec = SearchSpec.model_validate({**SPEC, "num_samples": 2, "max_concurrent_trials": 2,
-                                      "trial_start_timeout_s": 15})
+                                      "trial_start_timeout_s": 10})
 
     def slow(p: dict[str, Any]) -> dict[str, float]:
-        time.sleep(18)
+        time.sleep(12)  # longer than the bound: the second trial waits past it
         return {"loss": p["x"]}
 
     try:
