@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,7 +18,11 @@ from mtp_core.hashing import canonical_json, hash_array_into
 if TYPE_CHECKING:  # imported by the hash itself: verifying a cached result needs no torch
     import torch
 
-__all__ = ["array_dict_hash", "state_dict_hash"]
+__all__ = ["SERIALIZED_MODEL_SUFFIXES", "array_dict_hash", "model_file_hash", "state_dict_hash"]
+
+#: Model files whose weights hash is the sha256 of their bytes (a scikit-learn pipeline saved
+#: with skops, canonical bytes); any other model file is safetensors, hashed by its tensors.
+SERIALIZED_MODEL_SUFFIXES = (".skops",)
 
 
 def _weights_digest(entries: Iterable[tuple[str, np.ndarray, str, list[int]]]) -> str:
@@ -57,3 +62,15 @@ def array_dict_hash(arrays: Mapping[str, np.ndarray]) -> str:
         return name, arr.reshape(-1).view(np.uint8), f"torch.{arr.dtype.name}", list(arr.shape)
 
     return _weights_digest(entry(name) for name in arrays)
+
+
+def model_file_hash(path: str | Path) -> str:
+    """The weights hash of a stored model file, as its run's ``weights_hash`` records it: the
+    tensors of a safetensors file (:func:`array_dict_hash`, no torch needed), the bytes of a
+    serialized estimator. Raises OSError or the reader's error for an unreadable file."""
+    p = Path(path)
+    if p.suffix in SERIALIZED_MODEL_SUFFIXES:
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+    from safetensors.numpy import load_file
+
+    return array_dict_hash(load_file(str(p)))

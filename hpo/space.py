@@ -10,7 +10,8 @@ from typing import Any
 from hpo.errors import SearchConfigError
 from hpo.spec import ChoiceParam, FloatParam, GridParam, IntParam, SearchSpec
 from mtp_core.errors import ConfigError
-from mtp_core.spec import parse_task, set_dotted
+from mtp_core.spec import SklearnModel, declared_kind, parse_task, set_dotted
+from trainer.classical import check_estimator
 
 __all__ = ["apply_params", "check_space", "tune_space"]
 
@@ -35,7 +36,11 @@ def check_space(spec: SearchSpec, base: Mapping[str, Any]) -> None:
         _check_is_value_field(path, shape)
         for value in _values_to_check(p):
             try:
-                parse_task(apply_params(base, {path: value}), origin=f"search.space.{path}")
+                task = parse_task(apply_params(base, {path: value}),
+                                  origin=f"search.space.{path}")
+                if isinstance(task.model, SklearnModel) and path.startswith("model."):
+                    # free-form estimator params: scikit-learn's own rules say what is valid
+                    check_estimator(task, declared_kind(task.dataset))
             except ConfigError as err:
                 raise _bad_value(path, p, value, str(err)) from None
     if spec.metric in spec.space:

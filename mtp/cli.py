@@ -65,8 +65,10 @@ def _fmt(v: float) -> str:
     return "nan" if math.isnan(v) else f"{v:.4f}"
 
 
-def format_epoch(rec: dict[str, Any], total_epochs: int) -> str:
-    parts = [f"epoch {rec['epoch']:>3}/{total_epochs}", f"train_loss {_fmt(rec['train_loss'])}"]
+def format_epoch(rec: dict[str, Any], total_epochs: int | None) -> str:
+    """One epoch's line; ``total_epochs`` None for an estimator's fit (its only "epoch")."""
+    head = f"epoch {rec['epoch']:>3}/{total_epochs}" if total_epochs is not None else "fit"
+    parts = [head, f"train_loss {_fmt(rec['train_loss'])}"]
     parts += [f"{k} {_fmt(rec[k])}" for k in _SHOWN_METRICS if k in rec]
     parts.append(f"{rec['samples_per_s']:,.0f} samples/s")
     if rec.get("checkpoint"):
@@ -92,10 +94,16 @@ def format_summary(r: TrainingResult) -> str:
     ps = r.task.get("ps") or {}
     if strategy == "parameter_server":
         strategy += f" ({ps.get('mode', 'sync')}, {ps.get('num_shards', 1)} shards)"
+    estimator = r.task["model"].get("estimator") if r.task["model"]["type"] == "sklearn" else None
+    how = (f"estimator={estimator}  seed={r.seed}  stored values={r.num_parameters:,}"
+           if estimator else f"strategy={strategy}  world_size={r.world_size}  "
+           f"seed={r.seed}  params={r.num_parameters:,}")
+    ckpts = (f"checkpoint best {r.best_checkpoint}  latest {r.latest_checkpoint}"
+             if r.best_checkpoint or r.latest_checkpoint or not estimator
+             else "checkpoint none (an estimator is fitted in one step)")
     lines = [
         f"run        {r.run_name}  ({r.run_dir})",
-        f"task       {r.task_id}  strategy={strategy}  world_size={r.world_size}  "
-        f"seed={r.seed}  params={r.num_parameters:,}",
+        f"task       {r.task_id}  {how}",
         f"data_hash  {r.data_hash}",
         *([f"model code {r.task['model'].get('factory')}  sha256 "
            f"{r.versions['model_code_sha256']}"] if "model_code_sha256" in r.versions else []),
@@ -106,7 +114,7 @@ def format_summary(r: TrainingResult) -> str:
         f"final      {final}",
         f"weights    sha256 {r.weights_hash}",
         f"model      {r.model_path}",
-        f"checkpoint best {r.best_checkpoint}  latest {r.latest_checkpoint}",
+        ckpts,
         f"time       wall {t.wall_time_s:.1f}s  start-up {t.startup_s:.1f}s  "
         f"training {t.train_time_s:.1f}s  {t.samples_per_s:,.0f} samples/s  "
         f"(steady {t.steady_samples_per_s:,.0f})",
@@ -132,7 +140,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _connect_early(args)
     from trainer.api import train
 
-    total = task.training.epochs
+    total = None if task.model.type == "sklearn" else task.training.epochs
 
     def on_epoch(rec: dict[str, Any]) -> None:
         if not args.quiet:
@@ -162,7 +170,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
     for rec in r.history:
         flat = {"epoch": rec.epoch, "train_loss": rec.train_loss, **rec.metrics,
                 "samples_per_s": rec.samples_per_s, "is_best": rec.is_best}
-        print(format_epoch(flat, r.epochs_completed))
+        print(format_epoch(flat, None if r.task["model"]["type"] == "sklearn"
+                           else r.epochs_completed))
     return EXIT_OK
 
 

@@ -71,6 +71,11 @@ class RunLayout:
         return self.root / "model.safetensors"
 
     @property
+    def estimator(self) -> Path:
+        """A scikit-learn model's fitted pipeline (skops; ``model.type: sklearn``)."""
+        return self.root / "model.skops"
+
+    @property
     def final(self) -> Path:
         """Rank 0's summary of the finished loop (history, weights hash)."""
         return self.root / "final.json"

@@ -46,8 +46,10 @@ __all__ = [
     "PSMode",
     "ParameterServerSpec",
     "SKLEARN_KINDS",
+    "SKLEARN_PLATFORM_PARAMS",
     "ResourcesSpec",
     "SklearnDataset",
+    "SklearnModel",
     "Strategy",
     "SyntheticDataset",
     "TaskKind",
@@ -149,7 +151,7 @@ _FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
 def _import_path(v: str, example: str) -> str:
     if not _FACTORY.match(v):
-        raise ValueError(f"expected MODULE:FUNCTION (for example {example}), got {v!r}")
+        raise ValueError(f"expected MODULE:FUNCTION (for example {example})")
     return v
 
 
@@ -187,7 +189,49 @@ class CustomModel(StrictModel):
         return v
 
 
-ModelSpec = Annotated[LinearModel | MLPModel | CNNModel | CustomModel,
+_ESTIMATOR = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+SKLEARN_PLATFORM_PARAMS: dict[str, str] = {
+    "n_jobs": "set from resources.cpus_per_worker",
+    "random_state": "derived from the task's seed (consistency.deterministic.global_seed fixes "
+                    "it)",
+}
+"""Estimator parameters the platform sets, and from what."""
+
+
+class SklearnModel(StrictModel):
+    """A scikit-learn estimator (or any class with its ``fit``/``predict``/``get_params`` API),
+    fitted on one worker of ``resources.cpus_per_worker`` CPUs.
+
+    ``estimator`` is its import path (``sklearn.ensemble.RandomForestClassifier``); ``params``
+    are its constructor's keyword arguments. ``n_jobs`` (from ``resources.cpus_per_worker``)
+    and ``random_state`` (from the task's seed) are set by the platform where the estimator
+    takes them, so reruns are identical. Saved with skops (loading it runs no code).
+    """
+
+    type: Literal["sklearn"]
+    estimator: str = Field(max_length=1024,
+                           description="Import path, e.g. sklearn.ensemble.RandomForestClassifier")
+    params: dict[str, Any] = Field(default_factory=dict,
+                                   description="Keyword arguments for the estimator (JSON values).")
+
+    @field_validator("estimator")
+    @classmethod
+    def _estimator_form(cls, v: str) -> str:
+        if not _ESTIMATOR.match(v):
+            raise ValueError("expected MODULE.CLASS (for example "
+                             "sklearn.ensemble.RandomForestClassifier)")
+        return v
+
+    @field_validator("params")
+    @classmethod
+    def _params_form(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for name, how in SKLEARN_PLATFORM_PARAMS.items():
+            if name in v:
+                raise ValueError(f"{name} is {how}; remove it from model.params")
+        return v
+
+
+ModelSpec = Annotated[LinearModel | MLPModel | CNNModel | CustomModel | SklearnModel,
                       Field(discriminator="type")]
 
 
@@ -641,12 +685,42 @@ class TrainingTask(StrictModel):
                     "model.type=cnn needs dataset.image_shape [channels, height, width] "
                     "(only sklearn digits has a built-in 1x8x8 shape)"
                 )
+        if isinstance(self.model, SklearnModel):
+            problem = self._sklearn_problem()
+            if problem:
+                raise ValueError(problem)
         if self.ps is not None and self.strategy is not Strategy.PARAMETER_SERVER:
             raise ValueError(
                 f"a ps section is set but strategy={self.strategy.value}; set "
                 "strategy: parameter_server or remove the ps section"
             )
         return self
+
+    def _sklearn_problem(self) -> str | None:
+        """Data-parallel settings that an estimator fitted on one worker cannot honour."""
+        what = "model.type=sklearn (one worker fits the estimator)"
+        res = self.resources
+        if res.num_workers != 1:
+            return (f"resources.num_workers={res.num_workers} does not apply to {what}; "
+                    "allowed: 1 (size the worker with resources.cpus_per_worker)")
+        if self.strategy is not Strategy.DDP:
+            return (f"strategy={self.strategy.value} does not apply to {what}; remove it "
+                    "(allowed: ddp, the default)")
+        if res.use_gpu or res.gpus_per_worker:
+            return (f"resources.use_gpu / gpus_per_worker do not apply to {what}: "
+                    "scikit-learn estimators run on CPUs")
+        return None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_worker_for_estimators(cls, data: Any) -> Any:
+        # resources.num_workers defaults to 2 (data parallel); an estimator has one worker
+        if (isinstance(data, Mapping) and isinstance(data.get("model"), Mapping)
+                and data["model"].get("type") == "sklearn"):
+            resources = data.get("resources", {})
+            if isinstance(resources, Mapping) and "num_workers" not in resources:
+                return {**data, "resources": {**resources, "num_workers": 1}}
+        return data
 
     @model_validator(mode="before")
     @classmethod

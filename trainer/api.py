@@ -38,9 +38,10 @@ from mtp_core.layout import RunLayout, ensure_storage
 from mtp_core.names import check_name
 from mtp_core.ray_env import apply_train_env, connect
 from mtp_core.resources import TaskResources
-from mtp_core.spec import Strategy, TrainingTask
+from mtp_core.spec import SklearnModel, Strategy, TrainingTask
 from mtp_core.version import __version__
 from trainer.checkpoint import CheckpointStore
+from trainer.classical import estimator_versions
 from trainer.errors import (
     CheckpointError,
     ConfigError,
@@ -212,8 +213,13 @@ class Executor(enum.Enum):
     IN_PROCESS = "in_process"
 
 
-def _import_training(executor: Executor) -> None:
+def _import_training(task: TrainingTask, executor: Executor) -> None:
     """What a training run imports, at once and early (its time is the ``imports`` phase)."""
+    if isinstance(task.model, SklearnModel):
+        import sklearn.pipeline  # noqa: F401
+
+        import trainer.classical  # noqa: F401
+        return
     if executor is Executor.RAY_TRAIN:
         import ray.train.torch  # noqa: F401
 
@@ -277,7 +283,7 @@ def train(
     clock.mark("cache")
     # before Ray starts: a run directory this run may not use fails fast, nothing written
     check_run_dir(RunLayout.of(storage / (run_name or task.task_id)), task, prepared)
-    _import_training(executor)
+    _import_training(task, executor)
     clock.mark("imports")
     check_trainable(prepared)
     clock.mark("data")
@@ -333,6 +339,8 @@ def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: 
     run_name = run_name or task.task_id
     layout = _start_run_dir(task, storage, run_name)
     run_dir = layout.root
+    if isinstance(task.model, SklearnModel):
+        return _train_estimator(task, prepared, run_name, layout, on_epoch, node_ids, clock)
 
     import ray
 
@@ -379,6 +387,54 @@ def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: 
         detector.retire_task.remote(task_key)
 
     return _collect_result(task, prepared, run_name, run_dir, clock, fit_span=(fit_start, fit_end))
+
+
+def _train_estimator(task: TrainingTask, prepared: PreparedTask, run_name: str,
+                     layout: RunLayout, on_epoch: Callable[[dict[str, Any]], None] | None,
+                     node_ids: list[str] | None, clock: PhaseClock) -> TrainingResult:
+    """Fit a scikit-learn estimator as one Ray task of ``cpus_per_worker`` CPUs (on
+    ``node_ids[0]`` when given). The fit has no checkpoints to resume from: a task lost with
+    its node is run again from the start by Ray (up to ``failure.max_failures`` times), which
+    gives the same model since the fit is seeded; an error of the estimator is not retried."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from trainer.classical import fit_shared_data
+
+    _check_capacity(task)
+    options: dict[str, Any] = {"num_cpus": task.resources.cpus_per_worker,
+                               "max_retries": task.failure.max_failures,
+                               "retry_exceptions": False, "name": f"mtp-fit:{run_name}"}
+    if node_ids:
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_ids[0], soft=False)
+    fit = ray.remote(fit_shared_data).options(**options)
+    data = ray.put((prepared.dataset.features, prepared.dataset.targets))
+    fit_start = clock.mark("control_plane")
+    ref = fit.remote(task, data, prepared.meta, prepared.seed, str(layout.root))
+    try:
+        summary = ray.get(ref)
+    except ray.exceptions.RayTaskError as err:
+        cause = err.cause if isinstance(err.cause, BaseException) else err
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        raise TrainingFailedError(
+            f"training of task {task.task_id!r} failed: {type(cause).__name__}: "
+            f"{str(cause).splitlines()[0] if str(cause) else ''}") from None
+    except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as err:
+        raise TrainingFailedError(
+            f"training of task {task.task_id!r} failed: its worker was lost "
+            f"{task.failure.max_failures + 1} times ({type(err).__name__}); rerun to try "
+            "again or raise failure.max_failures") from None
+    _replay(summary, on_epoch)
+    return _collect_result(task, prepared, run_name, layout.root, clock,
+                           fit_span=(fit_start, time.time()))
+
+
+def _replay(summary: dict[str, Any], on_epoch: Callable[[dict[str, Any]], None] | None) -> None:
+    """Hand a finished fit's epoch records to ``on_epoch``, as a network's run reports them."""
+    if on_epoch is not None:
+        for record in summary["history"]:
+            on_epoch({k: v for k, v in record.items() if k != "start_unix"})
 
 
 def _tail_progress(path: Path, on_epoch: Callable[[dict[str, Any]], None],
@@ -618,7 +674,8 @@ def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, r
         final_metrics=history[-1].metrics if history else {},
         history=history,
         weights_hash=summary["weights_hash"],
-        model_path=str(layout.model),
+        model_path=str(layout.estimator if isinstance(task.model, SklearnModel)
+                       else layout.model),
         checkpoint_dir=str(layout.checkpoints),
         best_checkpoint=str(best.path) if best else None,
         latest_checkpoint=str(ckpts[-1].path) if ckpts else None,
@@ -634,7 +691,8 @@ def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, r
             phases=clock.ordered(),
         ),
         versions={**_versions(), **({"model_code_sha256": prepared.model_code_sha256}
-                                     if prepared.model_code_sha256 else {})},
+                                     if prepared.model_code_sha256 else {}),
+                  **(estimator_versions() if isinstance(task.model, SklearnModel) else {})},
         created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         cache_key=prepared.cache_key,
         task=task.canonical_dict(),
@@ -678,7 +736,15 @@ def train_local(task: TrainingTask, *, storage_path: str | Path, run_name: str |
 def _run_here(prepared: PreparedTask, run_dir: Path, device: str | None = None,
               on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """World size 1 in this process, with the torch thread count a 1-worker Ray Train run's
-    worker has (``cpus_per_worker``) and no process group: the same numerics."""
+    worker has (``cpus_per_worker``) and no process group: the same numerics. An estimator
+    (``model.type: sklearn``) is fitted here as on its Ray worker."""
+    if isinstance(prepared.task.model, SklearnModel):
+        from trainer.classical import fit_estimator
+
+        summary = fit_estimator(prepared.task, prepared.dataset.features,
+                                prepared.dataset.targets, prepared.meta, prepared.seed, run_dir)
+        _replay(summary, on_epoch)
+        return summary
     import torch
 
     from trainer._collective import SingleProcess

@@ -48,6 +48,7 @@ from trainer.exchange import DDPExchange, GradientExchange
 from trainer.metrics import (
     classification_metrics,
     classification_stats,
+    first_non_finite,
     regression_metrics,
     regression_stats,
 )
@@ -84,15 +85,6 @@ class _RunState:
     stopped_early: bool = False
     # {"epoch", "metric", "value"}: the first non-finite loss or metric; training stops there
     diverged: dict[str, Any] | None = None
-
-
-def first_non_finite(record: dict[str, Any]) -> tuple[str, float] | None:
-    """The first loss or validation metric of an epoch record that is NaN or infinite."""
-    for name in ("train_loss", *sorted(k for k in record if k.startswith("val_"))):
-        value = record.get(name)
-        if isinstance(value, float) and not math.isfinite(value):
-            return name, value
-    return None
 
 
 def build_loss(task: TrainingTask, kind: TaskKind) -> nn.Module:

@@ -7,12 +7,19 @@ the same metrics. That keeps early-stopping decisions identical on all ranks.
 
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "classification_metrics",
     "classification_stats",
+    "confusion_matrix",
+    "first_non_finite",
     "regression_metrics",
     "regression_stats",
 ]
@@ -22,10 +29,18 @@ def classification_stats(
     logits: torch.Tensor, targets: torch.Tensor, num_classes: int
 ) -> torch.Tensor:
     """Flattened confusion matrix (rows: true class, columns: predicted), float64."""
+    import torch  # the numpy functions of this module are used where torch is not loaded
+
     pred = logits.argmax(dim=-1)
     idx = targets.to(torch.long) * num_classes + pred.to(torch.long)
     counts = torch.bincount(idx, minlength=num_classes * num_classes)
     return counts.to(torch.float64)
+
+
+def confusion_matrix(pred: np.ndarray, targets: np.ndarray, num_classes: int) -> np.ndarray:
+    """:func:`classification_stats` for predicted class ids in numpy (float64, flattened)."""
+    idx = np.asarray(targets, np.int64) * num_classes + np.asarray(pred, np.int64)
+    return np.bincount(idx, minlength=num_classes * num_classes).astype(np.float64)
 
 
 def classification_metrics(confusion: np.ndarray) -> dict[str, float]:
@@ -58,6 +73,8 @@ def classification_metrics(confusion: np.ndarray) -> dict[str, float]:
 
 def regression_stats(pred: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """``[sum squared error, sum y, sum y^2, count]`` in float64."""
+    import torch
+
     p = pred.to(torch.float64).reshape(-1)
     y = targets.to(torch.float64).reshape(-1)
     return torch.stack([((p - y) ** 2).sum(), y.sum(), (y * y).sum(),
@@ -71,3 +88,12 @@ def regression_metrics(stats: np.ndarray) -> dict[str, float]:
         return {"val_mse": 0.0, "val_r2": 0.0}
     sst = syy - sy * sy / n
     return {"val_mse": sse / n, "val_r2": 1.0 - sse / sst if sst > 0 else 0.0}
+
+
+def first_non_finite(record: dict[str, Any]) -> tuple[str, float] | None:
+    """The first loss or validation metric of an epoch record that is NaN or infinite."""
+    for name in ("train_loss", *sorted(k for k in record if k.startswith("val_"))):
+        value = record.get(name)
+        if isinstance(value, float) and not math.isfinite(value):
+            return name, value
+    return None

@@ -160,8 +160,10 @@ def _body(spec: ModelSpec, sample_shape: tuple[int, ...], kind: TaskKind,
         body = [nn.Flatten(), nn.Linear(n_in, n_out)]
     elif isinstance(spec, MLPModel):
         body = _mlp(spec, n_in, n_out)
-    else:
+    elif isinstance(spec, CNNModel):
         body = _cnn(spec, sample_shape, n_out)
+    else:  # an estimator is no network (trainer.classical fits it)
+        raise ConfigError(f"model.type={spec.type} is not a neural network")
     if kind is TaskKind.REGRESSION:
         body.append(_Squeeze())
     return body

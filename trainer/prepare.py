@@ -21,7 +21,7 @@ import numpy as np
 
 from consistency.identity import cache_key, task_params_for_key
 from mtp_core.hashing import canonical_json, data_hash
-from mtp_core.spec import CustomModel, Strategy, TrainingTask
+from mtp_core.spec import CustomModel, SklearnModel, Strategy, TrainingTask
 from trainer.data import Dataset, DatasetMeta, load_dataset
 from trainer.errors import ConfigError
 from trainer.user_code import resolve as resolve_code
@@ -47,6 +47,10 @@ class PreparedTask:
         self.fingerprint = fingerprint(task, self.data_hash, self.seed, self.model_code_sha256)
         versions = code_version() + (f"+model-code-{self.model_code_sha256}"
                                      if self.model_code_sha256 else "")
+        if isinstance(task.model, SklearnModel):
+            from trainer.classical import estimator_versions
+
+            versions += "".join(f"+{lib}-{v}" for lib, v in estimator_versions().items())
         self.cache_key = cache_key(task.task_id, task_params_for_key(task.canonical_dict()),
                                    self.data_hash, MODEL_CODE_VERSION, versions)
 
@@ -93,7 +97,13 @@ def identify(task: TrainingTask) -> PreparedTask:
 
 
 def check_trainable(prepared: PreparedTask) -> None:
-    """Check the loss and model choice against the data; raises ConfigError. Imports torch."""
+    """Check the loss and model choice against the data; raises ConfigError. Imports torch
+    (scikit-learn instead for ``model.type: sklearn``)."""
+    if isinstance(prepared.task.model, SklearnModel):
+        from trainer.classical import check_estimator
+
+        check_estimator(prepared.task, prepared.dataset.kind)
+        return
     import torch
 
     from cluster.errors import ClusterError

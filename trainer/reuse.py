@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from consistency.cache import ResultCache
-from consistency.hashing import array_dict_hash
+from consistency.hashing import model_file_hash
 from consistency.store import CLAIM_TIMEOUT_S, ClaimOutcome, RegistryEntry
 from mtp_core.spec import TrainingTask
 from trainer.result import CacheHit, TrainingResult
@@ -58,16 +58,13 @@ def usable_result(entry: dict[str, Any] | None, where: str) -> TrainingResult | 
     """The stored result, if its model file is there and matches its weights hash."""
     if entry is None:
         return None
-    from safetensors.numpy import load_file  # verifying a hit needs no torch
-
     try:
         result = TrainingResult.model_validate(entry["result"])
-        state = load_file(result.model_path)
+        digest = model_file_hash(result.model_path)  # verifying a hit needs no torch
     except Exception as err:  # noqa: BLE001 - any unreadable entry is a miss
         logger.warning("ignoring the %s entry: its result or model is unreadable (%s)",
                        where, err)
         return None
-    digest = array_dict_hash(state)
     if digest != result.weights_hash:
         logger.warning("ignoring the %s entry for task %s: %s hashes to %s, the result says %s",
                        where, result.task_id, result.model_path, digest[:12],

@@ -71,6 +71,21 @@ def test_verify_on_two_nodes_is_bitwise_consistent_and_catches_tampering(
     assert ray.get(registry.lookup.remote(key))["verified"] is False
 
 
+def test_an_estimator_fitted_on_two_nodes_agrees_bit_for_bit(two_nodes: Any,
+                                                              tmp_path: Path) -> None:
+    """An estimator's replica is one Ray task pinned to its node: the saved bytes agree."""
+    from tests.trainer.test_sklearn_models import rf_task
+    from trainer.verify import verify
+
+    _, node = two_nodes
+    raw = rf_task(name="verify-forest")
+    raw["resources"]["cpus_per_worker"] = 2
+    report = verify(parse_task(raw), replicas=2, storage_path=tmp_path)
+    assert report.is_consistent and report.bitwise_equal
+    assert len(set(report.nodes)) == 2 and node.node_id in report.nodes
+    assert len(set(report.weights_hashes)) == 1 and report.weights_hashes[0]
+
+
 def test_more_replicas_than_nodes_is_a_clear_error(two_nodes: Any, tmp_path: Path) -> None:
     import ray
 
