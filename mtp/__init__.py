@@ -6,7 +6,7 @@
 
     task = mtp.load_task("examples/digits_mlp.yaml", overrides=["training.epochs=5"])
     result = mtp.train(task)                      # a TrainingResult
-    model = mtp.load_model(result.run_dir)        # a torch nn.Module, weights verified
+    model = mtp.load_model(result.run_dir)        # a Predictor (.predict, .module), verified
     report = mtp.verify(task, replicas=2)         # a ConsistencyReport
     study = mtp.tune("examples/digits_mlp_tune.yaml")  # a StudyResult
 

@@ -86,6 +86,19 @@ def format_phases(r: TrainingResult, cli_s: float | None = None) -> str:
     return "phases     " + "  ".join(parts)
 
 
+def _test_lines(r: TrainingResult) -> list[str]:
+    if r.test is None:
+        return []
+    t, inf = r.test, r.test.inference
+    metrics = "  ".join(f"{k} {_fmt(v)}" for k, v in sorted(r.test_metrics.items()))
+    which = (f"epoch {t.epoch} (best)" if t.weights == "best"
+             else f"epoch {t.epoch} (final: the best epoch's checkpoint was not kept)")
+    return [f"test       {which}, {t.rows:,} rows: {metrics}",
+            f"inference  {inf.throughput_samples_per_s:,.0f} samples/s in batches of "
+            f"{inf.batch_size}, {inf.latency_ms_per_sample:.3f} ms for one sample "
+            f"({inf.device}, {inf.threads} thread{'s' if inf.threads != 1 else ''})"]
+
+
 def format_summary(r: TrainingResult) -> str:
     best = "  ".join(f"{k} {_fmt(v)}" for k, v in sorted(r.best_metrics.items()))
     final = "  ".join(f"{k} {_fmt(v)}" for k, v in sorted(r.final_metrics.items()))
@@ -112,6 +125,7 @@ def format_summary(r: TrainingResult) -> str:
         + (f"  attempts {r.attempts}" if r.attempts > 1 else ""),
         f"best       epoch {r.best_epoch} by {r.monitor_metric} ({r.monitor_mode}): {best}",
         f"final      {final}",
+        *_test_lines(r),
         f"weights    sha256 {r.weights_hash}",
         f"model      {r.model_path}",
         ckpts,
@@ -175,15 +189,30 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from trainer.predict import predict_file
+
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: must be at least 1")
+    summary = predict_file(args.run_dir, args.input, args.output, address=args.address,
+                           workers=args.workers, batch_rows=args.batch_size)
+    print(f"scored {summary.rows:,} rows into {summary.output} in {summary.seconds:.1f}s "
+          f"({summary.rows_per_s:,.0f} rows/s, {summary.workers} scoring "
+          f"actor{'s' if summary.workers != 1 else ''})")
+    return EXIT_OK
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     task = load_task(args.config, args.set or [])  # a bad config fails before torch loads
     from trainer.api import prepare
+    from trainer.report import data_report
 
     p = prepare(task)
     print(json.dumps({"task_id": task.task_id, "samples": p.dataset.num_samples,
                       "sample_shape": list(p.dataset.sample_shape),
                       "kind": p.dataset.kind.value, "num_classes": p.dataset.num_classes,
-                      "data_hash": p.data_hash, "seed": p.seed}, indent=1))
+                      "data_hash": p.data_hash, "seed": p.seed,
+                      "data_report": data_report(p)}, indent=1))
     return EXIT_OK
 
 
@@ -355,6 +384,20 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run_dir", help="run directory (holds result.json)")
     show.add_argument("--json", action="store_true", help="print the result as JSON")
     show.set_defaults(func=_cmd_show, parser=show)
+
+    pred = sub.add_parser("predict", help="score a Parquet/CSV file with a finished run "
+                          "(Ray Data)")
+    pred.add_argument("run_dir", help="run directory (holds result.json and the model)")
+    pred.add_argument("--input", required=True, help="rows to score (.parquet or .csv)")
+    pred.add_argument("--output", required=True,
+                      help="where the scored rows go (.parquet or .csv): the input's columns, "
+                      "then prediction (and probability_<class> for classifiers)")
+    _address_arg(pred, local=True)
+    pred.add_argument("--workers", type=int, default=None,
+                      help="scoring actors, one CPU each (default and most: the cluster's "
+                      "CPUs less one, which Ray Data's reading tasks use)")
+    pred.add_argument("--batch-size", type=int, default=8192, help="rows per scored batch")
+    pred.set_defaults(func=_cmd_predict, parser=pred)
 
     val = sub.add_parser("validate", help="check a config and its data without training")
     val.add_argument("config")

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SEED_LIMIT", "canonical_json", "data_hash", "deterministic_seed", "hash_array_into",
-           "json_checksum", "mixed_seed", "rank_seed"]
+__all__ = ["SEED_LIMIT", "canonical_json", "columns_hash", "data_hash", "deterministic_seed",
+           "hash_array_into", "json_checksum", "mixed_seed", "rank_seed"]
 
 SEED_LIMIT = 2**63  # seeds are 63-bit: torch and numpy take them
 _CHUNK = 1 << 24  # 16 MiB slices keep hashlib's working set small on huge arrays
@@ -51,6 +51,22 @@ def data_hash(features: np.ndarray, targets: np.ndarray) -> str:
     """sha256 of the dataset's content: features and targets with dtype and shape, in order."""
     h = hashlib.sha256(b"mtp-data-v1\0")
     hash_array_into(h, "features", features)
+    hash_array_into(h, "targets", targets)
+    return h.hexdigest()
+
+
+def columns_hash(columns: list[tuple[str, np.ndarray]], targets: np.ndarray) -> str:
+    """sha256 of a table's content before preprocessing: each column (name, then values:
+    numbers as float64 with NaN for missing, text as its JSON list with null for missing),
+    in order, then the targets. Data with text or missing values is hashed this way."""
+    h = hashlib.sha256(b"mtp-columns-v1\0")
+    for name, values in columns:
+        if values.dtype.kind in "biuf":
+            hash_array_into(h, name, np.asarray(values, np.float64))
+        else:
+            text = [None if v is None or (isinstance(v, float) and v != v) else str(v)
+                    for v in values.tolist()]
+            h.update(name.encode() + b"\0" + canonical_json(text))
     hash_array_into(h, "targets", targets)
     return h.hexdigest()
 

@@ -76,6 +76,16 @@ class RunLayout:
         return self.root / "model.skops"
 
     @property
+    def preprocess(self) -> Path:
+        """The fitted ``dataset.preprocess`` pipeline (skops), applied before the model."""
+        return self.root / "preprocess.skops"
+
+    @property
+    def data_report(self) -> Path:
+        """The data's report: columns, missing values, classes, splits, training statistics."""
+        return self.root / "data_report.json"
+
+    @property
     def final(self) -> Path:
         """Rank 0's summary of the finished loop (history, weights hash)."""
         return self.root / "final.json"

@@ -32,6 +32,7 @@ __all__ = [
     "Compression",
     "CustomDataset",
     "CustomModel",
+    "DataValidation",
     "DatasetSpec",
     "EarlyStopping",
     "FailureSpec",
@@ -45,6 +46,7 @@ __all__ = [
     "OptimizerName",
     "PSMode",
     "ParameterServerSpec",
+    "PreprocessStep",
     "SKLEARN_KINDS",
     "SKLEARN_PLATFORM_PARAMS",
     "ResourcesSpec",
@@ -246,6 +248,119 @@ MAX_SYNTHETIC_VALUES = 1_000_000_000
 """Most values a synthetic dataset may generate (n_samples x n_features), all held in memory."""
 
 _ImageDim = Annotated[int, Field(gt=0, le=MAX_IMAGE_DIM)]
+_Column = Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class _Step(StrictModel):
+    columns: list[_Column] | None = Field(
+        None, min_length=1, description="The columns the step transforms (default: every "
+        "column it applies to: numbers for numeric steps, text for encoders).")
+
+
+class ImputeStep(_Step):
+    """Fill missing values (scikit-learn ``SimpleImputer``)."""
+
+    step: Literal["impute"]
+    strategy: Literal["mean", "median", "most_frequent", "constant"] = "median"
+    fill_value: float | str | None = Field(None, description="strategy constant: the value.")
+
+    @model_validator(mode="after")
+    def _fill(self) -> ImputeStep:
+        if (self.strategy == "constant") != (self.fill_value is not None):
+            raise ValueError("fill_value goes with strategy constant, and only with it")
+        return self
+
+
+class ClipStep(_Step):
+    """Clip each column to quantiles of its training values."""
+
+    step: Literal["clip"]
+    quantiles: tuple[float, float] = Field((0.01, 0.99), description="[low, high] in [0, 1].")
+
+    @field_validator("quantiles")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 <= v[0] < v[1] <= 1.0:
+            raise ValueError("expected [low, high] with 0 <= low < high <= 1")
+        return v
+
+
+class OneHotStep(_Step):
+    """One 0/1 column per category (scikit-learn ``OneHotEncoder``)."""
+
+    step: Literal["one_hot"]
+    unknown: Literal["ignore", "error", "infrequent"] = Field(
+        "ignore", description="A category not seen in training: all zeros (ignore), an error, "
+        "or the infrequent column (infrequent, with min_frequency).")
+    min_frequency: int | None = Field(
+        None, ge=1, le=10**12,
+        description="Categories rarer than this in training are grouped.")
+
+
+class OrdinalStep(_Step):
+    """One integer code per category (scikit-learn ``OrdinalEncoder``)."""
+
+    step: Literal["ordinal"]
+    unknown: Literal["code", "error"] = Field(
+        "code", description="A category not seen in training: code -1, or an error.")
+
+
+class ScaleStep(_Step):
+    """Standard (mean 0, std 1), min-max ([0, 1]) or robust (median, IQR) scaling."""
+
+    step: Literal["scale"]
+    method: Literal["standard", "minmax", "robust"] = "standard"
+
+
+class LogStep(_Step):
+    """``log(1 + x)``; every value must be above -1."""
+
+    step: Literal["log"]
+
+
+class SelectKBestStep(_Step):
+    """Keep the k columns with the best univariate score against the target (ANOVA F)."""
+
+    step: Literal["select_k_best"]
+    k: int = Field(ge=1, le=1_000_000)
+
+
+class PCAStep(_Step):
+    """Principal components (seeded by the task's seed)."""
+
+    step: Literal["pca"]
+    n_components: int | float = Field(
+        description="A count, or a fraction in (0, 1) of the variance to keep.")
+
+    @field_validator("n_components")
+    @classmethod
+    def _count_or_fraction(cls, v: int | float) -> int | float:
+        if (isinstance(v, float) and not 0.0 < v < 1.0
+                or isinstance(v, int) and not 1 <= v <= 1_000_000):
+            raise ValueError("expected a count in [1, 1000000] or a fraction in (0, 1)")
+        return v
+
+
+PreprocessStep = Annotated[
+    ImputeStep | ClipStep | OneHotStep | OrdinalStep | ScaleStep | LogStep | SelectKBestStep
+    | PCAStep, Field(discriminator="step")]
+
+
+class DataValidation(StrictModel):
+    """Rules the loaded data must meet before anything trains (each failure names the column,
+    the count and the limit)."""
+
+    min_rows: int | None = Field(None, ge=1, le=10**12,
+                                 description="Fewest rows the data may have.")
+    max_missing_fraction: float | None = Field(
+        None, ge=0.0, le=1.0, description="Most missing values a feature column may have, as a "
+        "fraction of the rows (missing values need dataset.preprocess to impute them).")
+    allow_infinite: bool = Field(False, description="Infinite feature values are an error "
+                                 "unless allowed (then a preprocessing step must handle them).")
+    columns: dict[_Column, Literal["number", "integer", "text", "bool"]] | None = Field(
+        None, description="Columns that must be there, with their types.")
+    min_class_fraction: float | None = Field(
+        None, gt=0.0, lt=1.0, description="Classification: the rarest class's least share.")
 
 
 class _DatasetCommon(StrictModel):
@@ -257,6 +372,12 @@ class _DatasetCommon(StrictModel):
     image_shape: tuple[_ImageDim, _ImageDim, _ImageDim] | None = Field(
         None, description="(channels, height, width) of each sample, needed by model.type=cnn."
     )
+    preprocess: list[PreprocessStep] = Field(
+        default_factory=list, max_length=100,
+        description="Steps fitted on the training split, applied in order to every split and "
+        "stored with the model (scikit-learn transformers).")
+    validation: DataValidation | None = Field(
+        None, description="Rules the data must meet (checked when it is loaded).")
     max_samples: int | None = Field(
         None, gt=0, le=10**12,
         description="Use only the first N rows (after loading, before splitting)."
@@ -328,6 +449,11 @@ class FileDataset(_DatasetCommon):
     kind: TaskKind | None = Field(
         None, description="classification or regression (default: regression for float targets)."
     )
+    order_by: str | None = Field(
+        None, min_length=1, max_length=1024,
+        description="A column giving the rows' time order (numbers, dates, timestamps or "
+        "text): the rows are sorted by it and split in that order, the past for training, the "
+        "future for validation and test. Not a feature unless listed in features.")
 
     @field_validator("path", mode="before")
     @classmethod
@@ -354,6 +480,13 @@ class FileDataset(_DatasetCommon):
                              "cannot be given the value it predicts")
         return self
 
+    @model_validator(mode="after")
+    def _order_column(self) -> FileDataset:
+        if self.order_by is not None and self.order_by == self.target:
+            raise ValueError(f"order_by is the target column {self.target!r}; name the column "
+                             "that gives the rows' time order")
+        return self
+
 
 class CustomDataset(_DatasetCommon):
     """The user's own loading code: ``loader(**params)`` returns ``(features, targets)``
@@ -372,6 +505,10 @@ class CustomDataset(_DatasetCommon):
     kind: TaskKind | None = Field(
         None, description="classification or regression (default: regression for float "
         "targets, classification for integer, boolean or text ones).")
+    order_by: str | None = Field(
+        None, min_length=1, max_length=1024,
+        description="A column of the loader's table giving the rows' time order (as for a "
+        "file); the loader must return a pyarrow Table.")
 
     @field_validator("loader")
     @classmethod
@@ -530,10 +667,24 @@ class TrainingSpec(StrictModel):
     learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
     optimizer: OptimizerName = OptimizerName.ADAM
     loss: LossName = LossName.AUTO
-    validation_split: float = Field(0.2, gt=0.0, lt=1.0)
+    validation_split: float = Field(0.2, gt=0.0, lt=1.0,
+                                    description="Fraction of the rows held out for validation.")
+    test_split: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Fraction of the rows held out for the test "
+        "evaluation of the best model after training (0: no test split).")
+    stratify: bool = Field(
+        True, description="Classification: every split keeps each class's share of the rows.")
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     monitor: MonitorSpec = Field(default_factory=MonitorSpec)
     checkpoint: CheckpointPolicy = Field(default_factory=CheckpointPolicy)
+
+    @model_validator(mode="after")
+    def _room_to_train(self) -> TrainingSpec:
+        held = self.validation_split + self.test_split
+        if held >= 1.0:
+            raise ValueError(f"validation_split + test_split = {held:g} leaves no rows to "
+                             "train on; allowed: a sum below 1 (e.g. 0.2 and 0.1)")
+        return self
 
 
 class ResourcesSpec(StrictModel):
@@ -685,6 +836,11 @@ class TrainingTask(StrictModel):
                     "model.type=cnn needs dataset.image_shape [channels, height, width] "
                     "(only sklearn digits has a built-in 1x8x8 shape)"
                 )
+        if self.dataset.preprocess and (isinstance(self.model, CNNModel)
+                                        or self.dataset.image_shape is not None):
+            raise ValueError("dataset.preprocess works on table columns; image-shaped data "
+                             "(model.type=cnn, dataset.image_shape) is not preprocessed: remove "
+                             "the steps or use a model of flat features")
         if isinstance(self.model, SklearnModel):
             problem = self._sklearn_problem()
             if problem:

@@ -43,7 +43,7 @@ from bench_common import load_average, machine, machine_line, median, ratio, run
 
 from mtp_core.spec import TaskKind
 from trainer import TrainingTask, connect, parse_task, prepare, train
-from trainer.data import split_indices
+from trainer.data import task_split
 from trainer.loop import build_loss
 from trainer.models import build_model, count_parameters
 
@@ -150,7 +150,7 @@ class NaiveWorker:
 def run_naive(task: TrainingTask, steps: int, windows: int) -> dict[str, Any]:
     prepared = prepare(task)
     ds = prepared.dataset
-    train_idx, _ = split_indices(ds.num_samples, task.training.validation_split, prepared.seed)
+    train_idx = task_split(task, ds.targets, ds.kind, prepared.seed).train
     raw = task.canonical_dict()
     shape = ds.sample_shape
     server = ray.remote(NaiveServer).options(num_cpus=0).remote(raw, shape, ds.num_classes)

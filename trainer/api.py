@@ -32,7 +32,7 @@ from cluster.detector import HealthThresholds
 from cluster.errors import ClusterError
 from cluster.migrator import NoCapacityError
 from cluster.supervision import Action, Limit, RestartLimits, Supervisor
-from mtp_core.atomic import CorruptFileError, atomic_write_text, read_json
+from mtp_core.atomic import CorruptFileError, atomic_write_bytes, atomic_write_text, read_json
 from mtp_core.errors import raised_error
 from mtp_core.layout import RunLayout, ensure_storage
 from mtp_core.names import check_name
@@ -51,7 +51,14 @@ from trainer.errors import (
 )
 from trainer.launch import WorkerLaunch
 from trainer.prepare import PreparedTask, check_trainable, fingerprint, identify, identity, prepare
-from trainer.result import EpochRecord, PhaseClock, Timings, TrainingResult, load_result
+from trainer.result import (
+    EpochRecord,
+    PhaseClock,
+    TestEvaluation,
+    Timings,
+    TrainingResult,
+    load_result,
+)
 from trainer.reuse import ResultReuse
 from trainer.versions import code_version, torch_version
 
@@ -326,10 +333,17 @@ def train(
             reuse.release(registry)
 
 
-def _start_run_dir(task: TrainingTask, storage: Path, run_name: str) -> RunLayout:
+def _start_run_dir(task: TrainingTask, prepared: PreparedTask, storage: Path,
+                   run_name: str) -> RunLayout:
+    """The run directory with the task, the data report and the fitted preprocessing."""
+    from trainer.report import data_report
+
     layout = RunLayout.of(storage / run_name)
     layout.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(layout.task, json.dumps(task.canonical_dict(), indent=1))
+    atomic_write_text(layout.data_report, json.dumps(data_report(prepared), indent=1))
+    if prepared.preprocess is not None:
+        atomic_write_bytes(layout.preprocess, prepared.preprocess.data)
     return layout
 
 
@@ -337,7 +351,7 @@ def _train(task: TrainingTask, prepared: PreparedTask, storage: Path, run_name: 
            on_epoch: Callable[[dict[str, Any]], None] | None, node_ids: list[str] | None,
            clock: PhaseClock) -> TrainingResult:
     run_name = run_name or task.task_id
-    layout = _start_run_dir(task, storage, run_name)
+    layout = _start_run_dir(task, prepared, storage, run_name)
     run_dir = layout.root
     if isinstance(task.model, SklearnModel):
         return _train_estimator(task, prepared, run_name, layout, on_epoch, node_ids, clock)
@@ -467,7 +481,7 @@ def _train_in_process(task: TrainingTask, prepared: PreparedTask, storage: Path,
                       run_name: str | None, on_epoch: Callable[[dict[str, Any]], None] | None,
                       clock: PhaseClock) -> TrainingResult:
     run_name = run_name or task.task_id
-    layout = _start_run_dir(task, storage, run_name)
+    layout = _start_run_dir(task, prepared, storage, run_name)
     fit_start = clock.mark("control_plane")
     _run_here(prepared, layout.root, on_epoch=on_epoch)
     return _collect_result(task, prepared, run_name, layout.root, clock,
@@ -662,6 +676,8 @@ def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, r
         task_kind=prepared.dataset.kind.value,
         num_classes=prepared.dataset.num_classes,
         sample_shape=list(prepared.dataset.sample_shape),
+        feature_columns=list(prepared.loaded.feature_names),
+        class_names=list(prepared.dataset.class_names),
         seed=prepared.seed,
         world_size=summary["world_size"],
         num_parameters=summary["num_parameters"],
@@ -680,6 +696,10 @@ def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, r
         best_checkpoint=str(best.path) if best else None,
         latest_checkpoint=str(ckpts[-1].path) if ckpts else None,
         resumed_from_epoch=summary["resumed_from_epoch"],
+        test_metrics=(summary.get("test") or {}).get("metrics", {}),
+        test=(TestEvaluation.model_validate({k: v for k, v in summary["test"].items()
+                                             if k != "metrics"})
+              if summary.get("test") else None),
         diverged=summary.get("diverged"),
         attempts=max(_count_attempts(layout.events, t_start), 1),
         timings=Timings(
@@ -692,7 +712,10 @@ def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, r
         ),
         versions={**_versions(), **({"model_code_sha256": prepared.model_code_sha256}
                                      if prepared.model_code_sha256 else {}),
-                  **(estimator_versions() if isinstance(task.model, SklearnModel) else {})},
+                  **({"preprocess_sha256": prepared.preprocess.sha256}
+                     if prepared.preprocess is not None else {}),
+                  **(estimator_versions() if isinstance(task.model, SklearnModel)
+                     or prepared.preprocess is not None else {})},
         created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         cache_key=prepared.cache_key,
         task=task.canonical_dict(),

@@ -30,7 +30,7 @@ import numpy as np
 from mtp_core.atomic import atomic_write_bytes, atomic_write_text
 from mtp_core.layout import RunLayout
 from mtp_core.spec import LossName, SklearnModel, TaskKind, TrainingTask
-from trainer.data import DatasetMeta, split_indices
+from trainer.data import DatasetMeta, task_split
 from trainer.errors import ConfigError, TrainerError
 from trainer.metrics import (
     classification_metrics,
@@ -46,6 +46,7 @@ __all__ = ["ESTIMATOR_STEP", "build_pipeline", "canonical_skops", "check_estimat
 ESTIMATOR_STEP = "estimator"
 _EPOCH_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
 _TRUSTED_ROOTS = ("sklearn", "numpy", "scipy")
+_LATENCY_CALLS = 50  # as trainer.loop's
 
 
 def _field(spec: SklearnModel) -> str:
@@ -180,17 +181,22 @@ def canonical_skops(obj: Any) -> bytes:
     return out.getvalue()
 
 
-def load_estimator(data: bytes, estimator: str, where: str) -> Any:
-    """The fitted pipeline in ``data``; only types of scikit-learn, numpy, scipy and the
-    estimator's own package are accepted (skops refuses to build anything else)."""
+def load_estimator(data: bytes, estimator: str, where: str,
+                   trusted: tuple[str, ...] | list[str] = ()) -> Any:
+    """The fitted pipeline in ``data``; only types of scikit-learn, numpy, scipy, the
+    estimator's own package and the ``trusted`` type names are accepted (skops refuses to
+    build anything else)."""
     import skops.io as sio
 
+    from trainer.preprocess import TRUSTED_TYPES
+
     roots = (*_TRUSTED_ROOTS, estimator.split(".")[0])
+    trusted = [*trusted, *TRUSTED_TYPES]  # the pipeline's own preprocessing steps
     try:
         untrusted = sio.get_untrusted_types(data=data)
     except Exception as err:  # noqa: BLE001 - a damaged archive: skops raises many kinds
         raise TrainerError(f"{where} is not a readable skops file ({err})") from None
-    refused = [t for t in untrusted if t.split(".")[0] not in roots]
+    refused = [t for t in untrusted if t.split(".")[0] not in roots and t not in trusted]
     if refused:
         raise TrainerError(f"{where} holds types outside {', '.join(roots)}: {refused}; not "
                            "loaded")
@@ -244,6 +250,26 @@ def _metrics(kind: TaskKind, pred: np.ndarray, y: np.ndarray, num_classes: int
                                         float(len(t))]))
 
 
+def _measure_inference(model: Any, x: np.ndarray, batch_size: int, threads: int
+                       ) -> dict[str, Any]:
+    """:func:`trainer.loop.measure_inference` for a fitted pipeline's ``predict``."""
+    n, b = len(x), max(1, min(batch_size, len(x)))
+    model.predict(x[:b])
+    start = time.perf_counter()
+    for s in range(0, n, b):
+        model.predict(x[s:s + b])
+    elapsed = time.perf_counter() - start
+    times = []
+    for i in range(min(n, _LATENCY_CALLS)):
+        t0 = time.perf_counter()
+        model.predict(x[i:i + 1])
+        times.append(time.perf_counter() - t0)
+    return {"device": "cpu", "threads": threads, "batch_size": b,
+            "throughput_samples_per_s": n / elapsed if elapsed > 0 else math.nan,
+            "latency_ms_per_sample": 1000 * float(np.median(times)),
+            "latency_samples": len(times)}
+
+
 def _event(layout: RunLayout, event: dict[str, Any]) -> None:
     layout.events.parent.mkdir(parents=True, exist_ok=True)
     with open(layout.events, "a", encoding="utf-8") as f:  # one short line: appends stay whole
@@ -262,7 +288,8 @@ def fit_estimator(task: TrainingTask, features: np.ndarray, targets: np.ndarray,
     layout = RunLayout.of(run_dir)
     _event(layout, {"event": "start", "from_epoch": 0, "world_size": 1})
     kind, k = meta.kind, meta.num_classes
-    train_idx, val_idx = split_indices(len(features), task.training.validation_split, seed)
+    split = task_split(task, targets, kind, seed)
+    train_idx, val_idx = split.train, split.validation
     x = features.reshape(len(features), -1)
     y = targets.reshape(len(targets)) if kind is TaskKind.CLASSIFICATION else targets.ravel()
     pipeline = build_pipeline(task, kind, seed)
@@ -286,9 +313,19 @@ def fit_estimator(task: TrainingTask, features: np.ndarray, targets: np.ndarray,
             "is_best": True,
             "start_unix": t0,
         }
-    record["epoch_time_s"] = time.time() - t0
-    bad = first_non_finite(record)
-    diverged = None if bad is None else {"epoch": 1, "metric": bad[0], "value": bad[1]}
+        record["epoch_time_s"] = time.time() - t0
+        bad = first_non_finite(record)
+        diverged = None if bad is None else {"epoch": 1, "metric": bad[0], "value": bad[1]}
+        test = None
+        if len(split.test) and diverged is None:
+            xt, yt = x[split.test], y[split.test]
+            pred = pipeline.predict(xt)
+            metrics = {"test_loss": _loss(task, kind, pipeline, xt, yt, pred, k),
+                       **{m.replace("val_", "test_", 1): v
+                          for m, v in _metrics(kind, pred, yt, k).items()}}
+            test = {"epoch": 1, "weights": "best", "rows": len(yt), "metrics": metrics,
+                    "inference": _measure_inference(pipeline, xt, task.training.batch_size,
+                                                    threads)}
     data = canonical_skops(pipeline)
     metric, mode = task.monitor_metric(kind)
     summary = {
@@ -304,6 +341,7 @@ def fit_estimator(task: TrainingTask, features: np.ndarray, targets: np.ndarray,
         "seed": seed,
         "resumed_from_epoch": None,
         "diverged": diverged,
+        "test": test,
     }
     if diverged is None:  # a diverged model never replaces a stored one
         atomic_write_bytes(layout.estimator, data)

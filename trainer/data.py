@@ -30,6 +30,7 @@ from mtp_core.spec import (
     SklearnDataset,
     SyntheticDataset,
     TaskKind,
+    TrainingTask,
 )
 from trainer.data_memo import memoized
 from trainer.errors import DataError
@@ -47,7 +48,10 @@ __all__ = [
     "feature_stats",
     "format_bytes",
     "load_dataset",
+    "Split",
     "split_indices",
+    "split_rows",
+    "task_split",
     "validation_shard",
 ]
 
@@ -94,6 +98,11 @@ class Dataset:
     num_classes: int
     feature_names: tuple[str, ...]
     class_names: tuple[str, ...] = ()
+    #: with ``dataset.preprocess``: the feature columns as loaded (numbers as float64 with NaN
+    #: for missing, text as objects with None), which the fitted steps turn into ``features``
+    raw: tuple[tuple[str, np.ndarray], ...] | None = None
+    #: per feature column: number, integer, bool or text (as the source stored it)
+    column_types: tuple[str, ...] = ()
 
     @property
     def num_samples(self) -> int:
@@ -157,6 +166,8 @@ def _finish(
     *,
     origin: str | None = None,
     target: str | None = None,
+    raw: list[tuple[str, np.ndarray]] | None = None,
+    column_types: list[str] | None = None,
 ) -> Dataset:
     """The checks every source shares, in the order a user should fix them: row count, feature
     values, labels. ``origin`` (the file; default ``name``) and ``target`` (its column) name
@@ -164,10 +175,11 @@ def _finish(
     where = f"dataset {origin or name!r}"
     labels_of = (f"dataset.target {target!r} in {origin or name!r}" if target
                  else f"the targets of {where}")
-    n_all = int(x.shape[0])
+    n_all = int(y.shape[0])
     if spec.max_samples is not None:
         x, y = x[: spec.max_samples], y[: spec.max_samples]
-    n = int(x.shape[0])
+        raw = [(c, v[: spec.max_samples]) for c, v in raw] if raw is not None else None
+    n = int(y.shape[0])
     if n == 0:
         raise DataError(f"dataset {name!r} is empty: 0 rows; it needs at least 2 rows")
     if n < 2:
@@ -236,7 +248,13 @@ def _finish(
                 f"each sample of {name!r} has {x[0].size} features"
             )
         x = x.reshape(x.shape[0], c, h, w)
-    return Dataset(name, x, y, kind, num_classes, tuple(feature_names), class_names)
+    if spec.preprocess and raw is None:  # numbers only: the columns are the features
+        flat = x.reshape(n, -1).astype(np.float64)
+        raw = [(c, flat[:, i]) for i, c in enumerate(feature_names)]
+    types = tuple(column_types or ["number"] * len(feature_names))
+    return Dataset(name, x, y, kind, num_classes, tuple(feature_names), class_names,
+                   raw=tuple(raw) if spec.preprocess and raw is not None else None,
+                   column_types=types)
 
 
 def _load_sklearn(spec: SklearnDataset) -> Dataset:
@@ -381,18 +399,31 @@ class _TableFile:
     def load(self) -> Dataset:
         spec = self.spec
         columns = self._column_names()
-        features = spec.features or [c for c in columns if c != spec.target]
+        order = spec.order_by
+        features = spec.features or [c for c in columns if c not in (spec.target, order)]
         self._check_columns(columns, features)
-        table = self._read([*features, spec.target], len(features))
+        if order is not None and order not in columns:
+            raise DataError(f"dataset.order_by {order!r} is not a column of {self.file}; "
+                            f"columns are {_shown(columns)}")
+        extra = [order] if order is not None and order not in features else []
+        table = self._read([*features, spec.target, *extra], len(features))
         self._check_text(table)
+        if order is not None:
+            table = _in_time_order(table, order, self.file)
         if table.num_rows < 2:
             if table.num_rows == 0:
                 raise DataError(f"dataset {self.file} is empty: 0 rows; it needs at least 2 rows")
             raise DataError(f"dataset {self.file} has 1 row; it needs at least 2")
-        x = np.stack([self._feature(table.column(name), name) for name in features], axis=1)
         y, kind, class_names = self._target(table.column(spec.target))
+        types = [_column_type(table.column(name).type) for name in features]
+        if spec.preprocess:  # text and missing values are the steps' to handle
+            raw = [(name, _raw_column(table.column(name), name, self.file)) for name in features]
+            return _finish(self.path.name, np.zeros((len(y), 0), np.float32), y, kind, features,
+                           spec, class_names, origin=str(self.path), target=spec.target,
+                           raw=raw, column_types=types)
+        x = np.stack([self._feature(table.column(name), name) for name in features], axis=1)
         return _finish(self.path.name, x, y, kind, features, spec, class_names,
-                       origin=str(self.path), target=spec.target)
+                       origin=str(self.path), target=spec.target, column_types=types)
 
     # -- the file's columns ---------------------------------------------------------------------
 
@@ -714,23 +745,35 @@ def _load_custom(spec: CustomDataset) -> Dataset:
                         "targets) arrays, or (pyarrow.Table, target column name)")
     first, second = out
     class_names: tuple[str, ...] = ()
+    raw: list[tuple[str, np.ndarray]] | None = None
+    types: list[str] | None = None
     pa: Any = sys.modules.get("pyarrow")  # a loader that returns a table has imported it
     if pa is not None and isinstance(first, pa.Table):
         if not isinstance(second, str) or second not in first.column_names:
             raise DataError(f"{said} returned a table with columns {_shown(first.column_names)} "
                             f"and target {second!r}: the target must name one of them")
-        names = [c for c in first.column_names if c != second]
+        if spec.order_by is not None:
+            if spec.order_by not in first.column_names or spec.order_by == second:
+                raise DataError(f"dataset.order_by {spec.order_by!r} is not a feature column of "
+                                f"the table {said} returned; columns are "
+                                f"{_shown(first.column_names)}")
+            first = _in_time_order(first, spec.order_by, f"the table {said} returned")
+        names = [c for c in first.column_names if c not in (second, spec.order_by)]
         if not names:
             raise DataError(f"{said} returned a table whose only column is the target {second!r}")
+        types = [_column_type(first.column(name).type) for name in names]
+        if spec.preprocess:
+            raw = [(name, _raw_column(first.column(name), name, f"the table {said} returned"))
+                   for name in names]
         cols = []
-        for name in names:
+        for name in names if not spec.preprocess else ():
             col = first.column(name)
             if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
                     or pa.types.is_boolean(col.type)):
                 raise DataError(f"{said}: feature column {name!r} is {col.type}; features must "
                                 "be numbers or booleans (encode text columns first)")
             cols.append(col.to_numpy(zero_copy_only=False).astype(np.float64))
-        x = np.stack(cols, axis=1)
+        x = np.stack(cols, axis=1) if cols else np.zeros((first.num_rows, 0), np.float64)
         target = first.column(second)
         if pa.types.is_string(target.type) or pa.types.is_large_string(target.type):
             text = np.asarray(target.to_pylist(), dtype=object)
@@ -740,6 +783,9 @@ def _load_custom(spec: CustomDataset) -> Dataset:
         else:
             y = target.to_numpy(zero_copy_only=False)
     else:
+        if spec.order_by is not None:
+            raise DataError(f"dataset.order_by {spec.order_by!r} needs a column: {said} "
+                            "returned arrays; return (pyarrow.Table, target column) instead")
         names = []
         try:
             x, y = np.asarray(first), np.asarray(second)
@@ -758,7 +804,71 @@ def _load_custom(spec: CustomDataset) -> Dataset:
     names = names or [f"x{i}" for i in range(int(np.prod(x.shape[1:])))]
     kind = spec.kind or (TaskKind.CLASSIFICATION if class_names or y.dtype.kind in "biu"
                          else TaskKind.REGRESSION)
-    return _finish(f"custom:{spec.loader}", x, y, kind, names, spec, class_names)
+    return _finish(f"custom:{spec.loader}", x, y, kind, names, spec, class_names,
+                   raw=raw, column_types=types)
+
+
+def _column_type(t: pa.DataType) -> str:
+    """A column's type in the data report's words: integer, number, bool, text or its
+    Arrow name."""
+    import pyarrow as pa
+
+    if pa.types.is_integer(t):
+        return "integer"
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "number"
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
+        return "text"
+    return str(t)
+
+
+def _raw_column(col: pa.ChunkedArray, name: str, where: str) -> np.ndarray:
+    """A feature column as the preprocessing steps take it: numbers as float64 (NaN where
+    missing), text as Python strings (None where missing)."""
+    import pyarrow as pa
+
+    t = col.type
+    if pa.types.is_dictionary(t):
+        col = col.cast(pa.string())
+        t = col.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return np.asarray(col.to_pylist(), dtype=object)
+    if pa.types.is_decimal(t) or pa.types.is_boolean(t) or pa.types.is_integer(t):
+        col = col.cast(pa.float64())
+        t = col.type
+    if pa.types.is_floating(t):
+        return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+    if pa.types.is_null(t):
+        raise DataError(f"dataset feature column {name!r} in {where} has no values; drop it")
+    raise DataError(f"dataset feature column {name!r} in {where} has type "
+                    f"{_printable(str(t))}; feature columns must be numbers, booleans or text "
+                    "(text needs an encoding step in dataset.preprocess)")
+
+
+def _in_time_order(table: pa.Table, column: str, where: str) -> pa.Table:
+    """``table`` sorted by ``column`` (``dataset.order_by``), a stable sort: rows with equal
+    times keep their order. Every row needs a time: a missing or NaN one is a DataError."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = table.column(column)
+    what = f"dataset.order_by {column!r} in {where}"
+    t = col.type
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_temporal(t)
+            or pa.types.is_string(t) or pa.types.is_large_string(t)
+            or pa.types.is_decimal(t)):
+        raise DataError(f"{what} has type {_printable(str(t))}; allowed: numbers, dates, "
+                        "timestamps or text that sorts in time order (e.g. ISO 8601)")
+    missing = pc.is_null(col, nan_is_null=True)
+    count = pc.sum(missing).as_py() or 0
+    if count:
+        first = pc.index(missing, True).as_py()
+        raise DataError(f"{what} has {count} missing value{'s' if count > 1 else ''} (first: "
+                        f"row {first + 1}); every row needs its time: fill them in or drop those "
+                        "rows")
+    return table.take(pc.sort_indices(table, sort_keys=[(column, "ascending")]))
 
 
 def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -767,10 +877,97 @@ def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.nda
     Sorting keeps each split in the dataset's order, so the split depends only on
     ``(n, validation_fraction, seed)`` and never on how the data is later sharded.
     """
-    n_val = int(round(n * validation_fraction))
-    n_val = min(max(n_val, 1), n - 1)
-    perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    split = split_rows(n, validation_fraction, 0.0, seed)
+    return split.train, split.validation
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row indices of the training, validation and test splits (each sorted, disjoint)."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+
+
+def _sizes(n: int, validation: float, test: float) -> tuple[int, int]:
+    """Rows held for validation (at least 1) and test (at least 1 when asked for), leaving at
+    least one to train on."""
+    n_val = max(int(round(n * validation)), 1)
+    n_test = max(int(round(n * test)), 1) if test > 0 else 0
+    if n - n_val - n_test < 1:
+        need = 3 if test > 0 else 2
+        if n < need:
+            raise DataError(f"the dataset has {n} row{'s' if n != 1 else ''}: a "
+                            f"{'three' if test > 0 else 'two'}-way split needs at least "
+                            f"{need} (one to train on, one for each held-out split)")
+        n_val = min(n_val, n - 1 - (1 if test > 0 else 0))
+        n_test = min(n_test, n - 1 - n_val)
+    return n_val, n_test
+
+
+def _shares(counts: np.ndarray, total: int) -> np.ndarray:
+    """``total`` rows shared over groups of ``counts`` rows in proportion (largest
+    remainders, ties to the lower group), never more than a group has."""
+    want = counts * (total / max(int(counts.sum()), 1))
+    take = np.minimum(np.floor(want).astype(np.int64), counts)
+    order = sorted(range(len(counts)), key=lambda i: (-(want[i] - take[i]), i))
+    short = total - int(take.sum())
+    for i in order * 2:  # a second pass where a group is already full
+        if short <= 0:
+            break
+        if take[i] < counts[i]:
+            take[i] += 1
+            short -= 1
+    return take
+
+
+def split_rows(n: int, validation: float, test: float, seed: int, *,
+               labels: np.ndarray | None = None, ordered: bool = False) -> Split:
+    """The seeded split of ``n`` rows into training, validation and test rows.
+
+    - ``ordered``: the rows are in time order (``dataset.order_by``): the first rows train,
+      the next validate, the last test; nothing is shuffled across the boundaries.
+    - ``labels`` (classification, ``training.stratify``): each class is split in proportion
+      (its rows drawn by the seeded permutation), so every split keeps the class shares.
+    - otherwise: one seeded permutation; its first rows validate, the next test.
+
+    The split depends only on these arguments, never on how the data is later sharded.
+    """
+    n_val, n_test = _sizes(n, validation, test)
+    n_train = n - n_val - n_test
+    if ordered:
+        idx = np.arange(n)
+        return Split(idx[:n_train], idx[n_train:n_train + n_val], idx[n_train + n_val:])
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        perm = rng.permutation(n)
+        return Split(np.sort(perm[n_val + n_test:]), np.sort(perm[:n_val]),
+                     np.sort(perm[n_val:n_val + n_test]))
+    classes, inverse = np.unique(np.asarray(labels), return_inverse=True)
+    members = [np.flatnonzero(inverse == c) for c in range(len(classes))]
+    counts = np.array([len(m) for m in members], np.int64)
+    val_take = _shares(counts, n_val)
+    test_take = _shares(counts - val_take, n_test)
+    parts: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
+    for rows, v, t in zip(members, val_take, test_take, strict=True):
+        drawn = rows[rng.permutation(len(rows))]
+        parts[1].append(drawn[:v])
+        parts[2].append(drawn[v:v + t])
+        parts[0].append(drawn[v + t:])
+    train, val, tst = (np.sort(np.concatenate(p)) if p else np.empty(0, np.int64)
+                       for p in parts)
+    return Split(train, val, tst)
+
+
+def task_split(task: TrainingTask, targets: np.ndarray, kind: TaskKind, seed: int) -> Split:
+    """:func:`split_rows` as the task asks: its fractions, stratified for classification
+    (unless ``training.stratify`` is off), in time order with ``dataset.order_by``."""
+    t = task.training
+    ordered = getattr(task.dataset, "order_by", None) is not None
+    labels = targets if kind is TaskKind.CLASSIFICATION and t.stratify and not ordered else None
+    return split_rows(len(targets), t.validation_split, t.test_split, seed, labels=labels,
+                      ordered=ordered)
 
 
 def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

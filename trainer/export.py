@@ -1,7 +1,11 @@
-"""Loading a finished run's model back: a torch module, or a fitted scikit-learn pipeline."""
+"""Loading a finished run's model back: a :class:`Predictor` that takes the columns the run
+was trained on, applies the stored preprocessing and predicts with the network or the fitted
+scikit-learn pipeline, every stored file checked against its hash."""
 
 from __future__ import annotations
 
+import hashlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -9,29 +13,207 @@ import numpy as np
 from torch import nn
 
 from consistency.hashing import state_dict_hash
+from mtp_core.layout import RunLayout
 from mtp_core.spec import CustomModel, SklearnModel, TaskKind, TrainingTask
-from trainer.errors import TrainerError
+from trainer.errors import DataError, TrainerError
 from trainer.models import build_model
-from trainer.result import load_result
+from trainer.result import TrainingResult, load_result
 
-__all__ = ["load_model"]
+__all__ = ["Predictor", "load_model", "load_network"]
+
+_BATCH = 8192
 
 
-def load_model(run_dir: str | Path, verify: bool = True) -> nn.Module | Any:
-    """Rebuild the run's model from its stored task and load ``model.safetensors``; for
-    ``model.type: sklearn`` the fitted pipeline from ``model.skops`` (standardization and
-    estimator: ``predict`` takes raw features).
+def load_model(run_dir: str | Path, verify: bool = True) -> Predictor:
+    """The run's :class:`Predictor`: ``predict`` / ``predict_proba`` take new rows by column
+    name (a pandas DataFrame, a pyarrow Table or a mapping of columns), apply the stored
+    ``dataset.preprocess`` and return labels (or values); ``.module`` is the torch network
+    (``.estimator`` the fitted scikit-learn pipeline). With ``verify`` every stored file must
+    hash to what the result records."""
+    return Predictor(run_dir, verify=verify)
 
-    The model takes raw (unstandardised) inputs: its first layer holds the training split's
-    feature statistics. With ``verify`` the weights must hash to the result's ``weights_hash``.
+
+class Predictor:
+    """A finished run's model with what it needs to score raw rows (see :func:`load_model`)."""
+
+    def __init__(self, run_dir: str | Path, verify: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.result: TrainingResult = load_result(run_dir)
+        self.task = TrainingTask.model_validate(self.result.task)
+        self.kind = TaskKind(self.result.task_kind)
+        self.class_names = tuple(self.result.class_names)
+        self.module: nn.Module | None = None
+        self.estimator: Any = None
+        if isinstance(self.task.model, SklearnModel):
+            self.estimator = _load_estimator(self.run_dir, self.result.model_path,
+                                             self.result.weights_hash, self.task.model, verify)
+        else:
+            self.module = load_network(run_dir, verify, self.result)
+        self.preprocess = self._load_preprocess(verify)
+        self.columns: tuple[str, ...] = (
+            tuple(self.preprocess.feature_names_in_) if self.preprocess is not None
+            else tuple(self.result.feature_columns))
+
+    def _load_preprocess(self, verify: bool) -> Any:
+        want = self.result.versions.get("preprocess_sha256")
+        if want is None:
+            return None
+        from trainer.preprocess import load_preprocess
+
+        path = RunLayout.of(self.run_dir).preprocess
+        if not path.is_file():
+            raise TrainerError(f"preprocessing file {str(path)!r} is missing")
+        data = path.read_bytes()
+        if verify and hashlib.sha256(data).hexdigest() != want:
+            raise TrainerError(f"preprocessing file {str(path)!r} does not match the result's "
+                               f"preprocess_sha256 {want[:12]}: the file was changed")
+        return load_preprocess(data, str(path))
+
+    # -- input ------------------------------------------------------------------------------
+
+    def features(self, data: Any, what: str = "the input") -> np.ndarray:
+        """The model's float32 input for ``data``'s rows (DataError naming a missing column)."""
+        columns = _columns_of(data, self.columns, what)
+        if self.preprocess is not None:
+            from trainer.preprocess import _frame, transform_columns
+
+            x = transform_columns(self.preprocess, _frame(columns), what)
+        else:
+            for name, values in columns:
+                if values.dtype.kind not in "biuf":
+                    raise DataError(f"column {name!r} of {what} is not numeric; the run was "
+                                    "trained on numbers (no dataset.preprocess encodes text)")
+                bad = ~np.isfinite(values.astype(np.float64))
+                if bad.any():
+                    raise DataError(f"column {name!r} of {what} has {int(bad.sum())} missing or "
+                                    f"infinite values (first: row {int(np.argmax(bad)) + 1}); "
+                                    "the run was trained without dataset.preprocess to fill "
+                                    "them")
+            x = (np.stack([v.astype(np.float32) for _, v in columns], axis=1) if columns
+                 else np.zeros((0, 0), np.float32))
+        return x.reshape((len(x), *self.result.sample_shape)) if self.module is not None else x
+
+    # -- output -----------------------------------------------------------------------------
+
+    def predict_proba(self, data: Any) -> np.ndarray:
+        """Class probabilities, one column per class id (classification)."""
+        if self.kind is not TaskKind.CLASSIFICATION:
+            raise TrainerError("predict_proba is for classification runs")
+        return self._scores(self.features(data), proba=True)
+
+    def predict(self, data: Any) -> np.ndarray:
+        """Labels (class names where the run had text labels, else class ids) or values."""
+        x = self.features(data)
+        if self.kind is TaskKind.REGRESSION:
+            return self._scores(x, proba=False).astype(np.float64)
+        ids = self._scores(x, proba=False).astype(np.int64)
+        if self.class_names:
+            return np.asarray(self.class_names, dtype=object)[ids]
+        return ids
+
+    def _scores(self, x: np.ndarray, proba: bool) -> np.ndarray:
+        if self.estimator is not None:
+            if proba:
+                if not hasattr(self.estimator, "predict_proba"):
+                    raise TrainerError(f"{type(self.estimator[-1]).__name__} has no "
+                                       "predict_proba")
+                out = np.zeros((len(x), self.result.num_classes), np.float64)
+                classes = np.asarray(self.estimator.classes_, np.int64)
+                out[:, classes] = self.estimator.predict_proba(x.reshape(len(x), -1))
+                return out
+            return np.asarray(self.estimator.predict(x.reshape(len(x), -1)))
+        import torch
+
+        assert self.module is not None
+        parts = []
+        with torch.no_grad():
+            for s in range(0, len(x), _BATCH):
+                logits = self.module(torch.from_numpy(np.ascontiguousarray(x[s:s + _BATCH])))
+                if self.kind is TaskKind.CLASSIFICATION:
+                    logits = torch.softmax(logits, dim=-1) if proba else logits.argmax(dim=-1)
+                parts.append(logits.numpy())
+        if not parts:
+            width = (self.result.num_classes,) if proba else ()
+            return np.zeros((0, *width))
+        return np.concatenate(parts)
+
+
+def _columns_of(data: Any, needed: tuple[str, ...], what: str) -> list[tuple[str, np.ndarray]]:
+    """The ``needed`` columns of ``data`` as the steps take them (numbers float64 with NaN,
+    text as objects); a missing column is a DataError naming it."""
+    import sys
+
+    pa: Any = sys.modules.get("pyarrow")
+    pd: Any = sys.modules.get("pandas")
+    if isinstance(data, np.ndarray):
+        flat = data.reshape(len(data), -1) if data.ndim > 1 else data.reshape(-1, 1)
+        if flat.shape[1] != len(needed) or data.dtype.kind not in "biuf":
+            raise DataError(f"{what} is an array of shape {data.shape}; give the {len(needed)} "
+                            f"columns {_shown(needed)} by name (a DataFrame or pyarrow Table)")
+        return [(name, flat[:, i].astype(np.float64)) for i, name in enumerate(needed)]
+    if pa is not None and isinstance(data, pa.Table):
+        present = data.column_names
+        get = (lambda c: _arrow_values(data.column(c)))  # noqa: E731
+    elif pd is not None and isinstance(data, pd.DataFrame):
+        present = [str(c) for c in data.columns]
+        get = (lambda c: _plain_values(data[c].to_numpy()))  # noqa: E731
+    elif isinstance(data, dict):
+        present = list(data)
+        get = (lambda c: _plain_values(np.asarray(data[c])))  # noqa: E731
+    else:
+        raise DataError(f"{what} is a {type(data).__name__}; give a pandas DataFrame, a pyarrow "
+                        "Table or a mapping of columns")
+    missing = [c for c in needed if c not in present]
+    if missing:
+        raise DataError(f"{what} has no column {missing[0]!r}, which the model needs (it needs "
+                        f"{_shown(needed)})")
+    return [(c, get(c)) for c in needed]
+
+
+def _shown(names: tuple[str, ...] | list[str]) -> str:
+    names = list(names)
+    return str(names) if len(names) <= 8 else f"{names[:8]} and {len(names) - 8} more"
+
+
+def _arrow_values(col: Any) -> np.ndarray:
+    import pyarrow as pa
+
+    t = col.type
+    if pa.types.is_dictionary(t):
+        col = col.cast(pa.string())
+        t = col.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return np.asarray(col.to_pylist(), dtype=object)
+    if not pa.types.is_floating(t):
+        try:
+            col = col.cast(pa.float64())
+        except pa.ArrowInvalid:
+            return np.asarray(col.to_pylist(), dtype=object)
+    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _plain_values(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind in "biuf":
+        return values.astype(np.float64)
+    out = values.astype(object)
+    return np.asarray([None if (isinstance(v, float) and math.isnan(v)) else v for v in out],
+                      dtype=object)
+
+
+def load_network(run_dir: str | Path, verify: bool = True,
+                 result: TrainingResult | None = None) -> nn.Module:
+    """Rebuild the run's network from its stored task and load ``model.safetensors``.
+
+    The network takes the features the run's preprocessing makes, unstandardised: its first
+    layer holds the training split's feature statistics. With ``verify`` the weights must hash
+    to the result's ``weights_hash``.
     """
     from safetensors.torch import load_file
 
-    result = load_result(run_dir)
+    result = result or load_result(run_dir)
     task = TrainingTask.model_validate(result.task)
     if isinstance(task.model, SklearnModel):
-        return _load_estimator(Path(run_dir), result.model_path, result.weights_hash,
-                               task.model, verify)
+        raise TrainerError(f"{run_dir}: model.type=sklearn is no network; use load_model")
     path = Path(run_dir) / "model.safetensors"
     if not path.is_file():
         path = Path(result.model_path)
@@ -64,8 +246,6 @@ def load_model(run_dir: str | Path, verify: bool = True) -> nn.Module | Any:
 
 def _load_estimator(run_dir: Path, model_path: str, weights_hash: str, spec: SklearnModel,
                     verify: bool) -> Any:
-    import hashlib
-
     from trainer.classical import load_estimator
 
     path = run_dir / "model.skops"

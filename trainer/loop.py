@@ -14,6 +14,7 @@ order, every rank's RNG state, early-stopping state and metric history) and star
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -36,7 +37,7 @@ from mtp_core.spec import LossName, OptimizerName, TaskKind, TrainingTask
 from trainer._collective import Collective
 from trainer.batches import ShardedBatches
 from trainer.checkpoint import CheckpointScheduler, CheckpointStore, SaveReason
-from trainer.data import DatasetMeta, feature_stats, split_indices, validation_shard
+from trainer.data import DatasetMeta, feature_stats, task_split, validation_shard
 from trainer.determinism import (
     capture_rng_state,
     enable_deterministic_algorithms,
@@ -124,6 +125,37 @@ def build_optimizer(task: TrainingTask, params: Any, fused: bool = False) -> tor
                **extra)
 
 
+_LATENCY_CALLS = 50
+
+
+@torch.no_grad()
+def measure_inference(module: nn.Module, x: torch.Tensor, batch_size: int,
+                      device: torch.device) -> dict[str, Any]:
+    """Throughput over ``x`` in batches of ``batch_size`` (after one warm-up batch) and the
+    median latency of single-row calls (up to 50), on ``device`` with this process's torch
+    threads."""
+    module.eval()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    n, b = len(x), max(1, min(batch_size, len(x)))
+    module(x[:b].to(device))
+    sync()
+    start = time.perf_counter()
+    for s in range(0, n, b):
+        module(x[s : s + b].to(device))
+    sync()
+    elapsed = time.perf_counter() - start
+    times = []
+    for i in range(min(n, _LATENCY_CALLS)):
+        t0 = time.perf_counter()
+        module(x[i : i + 1].to(device))
+        sync()
+        times.append(time.perf_counter() - t0)
+    return {"device": str(device), "threads": torch.get_num_threads(), "batch_size": b,
+            "throughput_samples_per_s": n / elapsed if elapsed > 0 else math.nan,
+            "latency_ms_per_sample": 1000 * float(np.median(times)),
+            "latency_samples": len(times)}
+
+
 class TrainLoop:
     """One rank's share of a data-parallel training run (see module docstring)."""
 
@@ -158,7 +190,8 @@ class TrainLoop:
         enable_deterministic_algorithms()
         seed_everything(seed)  # identical model initialisation on every rank
 
-        train_idx, val_idx = split_indices(len(features), task.training.validation_split, seed)
+        split = task_split(task, targets, meta.kind, seed)
+        train_idx, val_idx = split.train, split.validation
         with warnings.catch_warnings():
             # arrays from Ray's object store are read-only; they are only ever indexed (copied)
             warnings.simplefilter("ignore", UserWarning)
@@ -168,6 +201,7 @@ class TrainLoop:
         mine = torch.from_numpy(validation_shard(len(val_idx), self.rank, self.world_size))
         val = torch.from_numpy(val_idx)[mine]
         self.x_val, self.y_val = x[val], y[val]
+        self.x_test, self.y_test = x[split.test], y[split.test]  # evaluated once, at the end
         self.n_val_total = len(val_idx)
         if task.dataset.standardize:
             mean, std = feature_stats(self.x_train.numpy())
@@ -286,15 +320,17 @@ class TrainLoop:
         return total, seen, elapsed
 
     @torch.no_grad()
-    def _evaluate(self) -> dict[str, float]:
-        self.module.eval()
+    def _split_sums(self, module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``[loss sum, sufficient statistics...]`` of ``module`` on rows ``x, y`` (float64):
+        what ranks add up, and what turns into metrics (:meth:`_metrics_of`)."""
+        module.eval()
         kind = self.meta.kind
         parts = []
         loss_sum = torch.zeros((), dtype=torch.float64)
-        for s in range(0, len(self.x_val), _EVAL_CHUNK):
-            xb = self.x_val[s : s + _EVAL_CHUNK].to(self.device)
-            yb = self.y_val[s : s + _EVAL_CHUNK].to(self.device)
-            out = self.module(xb)
+        for s in range(0, len(x), _EVAL_CHUNK):
+            xb = x[s : s + _EVAL_CHUNK].to(self.device)
+            yb = y[s : s + _EVAL_CHUNK].to(self.device)
+            out = module(xb)
             loss_sum += self.loss_fn(out, yb).to("cpu", torch.float64) * len(yb)
             parts.append(classification_stats(out.cpu(), yb.cpu(), self.meta.num_classes)
                          if kind is TaskKind.CLASSIFICATION
@@ -304,13 +340,47 @@ class TrainLoop:
         else:  # a rank can hold no validation rows when the split is tiny
             size = self.meta.num_classes**2 if kind is TaskKind.CLASSIFICATION else 4
             stats = torch.zeros(size, dtype=torch.float64)
-        total = self.comm.all_reduce_sum(torch.cat([loss_sum.reshape(1), stats])).numpy()
-        metrics = {"val_loss": float(total[0]) / max(self.n_val_total, 1)}
-        if kind is TaskKind.CLASSIFICATION:
+        return torch.cat([loss_sum.reshape(1), stats])
+
+    def _metrics_of(self, total: np.ndarray, rows: int) -> dict[str, float]:
+        metrics = {"val_loss": float(total[0]) / max(rows, 1)}
+        if self.meta.kind is TaskKind.CLASSIFICATION:
             metrics.update(classification_metrics(total[1:]))
         else:
             metrics.update(regression_metrics(total[1:]))
         return metrics
+
+    def _evaluate(self) -> dict[str, float]:
+        total = self.comm.all_reduce_sum(self._split_sums(self.module, self.x_val, self.y_val))
+        return self._metrics_of(total.numpy(), self.n_val_total)
+
+    def _test_evaluation(self) -> dict[str, Any] | None:
+        """Rank 0, once, after training: the best epoch's weights (its checkpoint, or the final
+        weights when the last epoch was the best) on the whole test split, and how fast they
+        predict. When the best epoch's checkpoint was not kept the final weights are used and
+        the record says so."""
+        if self.rank != 0 or len(self.y_test) == 0 or self.state.diverged is not None:
+            return None
+        best = self.early.best_epoch or self.state.epoch
+        module, epoch, weights = self.module, self.state.epoch, "best"
+        if best != self.state.epoch:
+            info = self.store.best()
+            state = self.store.load(info) if info is not None and info.epoch == best else None
+            if state is None:
+                weights = "final"
+                logger.warning("the checkpoint of the best epoch (%d) was not kept: the test "
+                               "split evaluates the final weights (epoch %d)", best, epoch)
+            else:
+                module = copy.deepcopy(self.module)
+                module.load_state_dict(state["model"])
+                epoch = best
+        total = self._split_sums(module, self.x_test, self.y_test).numpy()
+        metrics = {k.replace("val_", "test_", 1): v
+                   for k, v in self._metrics_of(total, len(self.y_test)).items()}
+        return {"epoch": epoch, "weights": weights, "rows": len(self.y_test),
+                "metrics": metrics,
+                "inference": measure_inference(module, self.x_test,
+                                               self.task.training.batch_size, self.device)}
 
     def _improved(self, value: float) -> bool:
         return self.metric_mode.improves(value, self.early.best_value,
@@ -405,6 +475,7 @@ class TrainLoop:
             "seed": self.seed,
             "resumed_from_epoch": self.resumed_from,
             "diverged": self.state.diverged,
+            "test": self._test_evaluation(),
         }
         if self.rank == 0:
             from safetensors.torch import save as st_save

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from consistency.identity import cache_key, task_params_for_key
-from mtp_core.hashing import canonical_json, data_hash
+from mtp_core.hashing import canonical_json, columns_hash, data_hash
 from mtp_core.spec import CustomModel, SklearnModel, Strategy, TrainingTask
-from trainer.data import Dataset, DatasetMeta, load_dataset
+from trainer.data import Dataset, DatasetMeta, load_dataset, task_split
 from trainer.errors import ConfigError
 from trainer.user_code import resolve as resolve_code
 from trainer.versions import MODEL_CODE_VERSION, code_version
@@ -35,19 +36,34 @@ class PreparedTask:
 
     def __init__(self, task: TrainingTask, dataset: Dataset) -> None:
         self.task = task
-        self.dataset = dataset
         self.meta = DatasetMeta(dataset.kind, dataset.num_classes)
-        self.data_hash = data_hash(dataset.features, dataset.targets)
+        #: the data as loaded (before dataset.preprocess), which the data report describes
+        self.loaded = dataset
+        self.data_hash = (columns_hash(list(dataset.raw), dataset.targets)
+                          if dataset.raw is not None
+                          else data_hash(dataset.features, dataset.targets))
         seed = task.consistency.deterministic.resolve_seed(task.task_id, self.data_hash)
         # deterministic.enabled=false: a fresh seed per run (results vary, as asked)
         self.seed = seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
+        self.split = task_split(task, dataset.targets, dataset.kind, self.seed)
+        #: dataset.preprocess fitted on the training split (None without steps)
+        self.preprocess = None
+        if dataset.raw is not None:
+            from trainer.preprocess import fit_preprocess
+
+            self.preprocess, features = fit_preprocess(
+                task.dataset.preprocess, dataset.raw, dataset.targets, self.split.train,
+                dataset.kind, self.seed)
+            dataset = replace(dataset, features=features,
+                              feature_names=self.preprocess.outputs)
+        self.dataset = dataset
         #: a custom model's source (shipped to the workers); its hash keys the results
         self.user_code = (resolve_code(task.model) if isinstance(task.model, CustomModel)
                           else None)
         self.fingerprint = fingerprint(task, self.data_hash, self.seed, self.model_code_sha256)
         versions = code_version() + (f"+model-code-{self.model_code_sha256}"
                                      if self.model_code_sha256 else "")
-        if isinstance(task.model, SklearnModel):
+        if isinstance(task.model, SklearnModel) or task.dataset.preprocess:
             from trainer.classical import estimator_versions
 
             versions += "".join(f"+{lib}-{v}" for lib, v in estimator_versions().items())
@@ -91,8 +107,11 @@ def fingerprint(task: TrainingTask, digest: str, seed: int,
 
 def identify(task: TrainingTask) -> PreparedTask:
     """Load, check and hash the data; derive seed and keys. Raises DataError / ConfigError."""
+    from trainer.report import check_validation
+
     dataset = load_dataset(task.dataset)
     task.check_kind(dataset.kind)  # a monitor metric or loss the data's kind never produces
+    check_validation(task.dataset.validation, dataset)
     return PreparedTask(task, dataset)
 
 

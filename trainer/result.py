@@ -15,8 +15,8 @@ from mtp_core.layout import RunLayout
 from mtp_core.spec import format_validation_error
 from trainer.errors import ResultFileError
 
-__all__ = ["PHASES", "CacheHit", "Divergence", "EpochRecord", "PhaseClock", "Timings",
-           "TrainingResult", "load_result"]
+__all__ = ["PHASES", "CacheHit", "Divergence", "EpochRecord", "Inference", "PhaseClock",
+           "TestEvaluation", "Timings", "TrainingResult", "load_result"]
 
 RESULT_FILE = RunLayout.of(".").result.name
 
@@ -135,6 +135,35 @@ class Timings(BaseModel):
         description="Where the wall time went, in order, seconds: " + ", ".join(PHASES) + ".")
 
 
+class Inference(BaseModel):
+    """How fast the evaluated model predicts, measured on the test split where it was trained
+    (rank 0's worker: its device and thread count)."""
+
+    model_config = _RESULT_CONFIG
+
+    device: str
+    threads: int = Field(description="CPU threads the model ran with (torch / BLAS pools).")
+    batch_size: int = Field(description="Rows per call for the throughput figure.")
+    throughput_samples_per_s: float = Field(description="Test rows per second in batches.")
+    latency_ms_per_sample: float = Field(
+        description="Median time of one call with one row, in milliseconds.")
+    latency_samples: int = Field(description="Single-row calls the median is over.")
+
+
+class TestEvaluation(BaseModel):
+    """What the held-out test split was evaluated on, once, after training (the metrics are
+    the result's ``test_metrics``)."""
+
+    __test__ = False  # not a pytest class
+    model_config = _RESULT_CONFIG
+
+    epoch: int = Field(description="The epoch whose weights were evaluated.")
+    weights: str = Field(description="best (the monitored metric's best epoch) or final (the "
+                         "best epoch's checkpoint was not kept).")
+    rows: int
+    inference: Inference
+
+
 class TrainingResult(BaseModel):
     """Everything needed to compare, share and reload a finished run."""
 
@@ -149,6 +178,12 @@ class TrainingResult(BaseModel):
     task_kind: str = Field(description="classification or regression")
     num_classes: int = Field(description="0 for regression")
     sample_shape: list[int] = Field(description="Shape of one input sample")
+    feature_columns: list[str] = Field(
+        default_factory=list, description="The input columns a prediction needs (before "
+        "dataset.preprocess), in order.")
+    class_names: list[str] = Field(
+        default_factory=list, description="Classification with text labels: the label of "
+        "each class id (empty: the ids are the labels).")
     seed: int
     world_size: int
     num_parameters: int
@@ -173,6 +208,11 @@ class TrainingResult(BaseModel):
         None, description="Result-cache key: task identity, parameters, data hash, versions.")
     cache_hit: CacheHit | None = Field(
         None, description="None: trained by this call; local, registry or waited: reused.")
+    test_metrics: dict[str, float] = Field(
+        default_factory=dict, description="The best model on the held-out test split "
+        "(test_loss, test_accuracy, ... or test_mse, test_r2); empty without a test split.")
+    test: TestEvaluation | None = Field(
+        None, description="Which weights the test split evaluated, its rows, inference speed.")
     diverged: Divergence | None = Field(
         None, description="Set when training stopped because a loss or metric became NaN or "
         "infinite; such a result is stored but never cached or shared.")

@@ -17,8 +17,8 @@ __all__ = ["MODEL_CODE_VERSION", "code_version", "torch_version"]
 
 #: Bump when a model builder (trainer/models.py) changes what it builds (layers,
 #: initialisation), or the loop's numerics change: it is part of the result cache key, so
-#: results of the old code stop matching.
-MODEL_CODE_VERSION = "models-v1"
+#: results of the old code stop matching. v2: classification splits are stratified.
+MODEL_CODE_VERSION = "models-v2"
 
 
 def torch_version() -> str:

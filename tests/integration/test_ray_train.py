@@ -6,6 +6,7 @@ import os
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mtp.cli import main
@@ -41,11 +42,15 @@ def test_stored_model_reloads_and_predicts(reference: TrainingResult) -> None:
     import torch
     from sklearn.datasets import load_digits
 
-    model = load_model(reference.run_dir)  # verifies the weight hash
+    predictor = load_model(reference.run_dir)  # verifies the weight hash
     digits = load_digits()
     x = torch.tensor(digits.data[:200], dtype=torch.float32).reshape(-1, 1, 8, 8)
-    acc = (model(x).argmax(-1).numpy() == digits.target[:200]).mean()
+    assert predictor.module is not None
+    acc = (predictor.module(x).argmax(-1).numpy() == digits.target[:200]).mean()
     assert acc >= 0.9
+    # the predictor takes the rows by column name, as the run's data named them
+    columns = {name: digits.data[:200, i] for i, name in enumerate(digits.feature_names)}
+    assert np.array_equal(predictor.predict(columns), predictor.module(x).argmax(-1).numpy())
 
 
 def test_second_run_has_bit_identical_weights(reference: TrainingResult, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ def test_a_forest_fitted_on_the_cluster_equals_the_one_fitted_here(tmp_path: Pat
     here = fit_here(raw, tmp_path / "here")
     assert on_ray.weights_hash == here.weights_hash
     assert on_ray.final_metrics == here.final_metrics
-    assert load_model(on_ray.run_dir).get_params()["estimator__n_jobs"] == 2
+    assert load_model(on_ray.run_dir).estimator.get_params()["estimator__n_jobs"] == 2
     events = [json.loads(line) for line in
               (Path(on_ray.run_dir) / "events.jsonl").read_text().splitlines()]
     assert [e["event"] for e in events] == ["start", "finish"]

@@ -90,13 +90,15 @@ def test_a_stored_custom_run_reloads_and_a_changed_source_is_refused(
     task = parse_task(custom_digits_task(code_dir=tmp_path / "code", epochs=2))
     result = train(task, storage_path=tmp_path / "runs", executor=Executor.IN_PROCESS)
     assert result.versions["model_code_sha256"] == identify(task).model_code_sha256
-    model = load_model(result.run_dir)
+    predictor = load_model(result.run_dir)
     from sklearn.datasets import load_digits
 
     x = load_digits().data[:5].astype(np.float32).reshape(5, 1, 8, 8)
     import torch
 
-    assert model(torch.from_numpy(x)).shape == (5, 10)
+    assert predictor.module is not None
+    assert predictor.module(torch.from_numpy(x)).shape == (5, 10)
+    assert predictor.predict(x).shape == (5,)  # the predictor takes the same rows
     assert main(["show", str(result.run_dir)]) == 0
     assert (f"model code user_nets.nets:build  sha256 {result.versions['model_code_sha256']}"
             in capsys.readouterr().out)

@@ -22,7 +22,6 @@ from tests.conftest import EXAMPLES, REPO
 from trainer import load_model
 from trainer.api import Executor, train
 from trainer.classical import canonical_skops, load_estimator
-from trainer.data import split_indices
 from trainer.errors import ConfigError, TrainerError
 from trainer.prepare import identify
 
@@ -66,10 +65,10 @@ def test_the_platform_sets_n_jobs_and_random_state_from_the_task(tmp_path: Path)
     raw = rf_task()
     raw["resources"]["cpus_per_worker"] = 2
     result = fit_here(raw, tmp_path)
-    params = load_model(result.run_dir).get_params()
+    params = load_model(result.run_dir).estimator.get_params()
     assert params["estimator__n_jobs"] == 2
     assert params["estimator__random_state"] == result.seed % 2**32
-    assert [name for name, _ in load_model(result.run_dir).steps] == ["standardize",
+    assert [name for name, _ in load_model(result.run_dir).estimator.steps] == ["standardize",
                                                                        "estimator"]
     # another seed (here through the global seed) fits another forest
     raw["consistency"]["deterministic"] = {"global_seed": 7}
@@ -81,8 +80,8 @@ def test_the_stored_model_reproduces_the_validation_metrics(tmp_path: Path) -> N
     raw = rf_task()
     result = fit_here(raw, tmp_path)
     prepared = identify(parse_task(raw))
-    _, val = split_indices(prepared.dataset.num_samples, 0.2, result.seed)
-    pipeline = load_model(result.run_dir)
+    val = prepared.split.validation
+    pipeline = load_model(result.run_dir).estimator
     pred = pipeline.predict(prepared.dataset.features[val].reshape(len(val), -1))
     accuracy = float(np.mean(pred == prepared.dataset.targets[val]))
     assert accuracy == result.final_metrics["val_accuracy"]
