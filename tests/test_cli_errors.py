@@ -133,6 +133,11 @@ CASES: list[tuple[str, Args, int, list[str]]] = [
      2, [BAD_ADDRESS, "cannot connect"]),
     ("registry-stats-unknown-flag", lambda d: ["registry", "stats", "--verbose-ish"], 2,
      ["mtp registry stats", "--verbose-ish"]),
+    ("predict-no-run", lambda d: ["predict", str(d / "nowhere"), "--input", _ok(d),
+                                  "--output", str(d / "out.parquet")], 2,
+     ["nowhere", "no result.json"]),
+    ("predict-no-input", lambda d: ["predict", str(d)], 2,
+     ["mtp predict", "required", "--input"]),
     ("no-command", lambda d: [], 2, ["mtp", "required", "command"]),
 ]
 

@@ -677,6 +677,7 @@ def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, r
         num_classes=prepared.dataset.num_classes,
         sample_shape=list(prepared.dataset.sample_shape),
         feature_columns=list(prepared.loaded.feature_names),
+        feature_types=list(prepared.loaded.column_types),
         class_names=list(prepared.dataset.class_names),
         seed=prepared.seed,
         world_size=summary["world_size"],

@@ -49,6 +49,7 @@ __all__ = [
     "format_bytes",
     "load_dataset",
     "Split",
+    "raw_column",
     "split_indices",
     "split_rows",
     "task_split",
@@ -417,7 +418,7 @@ class _TableFile:
         y, kind, class_names = self._target(table.column(spec.target))
         types = [_column_type(table.column(name).type) for name in features]
         if spec.preprocess:  # text and missing values are the steps' to handle
-            raw = [(name, _raw_column(table.column(name), name, self.file)) for name in features]
+            raw = [(name, raw_column(table.column(name), name, self.file)) for name in features]
             return _finish(self.path.name, np.zeros((len(y), 0), np.float32), y, kind, features,
                            spec, class_names, origin=str(self.path), target=spec.target,
                            raw=raw, column_types=types)
@@ -763,7 +764,7 @@ def _load_custom(spec: CustomDataset) -> Dataset:
             raise DataError(f"{said} returned a table whose only column is the target {second!r}")
         types = [_column_type(first.column(name).type) for name in names]
         if spec.preprocess:
-            raw = [(name, _raw_column(first.column(name), name, f"the table {said} returned"))
+            raw = [(name, raw_column(first.column(name), name, f"the table {said} returned"))
                    for name in names]
         cols = []
         for name in names if not spec.preprocess else ():
@@ -824,9 +825,12 @@ def _column_type(t: pa.DataType) -> str:
     return str(t)
 
 
-def _raw_column(col: pa.ChunkedArray, name: str, where: str) -> np.ndarray:
+def raw_column(col: pa.ChunkedArray, name: str, where: str,
+               allow_empty: bool = False) -> np.ndarray:
     """A feature column as the preprocessing steps take it: numbers as float64 (NaN where
-    missing), text as Python strings (None where missing)."""
+    missing), text as Python strings (None where missing). ``allow_empty``: a column with no
+    value at all (null-typed) is NaNs rather than an error (a batch of new rows may have
+    none)."""
     import pyarrow as pa
 
     t = col.type
@@ -840,7 +844,9 @@ def _raw_column(col: pa.ChunkedArray, name: str, where: str) -> np.ndarray:
         t = col.type
     if pa.types.is_floating(t):
         return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
-    if pa.types.is_null(t):
+    if pa.types.is_null(t):  # every value missing: the reader could not tell its type
+        if allow_empty:
+            return np.full(len(col), np.nan)
         raise DataError(f"dataset feature column {name!r} in {where} has no values; drop it")
     raise DataError(f"dataset feature column {name!r} in {where} has type "
                     f"{_printable(str(t))}; feature columns must be numbers, booleans or text "

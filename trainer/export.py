@@ -61,12 +61,8 @@ class Predictor:
         from trainer.preprocess import load_preprocess
 
         path = RunLayout.of(self.run_dir).preprocess
-        if not path.is_file():
-            raise TrainerError(f"preprocessing file {str(path)!r} is missing")
-        data = path.read_bytes()
-        if verify and hashlib.sha256(data).hexdigest() != want:
-            raise TrainerError(f"preprocessing file {str(path)!r} does not match the result's "
-                               f"preprocess_sha256 {want[:12]}: the file was changed")
+        data = _verified_bytes(path, want if verify else None, "preprocessing file",
+                               "preprocess_sha256")
         return load_preprocess(data, str(path))
 
     # -- input ------------------------------------------------------------------------------
@@ -74,6 +70,9 @@ class Predictor:
     def features(self, data: Any, what: str = "the input") -> np.ndarray:
         """The model's float32 input for ``data``'s rows (DataError naming a missing column)."""
         columns = _columns_of(data, self.columns, what)
+        if self.result.feature_types:
+            columns = [(name, _as_trained(values, t, name, what)) for (name, values), t
+                       in zip(columns, self.result.feature_types, strict=True)]
         if self.preprocess is not None:
             from trainer.preprocess import _frame, transform_columns
 
@@ -152,8 +151,10 @@ def _columns_of(data: Any, needed: tuple[str, ...], what: str) -> list[tuple[str
                             f"columns {_shown(needed)} by name (a DataFrame or pyarrow Table)")
         return [(name, flat[:, i].astype(np.float64)) for i, name in enumerate(needed)]
     if pa is not None and isinstance(data, pa.Table):
+        from trainer.data import raw_column
+
         present = data.column_names
-        get = (lambda c: _arrow_values(data.column(c)))  # noqa: E731
+        get = (lambda c: raw_column(data.column(c), c, what, allow_empty=True))  # noqa: E731
     elif pd is not None and isinstance(data, pd.DataFrame):
         present = [str(c) for c in data.columns]
         get = (lambda c: _plain_values(data[c].to_numpy()))  # noqa: E731
@@ -170,26 +171,28 @@ def _columns_of(data: Any, needed: tuple[str, ...], what: str) -> list[tuple[str
     return [(c, get(c)) for c in needed]
 
 
+def _as_trained(values: np.ndarray, trained: str, name: str, what: str) -> np.ndarray:
+    """A column of new rows in the type it was trained as: numbers where the run had numbers
+    (a batch whose values are all missing reads as untyped), text where it had text."""
+    if trained == "text":
+        if values.dtype.kind == "f" and np.isnan(values).all():
+            return np.full(len(values), None, dtype=object)
+        return values
+    if values.dtype.kind in "biuf":
+        return values.astype(np.float64)
+    out = np.empty(len(values), np.float64)
+    for i, v in enumerate(values.tolist()):
+        try:
+            out[i] = np.nan if v is None else float(v)
+        except (TypeError, ValueError):
+            raise DataError(f"column {name!r} of {what} holds {v!r} at row {i + 1}; the run "
+                            f"was trained on {trained} values there") from None
+    return out
+
+
 def _shown(names: tuple[str, ...] | list[str]) -> str:
     names = list(names)
     return str(names) if len(names) <= 8 else f"{names[:8]} and {len(names) - 8} more"
-
-
-def _arrow_values(col: Any) -> np.ndarray:
-    import pyarrow as pa
-
-    t = col.type
-    if pa.types.is_dictionary(t):
-        col = col.cast(pa.string())
-        t = col.type
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return np.asarray(col.to_pylist(), dtype=object)
-    if not pa.types.is_floating(t):
-        try:
-            col = col.cast(pa.float64())
-        except pa.ArrowInvalid:
-            return np.asarray(col.to_pylist(), dtype=object)
-    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def _plain_values(values: np.ndarray) -> np.ndarray:
@@ -251,10 +254,17 @@ def _load_estimator(run_dir: Path, model_path: str, weights_hash: str, spec: Skl
     path = run_dir / "model.skops"
     if not path.is_file():
         path = Path(model_path)
-    if not path.is_file():
-        raise TrainerError(f"model file {str(path)!r} is missing")
-    data = path.read_bytes()
-    if verify and hashlib.sha256(data).hexdigest() != weights_hash:
-        raise TrainerError(f"model file {str(path)!r} does not match the result's weights_hash "
-                           f"{weights_hash[:12]}: the file was changed or corrupted")
+    data = _verified_bytes(path, weights_hash if verify else None, "model file", "weights_hash")
     return load_estimator(data, spec.estimator, str(path))
+
+
+def _verified_bytes(path: Path, sha256: str | None, what: str, recorded_as: str) -> bytes:
+    """The file's bytes, refused when missing or (``sha256`` given) when they hash to
+    anything else than the result records."""
+    if not path.is_file():
+        raise TrainerError(f"{what} {str(path)!r} is missing")
+    data = path.read_bytes()
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise TrainerError(f"{what} {str(path)!r} does not match the result's {recorded_as} "
+                           f"{sha256[:12]}: the file was changed or corrupted")
+    return data

@@ -130,11 +130,13 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
                  batch_rows: int = DEFAULT_BATCH_ROWS) -> PredictionSummary:
     """Score ``input_path`` with the run in ``run_dir`` into ``output_path`` on Ray Data.
 
-    Checked before Ray starts: the run loads (every stored file matches its hash), the input
-    and output are Parquet or CSV, and the input has every column the model needs.
+    Checked before Ray starts, in this order: the run loads (every stored file matches its
+    hash), the input and output are Parquet or CSV, and the input has every column the model
+    needs.
     """
     from trainer.export import load_model
 
+    predictor = load_model(run_dir)  # first: the run every other check is about
     src, dst = Path(input_path), Path(output_path)
     fmt_in, fmt_out = _format(src, "--input"), _format(dst, "--output")
     if not src.is_file():
@@ -143,7 +145,6 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
         raise ConfigError(f"--output {str(dst)!r} is the input file; give another path")
     if batch_rows < 1:
         raise ConfigError(f"--batch-size {batch_rows}: must be at least 1")
-    predictor = load_model(run_dir)
     present = _input_columns(src, fmt_in)
     missing = [c for c in predictor.columns if c not in present]
     if missing:

@@ -181,6 +181,9 @@ class TrainingResult(BaseModel):
     feature_columns: list[str] = Field(
         default_factory=list, description="The input columns a prediction needs (before "
         "dataset.preprocess), in order.")
+    feature_types: list[str] = Field(
+        default_factory=list, description="Each input column's type as loaded: number, "
+        "integer, bool or text.")
     class_names: list[str] = Field(
         default_factory=list, description="Classification with text labels: the label of "
         "each class id (empty: the ids are the labels).")

@@ -25,6 +25,7 @@ from torch import nn
 
 from cluster.heartbeat import HeartbeatSender
 from cluster.parameter_server import PushOutcome, ShardLayout
+from mtp_core.spec import CustomModel
 from trainer._collective import ActorCollective, SingleProcess, TorchCollective
 from trainer.exchange import ParameterServerExchange, ShardStart
 from trainer.launch import WorkerLaunch
@@ -137,8 +138,12 @@ def ray_train_worker(config: dict[str, WorkerLaunch]) -> None:
         launch.fingerprint, collective,
         report=lambda metrics: ray.train.report(metrics),
         prepare_model=lambda m: ray.train.torch.prepare_model(
-            # the Standardize buffers never change: no per-step buffer broadcast
-            m, parallel_strategy_kwargs={"forward_sync_buffers": False}),
+            # the built-in models' only buffers (Standardize) never change: no per-step
+            # broadcast; a custom model's may (BatchNorm running statistics): rank 0's are
+            # broadcast before every forward, so every rank uses, and the stored model holds,
+            # the same ones
+            m, parallel_strategy_kwargs={
+                "forward_sync_buffers": isinstance(launch.task.model, CustomModel)}),
         device=device,
         on_epoch=wiring.progress,
     )

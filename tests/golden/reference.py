@@ -60,7 +60,7 @@ class Reference:
 WS1 = Reference("digits_mlp_ws1", "examples/digits_mlp.yaml", 1, ("resources.num_workers=1",))
 WS2 = Reference("digits_mlp_ws2", "examples/digits_mlp.yaml", 2, ("training.epochs=3",))
 # the task tests/integration/test_fault_tolerance.py kills nodes under: its uninterrupted weights
-# (20 epochs on 2 Ray Train workers, about 35 s) are read from here rather than trained again
+# (14 epochs on 2 Ray Train workers, about 25 s) are read from here rather than trained again
 FAULT_TOLERANCE = Reference("digits_fault_tolerance_ws2",
                             "tests/golden/tasks/digits_fault_tolerance.yaml", 2, ())
 # the DDP baseline of tests/integration/test_parameter_server.py (6 epochs on 2 workers)

@@ -26,7 +26,7 @@ from trainer import TrainingFailedError, TrainingResult
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-# batch 8: ~90 steps per rank per epoch, 20 epochs: several seconds of training after the
+# batch 8: ~90 steps per rank per epoch, 14 epochs: over ten seconds of training after the
 # first checkpoint, so a node can be killed mid-way even on a loaded machine (the file says more)
 TASK: dict[str, Any] = load_raw_config(REPO / golden.FAULT_TOLERANCE.config)
 INTERVAL = TASK["fault_tolerance"]["heartbeat_interval_s"]

@@ -53,6 +53,14 @@ def test_new_rows_with_unseen_categories_and_gaps_are_scored(churn_run: Any) -> 
                          "region": [None, "south"], "monthly_charge": [np.nan, 20.0],
                          "support_calls": [4, 0], "usage_gb": [12.0, np.nan]})
     assert predictor.predict(rows).shape == (2,)
+    # a batch in which a column has no value at all reads as untyped (Arrow's null type)
+    arrow = pa.table({"tenure_months": [3, 60], "plan": ["basic", "premium"],
+                      "region": pa.nulls(2), "monthly_charge": pa.nulls(2),
+                      "support_calls": [4, 0], "usage_gb": ["12.5", None]})
+    assert predictor.predict(arrow).shape == (2,)
+    bad = arrow.set_column(5, "usage_gb", pa.array(["12.5", "lots"]))
+    with pytest.raises(DataError, match="column 'usage_gb' of the input holds 'lots' at row 2"):
+        predictor.predict(bad)
 
 
 def test_a_missing_column_or_a_bare_array_is_refused_by_name(churn_run: Any) -> None:
@@ -93,7 +101,7 @@ def test_an_estimator_with_preprocessing_predicts_by_name(tmp_path: Path) -> Non
     assert result.test_metrics["test_accuracy"] >= 0.75
 
 
-def test_mtp_predict_checks_files_and_columns_before_ray_starts(
+def test_mtp_predict_refuses_bad_files_and_columns_before_ray_starts(
         churn_run: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from mtp.cli import main
 
@@ -115,6 +123,15 @@ def test_mtp_predict_checks_files_and_columns_before_ray_starts(
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and words in err[0], err
     assert not out.exists()
+    # the checks need no Ray: a fresh interpreter refuses the file without importing it
+    import subprocess
     import sys
 
-    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+    from tests.conftest import REPO
+
+    script = ("import sys; from mtp.cli import main; code = main(sys.argv[1:]); "
+              "print(code, 'ray' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", script, "predict", churn_run.run_dir,
+                           "--input", str(no_plan), "--output", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.stdout.split() == ["2", "False"], proc.stdout + proc.stderr
