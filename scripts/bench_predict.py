@@ -2,18 +2,20 @@
 
 The model: ``examples/preprocess.yaml`` (the churn MLP behind its data pipeline: imputation,
 clipping, log, one-hot), trained once in this process (``--epochs``). The input: the churn
-table's feature columns tiled to ``--rows`` rows (and ``--small-rows``), written as Parquet
-(row groups of 64k rows). Measured, each in its own process so peak memory is its own:
+table's rows drawn ``--rows`` times (and ``--big-rows`` times), every number jittered so rows
+are distinct, written as Parquet (row groups of 64k rows). Measured, each in its own process
+so peak memory is its own:
 
-(plain) ``python scripts/bench_predict.py --plain-loop RUN INPUT OUTPUT``: read the file in
+(plain) ``python scripts/bench_predict.py --plain-loop RUN INPUT OUTPUT`` on the ``--rows``
+    file: read it in
     batches of ``--batch-size`` rows with pyarrow, ``load_model(run).predict(batch)`` (the
     stored preprocessing, then the network, one torch thread), append the predictions to the
     output Parquet file. Rows per second and its peak RSS (VmHWM).
 (mtp) ``mtp predict RUN --input INPUT --output OUTPUT --batch-size N`` with an embedded Ray:
     rows per second (wall time of the command, Ray's start included, and the scoring time it
-    prints) and the **driver's** peak RSS, read from /proc every 0.2 s while it runs, at two
-    input sizes: the driver holds a few batches at a time, so its peak should not grow with
-    the file.
+    prints) and the **driver's** peak RSS, read from /proc every 0.2 s while it runs, on both
+    files: the driver holds a few batches at a time, so its peak should not grow with the
+    file.
 
 The two outputs are compared row by row (equal predictions). On this machine (2 CPUs) mtp
 predict runs one scoring actor (the other CPU reads the file); on a cluster the pool grows
@@ -21,7 +23,7 @@ with the CPUs.
 
 Usage::
 
-    python scripts/bench_predict.py [--rows 1000000] [--small-rows 250000]
+    python scripts/bench_predict.py [--rows 1000000] [--big-rows 4000000]
                                     [--batch-size 8192] [--json-out OUT]
 """
 
@@ -42,29 +44,33 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def _peak_rss_mib(pid: int) -> float | None:
+def _memory_mib(pid: int) -> dict[str, float]:
+    """VmHWM (peak resident, shared pages included) and RssAnon (the process's own memory now;
+    Ray's object store pages the driver reads are shared memory, counted in RssShmem)."""
+    out: dict[str, float] = {}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "RssAnon", "RssShmem"):
+                out[key] = int(value.split()[0]) / 1024
     except OSError:
-        return None
-    return None
+        pass
+    return out
 
 
-def _run_watched(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Run ``cmd``; its wall time, its own peak RSS (MiB) and its stdout."""
+def _run_watched(cmd: list[str], env: dict[str, str]) -> tuple[float, dict[str, float], str]:
+    """Run ``cmd``; its wall time, its memory peaks (MiB: VmHWM, and the highest RssAnon and
+    RssShmem seen every 0.2 s) and its stdout."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, cwd=REPO)
-    peak = [0.0]
+    peak: dict[str, float] = {"VmHWM": 0.0, "RssAnon": 0.0, "RssShmem": 0.0}
     done = threading.Event()
 
     def watch() -> None:
         while not done.is_set():
-            value = _peak_rss_mib(proc.pid)
-            if value is not None:
-                peak[0] = max(peak[0], value)
+            for key, value in _memory_mib(proc.pid).items():
+                peak[key] = max(peak[key], value)
             done.wait(0.2)
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -75,7 +81,7 @@ def _run_watched(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str
     watcher.join()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")
-    return wall, peak[0], out
+    return wall, peak, out
 
 
 def _train(storage: Path, epochs: int) -> str:
@@ -88,14 +94,26 @@ def _train(storage: Path, epochs: int) -> str:
 
 
 def _write_input(path: Path, rows: int) -> None:
+    """The churn table's rows drawn ``rows`` times, every number jittered (seeded): distinct
+    rows, so the file is as large as real data of its size (not a few repeated pages)."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     base = pacsv.read_csv(REPO / "examples" / "data" / "churn.csv").drop(["churned"])
-    reps = -(-rows // base.num_rows)
-    table = pa.concat_tables([base] * reps).slice(0, rows)
-    pq.write_table(table, path, row_group_size=65536)
+    rng = np.random.default_rng(0)
+    chunk = 250_000
+    with pq.ParquetWriter(path, base.schema) as writer:
+        for start in range(0, rows, chunk):
+            n = min(chunk, rows - start)
+            table = base.take(pa.array(rng.integers(0, base.num_rows, n)))
+            for name in ("monthly_charge", "usage_gb"):
+                col = table.column(name).to_numpy(zero_copy_only=False)
+                noisy = np.round(col * rng.uniform(0.9, 1.1, n), 2)
+                table = table.set_column(table.schema.get_field_index(name), name,
+                                         pa.array(noisy, mask=np.isnan(noisy)))
+            writer.write_table(table, row_group_size=65536)
 
 
 def plain_loop(run: str, src: str, dst: str, batch_size: int) -> None:
@@ -127,7 +145,7 @@ def plain_loop(run: str, src: str, dst: str, batch_size: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--rows", type=int, default=1_000_000)
-    p.add_argument("--small-rows", type=int, default=250_000)
+    p.add_argument("--big-rows", type=int, default=4_000_000)
     p.add_argument("--batch-size", type=int, default=8192)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--json-out", default=None)
@@ -144,7 +162,7 @@ def main() -> None:
         root = Path(tmp)
         run = _train(root / "runs", args.epochs)
         figures: dict[str, Any] = {"batch_size": args.batch_size, "cpus": os.cpu_count()}
-        for label, rows in (("small", args.small_rows), ("large", args.rows)):
+        for label, rows in (("rows", args.rows), ("big", args.big_rows)):
             src = root / f"input-{rows}.parquet"
             _write_input(src, rows)
             figures[f"{label}_input_mib"] = src.stat().st_size / 2**20
@@ -156,23 +174,26 @@ def main() -> None:
             figures[f"mtp_{label}"] = {"rows": rows, "wall_s": wall, "scoring_s": scoring_s,
                                       "rows_per_s_wall": rows / wall,
                                       "rows_per_s_scoring": rows / scoring_s,
-                                      "driver_peak_rss_mib": peak}
+                                      "driver_peak_rss_mib": peak["VmHWM"],
+                                      "driver_peak_anon_mib": peak["RssAnon"],
+                                      "driver_peak_shmem_mib": peak["RssShmem"]}
             print(f"mtp predict   {rows:>9,} rows: wall {wall:6.1f}s ({rows / wall:>9,.0f} "
                   f"rows/s), scoring {scoring_s:6.1f}s ({rows / scoring_s:>9,.0f} rows/s), "
-                  f"driver peak RSS {peak:,.0f} MiB", flush=True)
+                  f"driver peak RSS {peak['VmHWM']:,.0f} MiB (own {peak['RssAnon']:,.0f}, "
+                  f"object store pages {peak['RssShmem']:,.0f})", flush=True)
         src = root / f"input-{args.rows}.parquet"
         plain_out = root / "plain.parquet"
         wall, peak, stdout = _run_watched(
             [sys.executable, __file__, "--plain-loop", run, str(src), str(plain_out),
              "--batch-size", str(args.batch_size)], env)
         loop = json.loads(stdout.strip().splitlines()[-1])
-        figures["plain_large"] = {"rows": args.rows, "wall_s": wall, "loop_s": loop["seconds"],
+        figures["plain_rows"] = {"rows": args.rows, "wall_s": wall, "loop_s": loop["seconds"],
                                   "rows_per_s_wall": args.rows / wall,
                                   "rows_per_s_loop": args.rows / loop["seconds"],
-                                  "peak_rss_mib": peak}
+                                  "peak_rss_mib": peak["VmHWM"]}
         print(f"plain loop    {args.rows:>9,} rows: wall {wall:6.1f}s "
               f"({args.rows / wall:>9,.0f} rows/s), loop {loop['seconds']:6.1f}s "
-              f"({args.rows / loop['seconds']:>9,.0f} rows/s), peak RSS {peak:,.0f} MiB",
+              f"({args.rows / loop['seconds']:>9,.0f} rows/s), peak RSS {peak['VmHWM']:,.0f} MiB",
               flush=True)
         import pyarrow.parquet as pq
 
@@ -180,11 +201,15 @@ def main() -> None:
         b = pq.read_table(plain_out, columns=["prediction"])
         figures["predictions_equal"] = a.column(0).to_pylist() == b.column(0).to_pylist()
         print(f"predictions equal row by row: {figures['predictions_equal']}")
-    m, s = figures["mtp_large"], figures["mtp_small"]
-    print(f"\nmtp predict / plain loop (rows/s, wall): "
-          f"{m['rows_per_s_wall'] / figures['plain_large']['rows_per_s_wall']:.2f}x; "
-          f"driver peak RSS {s['driver_peak_rss_mib']:,.0f} MiB at {s['rows']:,} rows, "
-          f"{m['driver_peak_rss_mib']:,.0f} MiB at {m['rows']:,} rows")
+    m, b = figures["mtp_rows"], figures["mtp_big"]
+    plain = figures["plain_rows"]
+    print(f"\nmtp predict / plain loop at {m['rows']:,} rows (rows/s): wall "
+          f"{m['rows_per_s_wall'] / plain['rows_per_s_wall']:.2f}x, scoring "
+          f"{m['rows_per_s_scoring'] / plain['rows_per_s_loop']:.2f}x; the driver's own memory "
+          f"(RssAnon) at most {m['driver_peak_anon_mib']:,.0f} MiB at {m['rows']:,} rows, "
+          f"{b['driver_peak_anon_mib']:,.0f} MiB at {b['rows']:,} rows (peak RSS with the "
+          f"object store's shared pages {m['driver_peak_rss_mib']:,.0f} and "
+          f"{b['driver_peak_rss_mib']:,.0f} MiB)")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(figures, indent=1))
 

@@ -105,7 +105,23 @@ class Predictor:
         x = self.features(data)
         if self.kind is TaskKind.REGRESSION:
             return self._scores(x, proba=False).astype(np.float64)
-        ids = self._scores(x, proba=False).astype(np.int64)
+        return self._labels(self._scores(x, proba=False))
+
+    def predict_both(self, data: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`predict` and :meth:`predict_proba` from one pass over ``data`` (None for
+        the probabilities of a regression, or of a classifier without them)."""
+        x = self.features(data)
+        if self.kind is TaskKind.REGRESSION:
+            return self._scores(x, proba=False).astype(np.float64), None
+        if self.estimator is not None:  # its own predict: the same labels as predict()
+            labels = self._labels(self._scores(x, proba=False))
+            has = hasattr(self.estimator, "predict_proba")
+            return labels, self._scores(x, proba=True) if has else None
+        logits = self._logits(x)  # one forward: the labels are its argmax, as predict's are
+        return self._labels(logits.argmax(axis=1)), _softmax(logits)
+
+    def _labels(self, ids: np.ndarray) -> np.ndarray:
+        ids = ids.astype(np.int64)
         if self.class_names:
             return np.asarray(self.class_names, dtype=object)[ids]
         return ids
@@ -121,20 +137,32 @@ class Predictor:
                 out[:, classes] = self.estimator.predict_proba(x.reshape(len(x), -1))
                 return out
             return np.asarray(self.estimator.predict(x.reshape(len(x), -1)))
+        logits = self._logits(x)
+        if self.kind is not TaskKind.CLASSIFICATION:
+            return logits
+        return _softmax(logits) if proba else logits.argmax(axis=1)
+
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        """The network's outputs for ``x`` (float32), in batches, without gradients."""
         import torch
 
         assert self.module is not None
         parts = []
         with torch.no_grad():
             for s in range(0, len(x), _BATCH):
-                logits = self.module(torch.from_numpy(np.ascontiguousarray(x[s:s + _BATCH])))
-                if self.kind is TaskKind.CLASSIFICATION:
-                    logits = torch.softmax(logits, dim=-1) if proba else logits.argmax(dim=-1)
-                parts.append(logits.numpy())
+                parts.append(self.module(torch.from_numpy(
+                    np.ascontiguousarray(x[s:s + _BATCH]))).numpy())
         if not parts:
-            width = (self.result.num_classes,) if proba else ()
-            return np.zeros((0, *width))
+            width = (self.result.num_classes,) if self.kind is TaskKind.CLASSIFICATION else ()
+            return np.zeros((0, *width), np.float32)
         return np.concatenate(parts)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """torch's softmax over the last axis (the same float32 arithmetic as at training)."""
+    import torch
+
+    return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
 
 
 def _columns_of(data: Any, needed: tuple[str, ...], what: str) -> list[tuple[str, np.ndarray]]:

@@ -47,12 +47,9 @@ def scored_table(predictor: Any, batch: Any) -> Any:
     from trainer.export import Predictor
 
     assert isinstance(predictor, Predictor)
-    out = batch.append_column("prediction", pa.array(predictor.predict(batch).tolist()))
-    if predictor.class_names or predictor.kind.value == "classification":
-        try:
-            proba = predictor.predict_proba(batch)
-        except Exception:  # noqa: BLE001 - an estimator without probabilities
-            return out
+    labels, proba = predictor.predict_both(batch)  # one pass: features once, one forward
+    out = batch.append_column("prediction", pa.array(labels.tolist()))
+    if proba is not None:
         names = predictor.class_names or tuple(str(i) for i in range(proba.shape[1]))
         for i, name in enumerate(names):
             out = out.append_column(f"probability_{name}", pa.array(proba[:, i]))

@@ -45,6 +45,9 @@ def test_predicting_the_training_file_reproduces_the_validation_metrics(churn_ru
     assert np.array_equal(predictor.predict(columns), labels)
     proba = predictor.predict_proba(table)
     assert proba.shape == (600, 2) and np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    # one pass for both (what mtp predict writes): the same numbers
+    both_labels, both_proba = predictor.predict_both(table)
+    assert np.array_equal(both_labels, labels) and np.array_equal(both_proba, proba)
 
 
 def test_new_rows_with_unseen_categories_and_gaps_are_scored(churn_run: Any) -> None:
