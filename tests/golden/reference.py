@@ -22,9 +22,9 @@ import torch
 from trainer import TrainingResult, TrainingTask, load_task
 from trainer.versions import MODEL_CODE_VERSION
 
-__all__ = ["FAULT_TOLERANCE", "METRICS", "PARAMETER_SERVER", "REFERENCES", "WS1", "WS2",
-           "GoldenMismatch", "Numerics", "Reference", "check", "current", "mismatch", "record",
-           "run"]
+__all__ = ["FAULT_TOLERANCE", "INTERRUPTED", "METRICS", "PARAMETER_SERVER", "REFERENCES",
+           "WS1", "WS2", "GoldenMismatch", "Numerics", "Reference", "check", "current",
+           "mismatch", "record", "run"]
 
 GOLDEN_DIR = Path(__file__).resolve().parent
 REPO = GOLDEN_DIR.parents[1]
@@ -66,7 +66,9 @@ FAULT_TOLERANCE = Reference("digits_fault_tolerance_ws2",
 # the DDP baseline of tests/integration/test_parameter_server.py (6 epochs on 2 workers)
 PARAMETER_SERVER = Reference("digits_parameter_server_ws2",
                              "tests/golden/tasks/digits_parameter_server.yaml", 2, ())
-REFERENCES = {r.name: r for r in (WS1, WS2, FAULT_TOLERANCE, PARAMETER_SERVER)}
+# the task tests/integration/test_interrupts.py interrupts and resumes (one worker, 5 epochs)
+INTERRUPTED = Reference("interrupted_ws1", "tests/golden/tasks/interrupted.yaml", 1, ())
+REFERENCES = {r.name: r for r in (WS1, WS2, FAULT_TOLERANCE, PARAMETER_SERVER, INTERRUPTED)}
 
 
 @dataclass(frozen=True)

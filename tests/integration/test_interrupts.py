@@ -21,10 +21,10 @@ import pytest
 
 from consistency.cache import ResultCache
 from mtp.cli import main
-from mtp_core.spec import parse_task
+from mtp_core.spec import load_raw_config, parse_task
 from tests.conftest import REPO
+from tests.golden import reference as golden
 from tests.support.wait import wait_for
-from trainer import train_local
 from trainer.api import prepare
 from trainer.result import load_result
 from trainer.reuse import cache_dir
@@ -64,12 +64,10 @@ def test_diverged_run_exits_3_is_stored_and_never_cached(
 
 
 def _long_task() -> dict[str, Any]:
-    # epochs of about a second each on one worker: a signal lands mid-run
-    return {"name": "interrupted", "model": {"type": "mlp", "hidden_sizes": [128, 128]},
-            "dataset": {"source": "synthetic", "n_samples": 30000, "n_features": 40},
-            "training": {"epochs": 5, "batch_size": 64},
-            "resources": {"num_workers": 1, "cpus_per_worker": 1},
-            "consistency": {"cache": {"enabled": False}, "sharing": {"enabled": False}}}
+    """Epochs of about a second each on one worker: a signal lands mid-run (the file says
+    more; its uninterrupted weights are golden)."""
+    task: dict[str, Any] = load_raw_config(REPO / golden.INTERRUPTED.config)
+    return task
 
 
 def _mtp(args: list[str], cwd: Path) -> subprocess.Popen[str]:
@@ -117,5 +115,4 @@ def test_interrupted_run_exits_with_the_signal_and_resumes_bit_identically(
     assert resumed.returncode == 0, resumed.stderr
     result = json.loads(resumed.stdout)
     assert result["resumed_from_epoch"] is not None and result["resumed_from_epoch"] >= 1
-    reference = train_local(parse_task(_long_task()), storage_path=tmp_path / "reference")
-    assert result["weights_hash"] == reference["weights_hash"]
+    assert result["weights_hash"] == golden.current(golden.INTERRUPTED)["weights_hash"]
