@@ -69,6 +69,14 @@ class Predictor:
 
     def features(self, data: Any, what: str = "the input") -> np.ndarray:
         """The model's float32 input for ``data``'s rows (DataError naming a missing column)."""
+        if not self.columns:  # a run stored before mtp recorded its input columns
+            if isinstance(data, np.ndarray) and self.preprocess is None:
+                x = np.ascontiguousarray(data, dtype=np.float32)
+                return (x.reshape((len(x), *self.result.sample_shape)) if self.module is not None
+                        else x.reshape(len(x), -1))
+            raise TrainerError(f"{self.run_dir} was stored by an mtp that did not record its "
+                               "input columns: give the features as an array of shape "
+                               f"(rows, {', '.join(map(str, self.result.sample_shape))})")
         columns = _columns_of(data, self.columns, what)
         if self.result.feature_types:
             columns = [(name, _as_trained(values, t, name, what)) for (name, values), t

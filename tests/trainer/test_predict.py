@@ -138,3 +138,29 @@ def test_mtp_predict_refuses_bad_files_and_columns_before_ray_starts(
                            "--input", str(no_plan), "--output", str(out)], cwd=REPO,
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.stdout.split() == ["2", "False"], proc.stdout + proc.stderr
+
+
+def test_a_run_stored_without_its_input_columns_takes_arrays_only(tmp_path: Path) -> None:
+    """Results written before mtp recorded ``feature_columns`` still predict from arrays."""
+    import json
+    import shutil
+
+    raw = {"name": "old", "model": {"type": "linear"},
+           "dataset": {"source": "sklearn", "name": "iris"}, "resources": {"num_workers": 1},
+           "training": {"epochs": 2}}
+    result = train(parse_task(raw), storage_path=tmp_path / "runs", use_cache=False,
+                   executor=Executor.IN_PROCESS)
+    run = tmp_path / "old"
+    shutil.copytree(result.run_dir, run)
+    stored = json.loads((run / "result.json").read_text())
+    for field in ("feature_columns", "feature_types", "class_names"):
+        del stored[field]
+    (run / "result.json").write_text(json.dumps(stored))
+    from sklearn.datasets import load_iris
+
+    x = load_iris().data[:10]
+    old = load_model(run)
+    assert np.array_equal(old.predict(x), load_model(result.run_dir).predict(x))
+    with pytest.raises(TrainerError, match="did not record its input columns: give the "
+                       r"features as an array of shape \(rows, 4\)"):
+        old.predict(pd.DataFrame(x, columns=["a", "b", "c", "d"]))
