@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from mtp_core.hashing import canonical_json, columns_hash, data_hash
 from mtp_core.spec import CustomModel, SklearnModel, Strategy, TrainingTask
 from trainer.data import Dataset, DatasetMeta, load_dataset, task_split
 from trainer.errors import ConfigError
+
+if TYPE_CHECKING:
+    from trainer.preprocess import FittedPreprocess
 from trainer.user_code import resolve as resolve_code
 from trainer.versions import MODEL_CODE_VERSION, code_version
 
@@ -46,17 +49,8 @@ class PreparedTask:
         # deterministic.enabled=false: a fresh seed per run (results vary, as asked)
         self.seed = seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
         self.split = task_split(task, dataset.targets, dataset.kind, self.seed)
-        #: dataset.preprocess fitted on the training split (None without steps)
-        self.preprocess = None
-        if dataset.raw is not None:
-            from trainer.preprocess import fit_preprocess
-
-            self.preprocess, features = fit_preprocess(
-                task.dataset.preprocess, dataset.raw, dataset.targets, self.split.train,
-                dataset.kind, self.seed)
-            dataset = replace(dataset, features=features,
-                              feature_names=self.preprocess.outputs)
-        self.dataset = dataset
+        self._fitted: tuple[FittedPreprocess | None, Dataset] | None = (
+            None if dataset.raw is not None else (None, dataset))
         #: a custom model's source (shipped to the workers); its hash keys the results
         self.user_code = (resolve_code(task.model) if isinstance(task.model, CustomModel)
                           else None)
@@ -69,6 +63,31 @@ class PreparedTask:
             versions += "".join(f"+{lib}-{v}" for lib, v in estimator_versions().items())
         self.cache_key = cache_key(task.task_id, task_params_for_key(task.canonical_dict()),
                                    self.data_hash, MODEL_CODE_VERSION, versions)
+
+    def _fit(self) -> tuple[FittedPreprocess | None, Dataset]:
+        """``dataset.preprocess`` fitted on the training split, on first use: a result found
+        in the cache (by the key above, which needs no fit) never pays for it."""
+        if self._fitted is None:
+            from trainer.preprocess import fit_preprocess
+
+            loaded = self.loaded
+            assert loaded.raw is not None
+            fitted, features = fit_preprocess(
+                self.task.dataset.preprocess, loaded.raw, loaded.targets, self.split.train,
+                loaded.kind, self.seed)
+            self._fitted = (fitted, replace(loaded, features=features,
+                                            feature_names=fitted.outputs))
+        return self._fitted
+
+    @property
+    def dataset(self) -> Dataset:
+        """The data the model trains on: after ``dataset.preprocess`` when it has steps."""
+        return self._fit()[1]
+
+    @property
+    def preprocess(self) -> FittedPreprocess | None:
+        """``dataset.preprocess`` fitted on the training split (None without steps)."""
+        return self._fit()[0]
 
     @property
     def model_code_sha256(self) -> str | None:

@@ -225,8 +225,10 @@ def test_infinite_values_are_refused_unless_allowed_and_clipped(tmp_path: Path) 
                        "dataset.validation.allow_infinite: true"):
         identify(parse_task(raw))
     raw["dataset"]["validation"] = {"allow_infinite": True}
+    from trainer.prepare import prepare
+
     with pytest.raises(DataError, match="column 'b' of the data holds infinite values"):
-        identify(parse_task(raw))
+        prepare(parse_task(raw))  # the steps are fitted before anything trains
 
 
 def test_mtp_validate_prints_the_report(capsys: pytest.CaptureFixture[str]) -> None:
@@ -236,3 +238,18 @@ def test_mtp_validate_prints_the_report(capsys: pytest.CaptureFixture[str]) -> N
     assert report["target"]["balance"]["yes"]["rows"] == 175
     assert [c["name"] for c in report["columns"]][:3] == ["tenure_months", "plan", "region"]
     assert out["sample_shape"] == [len(report["preprocess"]["outputs"])]
+
+
+def test_a_cached_rerun_does_not_fit_the_steps_again(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = churn_task()
+    raw["consistency"] = {"cache": {"enabled": True}, "sharing": {"enabled": False}}
+    first = train(parse_task(raw), storage_path=tmp_path, executor=Executor.IN_PROCESS)
+    import trainer.preprocess
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the steps were fitted for a result the cache holds")
+
+    monkeypatch.setattr(trainer.preprocess, "fit_preprocess", refuse)
+    again = train(parse_task(raw), storage_path=tmp_path, executor=Executor.IN_PROCESS)
+    assert again.cache_hit is not None and again.weights_hash == first.weights_hash
