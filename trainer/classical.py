@@ -37,6 +37,7 @@ from trainer.metrics import (
     confusion_matrix,
     first_non_finite,
     regression_metrics,
+    time_inference,
 )
 
 __all__ = ["ESTIMATOR_STEP", "build_pipeline", "canonical_skops", "check_estimator",
@@ -46,7 +47,6 @@ __all__ = ["ESTIMATOR_STEP", "build_pipeline", "canonical_skops", "check_estimat
 ESTIMATOR_STEP = "estimator"
 _EPOCH_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
 _TRUSTED_ROOTS = ("sklearn", "numpy", "scipy")
-_LATENCY_CALLS = 50  # as trainer.loop's
 
 
 def _field(spec: SklearnModel) -> str:
@@ -250,26 +250,6 @@ def _metrics(kind: TaskKind, pred: np.ndarray, y: np.ndarray, num_classes: int
                                         float(len(t))]))
 
 
-def _measure_inference(model: Any, x: np.ndarray, batch_size: int, threads: int
-                       ) -> dict[str, Any]:
-    """:func:`trainer.loop.measure_inference` for a fitted pipeline's ``predict``."""
-    n, b = len(x), max(1, min(batch_size, len(x)))
-    model.predict(x[:b])
-    start = time.perf_counter()
-    for s in range(0, n, b):
-        model.predict(x[s:s + b])
-    elapsed = time.perf_counter() - start
-    times = []
-    for i in range(min(n, _LATENCY_CALLS)):
-        t0 = time.perf_counter()
-        model.predict(x[i:i + 1])
-        times.append(time.perf_counter() - t0)
-    return {"device": "cpu", "threads": threads, "batch_size": b,
-            "throughput_samples_per_s": n / elapsed if elapsed > 0 else math.nan,
-            "latency_ms_per_sample": 1000 * float(np.median(times)),
-            "latency_samples": len(times)}
-
-
 def _event(layout: RunLayout, event: dict[str, Any]) -> None:
     layout.events.parent.mkdir(parents=True, exist_ok=True)
     with open(layout.events, "a", encoding="utf-8") as f:  # one short line: appends stay whole
@@ -324,8 +304,9 @@ def fit_estimator(task: TrainingTask, features: np.ndarray, targets: np.ndarray,
                        **{m.replace("val_", "test_", 1): v
                           for m, v in _metrics(kind, pred, yt, k).items()}}
             test = {"epoch": 1, "weights": "best", "rows": len(yt), "metrics": metrics,
-                    "inference": _measure_inference(pipeline, xt, task.training.batch_size,
-                                                    threads)}
+                    "inference": time_inference(
+                        lambda a, b: pipeline.predict(xt[a:b]), len(xt),
+                        task.training.batch_size, device="cpu", threads=threads)}
     data = canonical_skops(pipeline)
     metric, mode = task.monitor_metric(kind)
     summary = {

@@ -52,6 +52,7 @@ from trainer.metrics import (
     first_non_finite,
     regression_metrics,
     regression_stats,
+    time_inference,
 )
 from trainer.models import build_model, count_parameters
 
@@ -125,35 +126,20 @@ def build_optimizer(task: TrainingTask, params: Any, fused: bool = False) -> tor
                **extra)
 
 
-_LATENCY_CALLS = 50
-
-
 @torch.no_grad()
 def measure_inference(module: nn.Module, x: torch.Tensor, batch_size: int,
                       device: torch.device) -> dict[str, Any]:
-    """Throughput over ``x`` in batches of ``batch_size`` (after one warm-up batch) and the
-    median latency of single-row calls (up to 50), on ``device`` with this process's torch
-    threads."""
+    """:func:`trainer.metrics.time_inference` of ``module`` on ``x``, on ``device`` with this
+    process's torch threads (a GPU is synchronised after each call)."""
     module.eval()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    n, b = len(x), max(1, min(batch_size, len(x)))
-    module(x[:b].to(device))
-    sync()
-    start = time.perf_counter()
-    for s in range(0, n, b):
-        module(x[s : s + b].to(device))
-    sync()
-    elapsed = time.perf_counter() - start
-    times = []
-    for i in range(min(n, _LATENCY_CALLS)):
-        t0 = time.perf_counter()
-        module(x[i : i + 1].to(device))
+
+    def call(start: int, stop: int) -> None:
+        module(x[start:stop].to(device))
         sync()
-        times.append(time.perf_counter() - t0)
-    return {"device": str(device), "threads": torch.get_num_threads(), "batch_size": b,
-            "throughput_samples_per_s": n / elapsed if elapsed > 0 else math.nan,
-            "latency_ms_per_sample": 1000 * float(np.median(times)),
-            "latency_samples": len(times)}
+
+    return time_inference(call, len(x), batch_size, device=str(device),
+                          threads=torch.get_num_threads())
 
 
 class TrainLoop:

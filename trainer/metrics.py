@@ -8,6 +8,8 @@ the same metrics. That keeps early-stopping decisions identical on all ranks.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,6 +22,7 @@ __all__ = [
     "classification_stats",
     "confusion_matrix",
     "first_non_finite",
+    "time_inference",
     "regression_metrics",
     "regression_stats",
 ]
@@ -97,3 +100,28 @@ def first_non_finite(record: dict[str, Any]) -> tuple[str, float] | None:
         if isinstance(value, float) and not math.isfinite(value):
             return name, value
     return None
+
+
+LATENCY_CALLS = 50  # single-row calls the inference latency is the median of
+
+
+def time_inference(call: Callable[[int, int], None], rows: int, batch_size: int, *,
+                   device: str, threads: int) -> dict[str, Any]:
+    """How fast ``call(start, stop)`` predicts rows ``start:stop`` (it must return only once
+    they are done): throughput over all ``rows`` in batches of ``batch_size`` after one
+    warm-up batch, and the median time of single-row calls (up to :data:`LATENCY_CALLS`)."""
+    b = max(1, min(batch_size, rows))
+    call(0, b)
+    start = time.perf_counter()
+    for s in range(0, rows, b):
+        call(s, min(s + b, rows))
+    elapsed = time.perf_counter() - start
+    times = []
+    for i in range(min(rows, LATENCY_CALLS)):
+        t0 = time.perf_counter()
+        call(i, i + 1)
+        times.append(time.perf_counter() - t0)
+    return {"device": device, "threads": threads, "batch_size": b,
+            "throughput_samples_per_s": rows / elapsed if elapsed > 0 else math.nan,
+            "latency_ms_per_sample": 1000 * float(np.median(times)),
+            "latency_samples": len(times)}
