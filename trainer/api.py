@@ -41,7 +41,6 @@ from mtp_core.resources import TaskResources
 from mtp_core.spec import SklearnModel, Strategy, TrainingTask
 from mtp_core.version import __version__
 from trainer.checkpoint import CheckpointStore
-from trainer.classical import estimator_versions
 from trainer.errors import (
     CheckpointError,
     ConfigError,
@@ -715,8 +714,7 @@ def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, r
                                      if prepared.model_code_sha256 else {}),
                   **({"preprocess_sha256": prepared.preprocess.sha256}
                      if prepared.preprocess is not None else {}),
-                  **(estimator_versions() if isinstance(task.model, SklearnModel)
-                     or prepared.preprocess is not None else {})},
+                  **prepared.library_versions},
         created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         cache_key=prepared.cache_key,
         task=task.canonical_dict(),

@@ -57,10 +57,14 @@ class PreparedTask:
         self.fingerprint = fingerprint(task, self.data_hash, self.seed, self.model_code_sha256)
         versions = code_version() + (f"+model-code-{self.model_code_sha256}"
                                      if self.model_code_sha256 else "")
+        #: scikit-learn and skops versions when the run's numbers depend on them (an
+        #: estimator, or preprocessing steps): in the cache key and the result
+        self.library_versions: dict[str, str] = {}
         if isinstance(task.model, SklearnModel) or task.dataset.preprocess:
             from trainer.classical import estimator_versions
 
-            versions += "".join(f"+{lib}-{v}" for lib, v in estimator_versions().items())
+            self.library_versions = estimator_versions()
+        versions += "".join(f"+{lib}-{v}" for lib, v in self.library_versions.items())
         self.cache_key = cache_key(task.task_id, task_params_for_key(task.canonical_dict()),
                                    self.data_hash, MODEL_CODE_VERSION, versions)
 
