@@ -2,11 +2,10 @@
 
 A thin wrapper around :class:`consistency.store.RegistryStore`: detached, in namespace ``mtp``,
 created with ``get_if_exists`` (every driver gets the running one) and restarting itself
-(``max_restarts=-1``). Every change is saved atomically to
-``<storage_path>/_registry/registry.json`` (of the driver that created it; on a cluster that
-path must be on shared storage) and reloaded when the actor starts, so the registry survives
-its own restart and a restart of the whole cluster. Metrics go to Ray's Prometheus endpoint
-through ``ray.util.metrics``.
+(``max_restarts=-1``). Its state is the platform database of the driver that created it
+(``MTP_DATABASE_URL``, PostgreSQL on a cluster; else ``<storage_path>/_db/mtp.db``, which must
+then be on storage every node reaches), so the registry survives its own restart and a restart
+of the whole cluster. Metrics go to Ray's Prometheus endpoint through ``ray.util.metrics``.
 """
 
 from __future__ import annotations
@@ -16,21 +15,36 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from sqlalchemy.engine import make_url
 
-from consistency.errors import RegistryCorruptError
 from consistency.store import CLAIM_TIMEOUT_S, RegistryEntry, RegistryStore
+from database import Database, DatabaseError, open_database
 from mtp_core.metrics import LazyMetrics
 from mtp_core.ray_env import NAMESPACE, control_plane_options
 
-__all__ = ["REGISTRY_NAME", "ResultRegistryActor", "get_result_registry", "registry_path"]
+__all__ = ["REGISTRY_NAME", "ResultRegistryActor", "get_result_registry",
+           "legacy_registry_path", "open_registry"]
 
 logger = logging.getLogger(__name__)
 
 REGISTRY_NAME = "mtp-result-registry"
 
 
-def registry_path(storage: str | Path) -> Path:
+def legacy_registry_path(storage: str | Path) -> Path:
+    """Where an ``mtp`` before the platform database kept the registry (imported once)."""
     return Path(storage) / "_registry" / "registry.json"
+
+
+def open_registry(storage: str | Path, database_url: str | None = None) -> RegistryStore:
+    """The registry store on ``storage``'s platform database (opened and migrated; the JSON
+    file of an earlier ``mtp`` under ``storage`` imported first). Raises the database's
+    errors (corrupt, newer schema) here, in the caller's process."""
+    db = open_database(Path(storage).expanduser().resolve(), override=database_url)
+    store = RegistryStore(db, claim_timeout_s=CLAIM_TIMEOUT_S)
+    legacy = legacy_registry_path(Path(storage).expanduser().resolve())
+    if legacy.exists() or legacy.with_name(legacy.name + ".bak").exists():
+        store.import_file(legacy)
+    return store
 
 
 def _registry_metrics() -> dict[str, Any]:
@@ -55,98 +69,77 @@ def _registry_metrics() -> dict[str, Any]:
 
 
 class ResultRegistryActor:
-    """The registry; each method is one step on the store plus a save when it changed.
+    """The registry; each method is one step on the store (one database transaction).
 
-    A registry file that cannot be loaded (corrupt, with no good backup) does not fail the
-    constructor: Ray would report that as an ``ActorDiedError`` whose text is the actor's
-    traceback, and a restarting actor would die for good. The actor stays up instead and
-    every call that needs the entries raises the :class:`RegistryCorruptError` (which
-    crosses to the caller as itself), loading the file again first: once the user has moved
-    it aside, the next call starts an empty registry, without restarting the cluster.
+    The database is opened on the first call, not in the constructor: a database that cannot
+    be opened (a corrupt file, a newer schema) would otherwise kill the actor with a
+    traceback as its only message. Each call raises the database's error instead (it crosses
+    to the caller as itself) and tries again next time, so once the user has moved a corrupt
+    file aside the registry serves again without a cluster restart.
     """
 
-    def __init__(self, path: str) -> None:
-        self.path = Path(path)
-        self.store = RegistryStore(claim_timeout_s=CLAIM_TIMEOUT_S)
-        self.load_error: RegistryCorruptError | None = None
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._store: RegistryStore | None = None
         self.metrics = LazyMetrics(_registry_metrics)
         self.counts = {"cache_hits": 0, "cache_misses": 0, "registry_hits": 0,
                        "registry_misses": 0, "violations": 0, "verified": 0}
         self.last_confidence: float | None = None
-        self._load()
 
-    def _load(self) -> None:
-        try:
-            loaded = self.store.load(self.path)
-        except RegistryCorruptError as err:
-            if self.load_error is None:
+    @property
+    def store(self) -> RegistryStore:
+        if self._store is None:
+            try:
+                db: Database = open_database(make_url(self.url))
+            except DatabaseError as err:
                 logger.error("result registry unusable: %s", err)
-            self.load_error = err
-            return
-        if self.load_error is not None:
-            logger.warning("result registry %s is usable again", self.path)
-        self.load_error = None
-        logger.info("result registry: %d entries from %s", loaded, self.path)
-        self._gauge()
-
-    def _ready(self) -> None:
-        """Raise the load error while the file is still unusable."""
-        if self.load_error is not None:
-            self._load()
-        if self.load_error is not None:
-            raise self.load_error
-
-    def _save(self) -> None:
-        self.store.save(self.path)
-        self._gauge()
+                raise
+            self._store = RegistryStore(db, claim_timeout_s=CLAIM_TIMEOUT_S)
+            logger.info("result registry on %s", db.where)
+            self._gauge()
+        return self._store
 
     def _gauge(self) -> None:
-        m = self.metrics.get()
-        m["entries"].set(len(self.store))
+        if self._store is not None:
+            self.metrics.get()["entries"].set(len(self._store))
+        self._rate()
+
+    def _rate(self) -> None:
         lookups = sum(self.counts[k] for k in ("cache_hits", "cache_misses"))
         hits = self.counts["cache_hits"] + self.counts["registry_hits"]
-        m["hit_rate"].set(hits / lookups if lookups else 0.0)
+        self.metrics.get()["hit_rate"].set(hits / lookups if lookups else 0.0)
 
     def lookup(self, key: str) -> dict[str, Any] | None:
-        self._ready()
         entry = self.store.lookup(key)
         outcome = "hit" if entry is not None else "miss"
         self.counts["registry_hits" if entry is not None else "registry_misses"] += 1
         self.metrics.get()["lookups"].inc(tags={"outcome": outcome})
-        self._gauge()
+        self._rate()
         return entry
 
     def note_cache(self, hit: bool) -> None:
         """A driver's local-cache outcome, counted here so stats cover the whole cluster."""
         self.counts["cache_hits" if hit else "cache_misses"] += 1
         self.metrics.get()["cache"].inc(tags={"outcome": "hit" if hit else "miss"})
-        self._gauge()
+        self._rate()
 
     def claim(self, key: str, owner: str) -> str:
-        self._ready()
         return self.store.try_claim(key, owner).value
 
     def release(self, key: str, owner: str) -> bool:
-        # no _ready(): drivers release without waiting for the answer, and an unloaded
-        # registry holds no claims
         return self.store.release(key, owner)
 
     def claimed(self, key: str) -> bool:
-        self._ready()
         return self.store.is_claimed(key)
 
     def register(self, key: str, entry: RegistryEntry | dict[str, Any]) -> dict[str, Any]:
-        self._ready()
         stored = self.store.register(key, entry)
-        self.metrics.get()["shared"].inc()
-        self._save()
-        return stored
+        self.metrics.get()["shared"].inc()  # the entries gauge is set by stats(): a count
+        return stored                          # per registration would cost O(entries)
 
     def mark_verified(self, key: str, report: dict[str, Any]) -> dict[str, Any]:
-        self._ready()
         entry = self.store.mark_verified(key, report)
         self.record_report(report)
-        self._save()
         return entry
 
     def record_report(self, report: dict[str, Any]) -> None:
@@ -162,11 +155,11 @@ class ResultRegistryActor:
             m["violations"].inc()
 
     def stats(self) -> dict[str, Any]:
-        self._ready()
         s = self.store.stats().as_dict()
+        self.metrics.get()["entries"].set(s["entries"])
         lookups = self.counts["cache_hits"] + self.counts["cache_misses"]
         hits = self.counts["cache_hits"] + self.counts["registry_hits"]
-        return {**s, **self.counts, "path": str(self.path),
+        return {**s, **self.counts, "database": self.store.db.where,
                 "hit_rate": hits / lookups if lookups else 0.0,
                 "last_confidence": self.last_confidence}
 
@@ -174,20 +167,19 @@ class ResultRegistryActor:
         return True
 
 
-def get_result_registry(storage: str | Path) -> Any:
-    """The running registry actor, or a new one persisted under ``storage``.
+def get_result_registry(storage: str | Path, database_url: str | None = None) -> Any:
+    """The running registry actor, or a new one on ``storage``'s platform database.
 
-    Before it starts one, the driver checks the file it would load: a corrupt registry is a
-    :class:`RegistryCorruptError` here, in the caller's process, naming the file and how to
-    recover, rather than an actor that cannot serve.
+    Before it starts one, the driver opens the database itself (:func:`open_registry`): a
+    corrupt or newer database is an error here, in the caller's process, naming the file and
+    how to recover, rather than an actor that cannot serve.
     """
-    path = registry_path(Path(storage).expanduser().resolve())
     try:
-        ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE)
-    except ValueError:  # none running: this driver's storage is the one it would load
-        RegistryStore.check_file(path)
+        return ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE)
+    except ValueError:  # none running: this driver's database is the one it would use
+        store = open_registry(storage, database_url)
     return ray.remote(ResultRegistryActor).options(
         name=REGISTRY_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
         max_restarts=-1, max_task_retries=3, num_cpus=0, max_concurrency=64,
         **control_plane_options(),
-    ).remote(str(path))
+    ).remote(store.db.url.render_as_string(hide_password=False))

@@ -39,6 +39,9 @@ RESULT_NEUTRAL_FIELDS: tuple[str, ...] = (
     "consistency.cache",
     "consistency.sharing",
     "consistency.consensus",
+    "tracking",
+    "registry",
+    "training.init_from",
 )
 _RESULT_RESOURCES = frozenset({"num_workers", "use_gpu"})
 
@@ -107,6 +110,9 @@ def task_params_for_key(task_dict: Mapping[str, Any]) -> dict[str, Any]:
     * ``consistency.cache``, ``consistency.sharing``, ``consistency.consensus``: how results
       are reused and compared. ``consistency.deterministic`` is KEPT: ``global_seed`` and
       ``use_task_based_seed`` change the seed and so the weights.
+    * ``tracking``, ``registry``: where the run is recorded and registered.
+    * ``training.init_from``: a reference (an alias can move); the caller puts the hash of the
+      starting weights it resolves to into the params instead.
 
     Everything else (model, dataset options, hyperparameters, epochs, early stopping, monitor,
     strategy, ps mode/shards) is kept. The input is not modified.

@@ -1,17 +1,18 @@
-"""State of the cluster-wide result registry, without Ray.
+"""The cluster-wide result registry, on the platform database, without Ray.
 
-The ``ResultRegistry`` actor is a thin wrapper around :class:`RegistryStore`: it forwards calls
-and saves the store to a file on shared storage. The registry maps a cache key
-(``identity.cache_key``) to a :class:`RegistryEntry` describing a finished, shareable run, and
-tracks which keys are being trained right now (claims), so that two drivers asking for the same
-work at the same time train it once.
+The registry maps a cache key (``identity.cache_key``) to a :class:`RegistryEntry` describing a
+finished, shareable run, and tracks which keys are being trained right now (claims), so that two
+drivers asking for the same work at the same time train it once. The ``mtp-result-registry``
+actor is a thin shell around :class:`RegistryStore`; every state change is one database
+transaction (``mtp_results``, ``mtp_verifications``, ``mtp_claims``), so a registration costs
+the same at a million entries as at ten, the registry and its claims survive any restart, and
+several stores (drivers, actors) may share one database.
 
-File format (written atomically; the previous good file is kept as ``<path>.bak``)::
+Each entry row carries the sha256 of its JSON; a row that fails the check is skipped as a miss
+and logged, never served. The JSON file of earlier versions (``_registry/registry.json``, its
+format below) is imported once by :meth:`RegistryStore.import_file` and renamed::
 
     {"format": 1, "entries": [{"entry": {...}, "checksum": sha256(canonical_json(entry))}, ...]}
-
-Claims and counters are not in the file: a restarted registry forgets who is training what,
-which at worst lets a task be trained twice, never serves a wrong result.
 """
 
 from __future__ import annotations
@@ -28,10 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import Connection, delete, func, select, update
 
 from consistency.cache import validate_key
 from consistency.errors import ConsistencyError, EntryNotFoundError, RegistryCorruptError
-from mtp_core.atomic import atomic_write_bytes
+from database import Database
+from database.schema import CLAIMS, RESULTS, VERIFICATIONS
+from database.sql import insert_ignoring_conflict
 from mtp_core.hashing import canonical_json, json_checksum
 
 __all__ = ["FILE_FORMAT", "Claim", "ClaimOutcome", "RegistryEntry", "RegistryStats",
@@ -41,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 FILE_FORMAT = 1
 BACKUP_SUFFIX = ".bak"
+IMPORTED_SUFFIX = ".imported"
 # a claim whose driver stopped renewing it for this long is taken over by a waiter
 CLAIM_TIMEOUT_S = 120.0
 
@@ -98,18 +103,20 @@ class RegistryStats:
 
 
 class RegistryStore:
-    """Entries by cache key, in-flight claims, counters, and file persistence.
+    """Entries by cache key and in-flight claims, in the platform database; counters per store.
 
-    Lifecycle: create (optionally ``load(path)``), then ``claim`` before training a key,
-    ``register`` the result when done (which also ends the claim), ``lookup`` from other
-    drivers, ``mark_verified`` when a consensus report arrives, and ``save(path)`` after
-    changes. Claims older than ``claim_timeout_s`` belong to a driver presumed dead and may be
-    taken over; a live trainer keeps its claim by calling ``claim`` again (it renews).
-    Time is wall time from ``clock`` unless a call passes ``now``.
+    Lifecycle: create over an open :class:`database.Database`, then ``claim`` before training
+    a key, ``register`` the result when done (which also ends the claim), ``lookup`` from other
+    drivers, ``mark_verified`` when a consensus report arrives. Claims older than
+    ``claim_timeout_s`` belong to a driver presumed dead and may be taken over; a live trainer
+    keeps its claim by calling ``claim`` again (it renews). Time is wall time from ``clock``
+    unless a call passes ``now``. Every method is one transaction, safe to call from many
+    threads, processes and nodes at once.
     """
 
-    def __init__(self, *, claim_timeout_s: float = 3600.0, ttl_s: float | None = None,
-                 max_verifications: int = 20, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Database, *, claim_timeout_s: float = 3600.0,
+                 ttl_s: float | None = None, max_verifications: int = 20,
+                 clock: Callable[[], float] = time.time) -> None:
         if not (math.isfinite(claim_timeout_s) and claim_timeout_s > 0):
             raise ConsistencyError(
                 "RegistryStore: claim_timeout_s must be a finite number > 0, "
@@ -120,20 +127,20 @@ class RegistryStore:
         if max_verifications < 1:
             raise ConsistencyError(
                 f"RegistryStore: max_verifications must be >= 1, got {max_verifications!r}")
+        self.db = db
         self.claim_timeout_s = float(claim_timeout_s)
         self.ttl_s = ttl_s
         self.max_verifications = max_verifications
         self._clock = clock
-        self._lock = threading.RLock()
-        self._entries: dict[str, RegistryEntry] = {}
-        self._claims: dict[str, Claim] = {}
+        self._lock = threading.Lock()  # the counters only: the database orders the rest
         self._lookups = self._hits = self._shared = self._expired = 0
 
     # -- entries -------------------------------------------------------------------------------
 
     def register(self, key: str, entry: Mapping[str, Any] | RegistryEntry,
                  now: float | None = None) -> dict[str, Any]:
-        """Store ``entry`` under ``key`` (replacing an older one) and end any claim on ``key``.
+        """Store ``entry`` under ``key`` (replacing an older one, and its consensus reports)
+        and end any claim on ``key``.
 
         ``key`` may be omitted from ``entry``; ``shared_at`` defaults to now and ``expires_at``
         to ``shared_at + ttl_s`` (never, when the store has no ttl). Returns the stored entry.
@@ -143,40 +150,55 @@ class RegistryStore:
         if raw.setdefault("key", key) != key:
             raise ConsistencyError(
                 f"register: entry['key']={raw['key']!r} does not match key {key!r}")
+        t = self._now(now)
+        raw.setdefault("shared_at", t)
+        if "expires_at" not in raw and self.ttl_s is not None:
+            raw["expires_at"] = float(raw["shared_at"]) + self.ttl_s
+        try:
+            model = RegistryEntry.model_validate(raw)
+        except ValidationError as err:
+            raise ConsistencyError(f"register {key}: invalid registry entry: {err}") from None
+        try:
+            stored = json.loads(canonical_json(model.model_dump(mode="json")))
+        except (TypeError, ValueError) as err:
+            raise ConsistencyError(f"register {key}: entry is not JSON data: {err}") from None
+        reports = stored["verifications"][-self.max_verifications:]
+
+        def txn(conn: Connection) -> None:
+            old = conn.execute(select(RESULTS.c.node_id).where(RESULTS.c.key == key)).first()
+            if old is not None:
+                logger.info("registry: %s re-registered by node %s (replacing node %s's "
+                            "result)", key, model.node_id, old[0])
+                conn.execute(delete(VERIFICATIONS).where(VERIFICATIONS.c.key == key))
+                conn.execute(delete(RESULTS).where(RESULTS.c.key == key))
+            conn.execute(RESULTS.insert().values(**_row(stored)))
+            for report in reports:
+                conn.execute(VERIFICATIONS.insert().values(
+                    key=key, at=t, consistent=bool(report.get("is_consistent")),
+                    report=canonical_json(report).decode()))
+            conn.execute(delete(CLAIMS).where(CLAIMS.c.key == key))
+
+        self.db.write(txn, f"register {key}")
         with self._lock:
-            t = self._now(now)
-            raw.setdefault("shared_at", t)
-            if "expires_at" not in raw and self.ttl_s is not None:
-                raw["expires_at"] = float(raw["shared_at"]) + self.ttl_s
-            try:
-                model = RegistryEntry.model_validate(raw)
-            except ValidationError as err:
-                raise ConsistencyError(f"register {key}: invalid registry entry: {err}") from None
-            try:
-                canonical_json(model.model_dump(mode="json"))
-            except (TypeError, ValueError) as err:
-                raise ConsistencyError(f"register {key}: entry is not JSON data: {err}") from None
-            if key in self._entries:
-                logger.info("registry: %s re-registered by node %s (replacing node %s's result)",
-                            key, model.node_id, self._entries[key].node_id)
-            self._entries[key] = model
             self._shared += 1
-            claim = self._claims.pop(key, None)
-            if claim is not None:
-                logger.debug("registry: claim on %s by %s ended by registration", key, claim.owner)
-            return model.model_dump(mode="json")
+        return {**stored, "verifications": reports}
 
     def lookup(self, key: str, now: float | None = None) -> dict[str, Any] | None:
-        """The entry for ``key`` as a JSON dict, or ``None`` (absent or expired; expired
-        entries are removed)."""
+        """The entry for ``key`` as a JSON dict, or ``None`` (absent, expired or failing its
+        checksum; expired entries are removed)."""
         validate_key(key)
+        t = self._now(now)
+        found = self.db.read(lambda conn: self._read_entry(conn, key), f"lookup {key}")
         with self._lock:
             self._lookups += 1
-            model = self._live(key, self._now(now))
-            if model is None:
-                return None
+        if found is None:
+            return None
+        if _expired(found, t):
+            self._remove_expired(key, t)
+            return None
+        with self._lock:
             self._hits += 1
-            return model.model_dump(mode="json")
+        return found
 
     def mark_verified(self, key: str, report: Mapping[str, Any],
                       now: float | None = None) -> dict[str, Any]:
@@ -193,38 +215,57 @@ class RegistryStore:
                 f"mark_verified {key}: report must have a bool 'is_consistent', got "
                 f"{consistent!r}; pass ConsistencyReport.to_json_dict()")
         try:
-            clean = json.loads(canonical_json(dict(report)))
+            clean = canonical_json(dict(report)).decode()
         except (TypeError, ValueError) as err:
             raise ConsistencyError(f"mark_verified {key}: report is not JSON data: {err}") from None
-        with self._lock:
-            model = self._live(key, self._now(now))
-            if model is None:
-                raise EntryNotFoundError(
-                    f"mark_verified: no live registry entry for key {key} (never registered, "
-                    "or expired); register the result before verifying it")
-            history = [*model.verifications, clean][-self.max_verifications:]
-            updated = model.model_copy(update={"verified": consistent, "verifications": history})
-            self._entries[key] = updated
-            if not consistent and model.verified:
+        t = self._now(now)
+
+        def txn(conn: Connection) -> dict[str, Any] | None:
+            found = self._read_entry(conn, key)
+            if found is None or _expired(found, t):
+                return None
+            conn.execute(VERIFICATIONS.insert().values(key=key, at=t, consistent=consistent,
+                                                       report=clean))
+            keep = (select(VERIFICATIONS.c.id).where(VERIFICATIONS.c.key == key)
+                    .order_by(VERIFICATIONS.c.id.desc()).limit(self.max_verifications))
+            conn.execute(delete(VERIFICATIONS).where(VERIFICATIONS.c.key == key,
+                                                     VERIFICATIONS.c.id.not_in(keep)))
+            entry = {k: v for k, v in found.items() if k != "verifications"}
+            entry["verified"] = consistent
+            conn.execute(update(RESULTS).where(RESULTS.c.key == key).values(**_row(entry)))
+            if not consistent and found["verified"]:
                 logger.warning("registry: %s no longer verified: latest consensus report is "
                                "inconsistent", key)
-            return updated.model_dump(mode="json")
+            return self._read_entry(conn, key)
+
+        updated = self.db.write(txn, f"mark_verified {key}")
+        if updated is None:
+            raise EntryNotFoundError(
+                f"mark_verified: no live registry entry for key {key} (never registered, "
+                "or expired); register the result before verifying it")
+        return updated
 
     def purge_expired(self, now: float | None = None) -> int:
+        t = self._now(now)
+
+        def txn(conn: Connection) -> int:
+            stale = (RESULTS.c.expires_at.is_not(None)) & (RESULTS.c.expires_at <= t)
+            keys = select(RESULTS.c.key).where(stale)
+            conn.execute(delete(VERIFICATIONS).where(VERIFICATIONS.c.key.in_(keys)))
+            return int(conn.execute(delete(RESULTS).where(stale)).rowcount or 0)
+
+        n = self.db.write(txn, "purge expired entries")
         with self._lock:
-            t = self._now(now)
-            stale = [k for k, e in self._entries.items() if _expired(e, t)]
-            for k in stale:
-                del self._entries[k]
-            self._expired += len(stale)
-            return len(stale)
+            self._expired += n
+        return n
 
     def keys(self) -> list[str]:
-        with self._lock:
-            return sorted(self._entries)
+        return self.db.read(lambda conn: [str(k) for (k,) in conn.execute(
+            select(RESULTS.c.key).order_by(RESULTS.c.key))], "list keys")
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return int(self.db.read(lambda conn: conn.execute(
+            select(func.count()).select_from(RESULTS)).scalar_one(), "count entries"))
 
     # -- claims --------------------------------------------------------------------------------
 
@@ -233,12 +274,17 @@ class RegistryStore:
         validate_key(key)
         if not owner:
             raise ConsistencyError("claim: owner must be a non-empty string (e.g. a driver id)")
-        with self._lock:
-            t = self._now(now)
-            held = self._claims.get(key)
-            if held is None:
-                outcome = ClaimOutcome.GRANTED
-            elif held.owner == owner:
+        t = self._now(now)
+
+        def txn(conn: Connection) -> ClaimOutcome:
+            held = None
+            while held is None:  # (PostgreSQL) a claim ended between the two statements
+                if insert_ignoring_conflict(conn, CLAIMS, {"key": key, "owner": owner,
+                                                           "claimed_at": t}):
+                    return ClaimOutcome.GRANTED
+                held = conn.execute(select(CLAIMS.c.owner, CLAIMS.c.claimed_at)
+                                    .where(CLAIMS.c.key == key).with_for_update()).first()
+            if held.owner == owner:
                 outcome = ClaimOutcome.RENEWED
             else:
                 age = t - held.claimed_at
@@ -248,8 +294,11 @@ class RegistryStore:
                                "%g); taken over by %s", key, held.owner, age,
                                self.claim_timeout_s, owner)
                 outcome = ClaimOutcome.TAKEN_OVER
-            self._claims[key] = Claim(owner, t)
+            conn.execute(update(CLAIMS).where(CLAIMS.c.key == key)
+                         .values(owner=owner, claimed_at=t))
             return outcome
+
+        return self.db.write(txn, f"claim {key}")
 
     def claim(self, key: str, owner: str, now: float | None = None) -> bool:
         """True if ``owner`` should train ``key`` (first claimant, renewal or stale takeover);
@@ -258,127 +307,110 @@ class RegistryStore:
 
     def release(self, key: str, owner: str) -> bool:
         """End ``owner``'s claim on ``key`` (e.g. training failed); False if it held none."""
-        with self._lock:
-            held = self._claims.get(key)
+
+        def txn(conn: Connection) -> bool:
+            held = conn.execute(select(CLAIMS.c.owner).where(CLAIMS.c.key == key)).first()
             if held is None:
                 return False
             if held.owner != owner:
                 logger.warning("registry: %s tried to release %s, which is claimed by %s; "
                                "claim kept", owner, key, held.owner)
                 return False
-            del self._claims[key]
+            conn.execute(delete(CLAIMS).where(CLAIMS.c.key == key, CLAIMS.c.owner == owner))
             return True
+
+        return self.db.write(txn, f"release {key}")
 
     def is_claimed(self, key: str, now: float | None = None) -> bool:
         """Whether a fresh claim (renewed within ``claim_timeout_s``) is on ``key``: a waiter
         stops waiting for a claim whose driver died, and takes it over."""
-        with self._lock:
-            held = self._claims.get(key)
-            return held is not None and self._now(now) - held.claimed_at <= self.claim_timeout_s
+        t = self._now(now)
+        held = self.db.read(lambda conn: conn.execute(
+            select(CLAIMS.c.claimed_at).where(CLAIMS.c.key == key)).first(), f"claimed {key}")
+        return held is not None and t - held.claimed_at <= self.claim_timeout_s
 
     def in_flight(self) -> dict[str, Claim]:
         """Current claims by key (stale ones included until taken over)."""
-        with self._lock:
-            return dict(self._claims)
+        rows = self.db.read(lambda conn: conn.execute(
+            select(CLAIMS.c.key, CLAIMS.c.owner, CLAIMS.c.claimed_at)).all(), "list claims")
+        return {r.key: Claim(r.owner, float(r.claimed_at)) for r in rows}
 
-    # -- stats and state -----------------------------------------------------------------------
+    # -- stats ---------------------------------------------------------------------------------
 
     def stats(self) -> RegistryStats:
+        def counts(conn: Connection) -> tuple[int, int, int]:
+            entries = conn.execute(select(func.count()).select_from(RESULTS)).scalar_one()
+            verified = conn.execute(select(func.count()).select_from(RESULTS)
+                                    .where(RESULTS.c.verified.is_(True))).scalar_one()
+            claims = conn.execute(select(func.count()).select_from(CLAIMS)).scalar_one()
+            return int(entries), int(verified), int(claims)
+
+        entries, verified, claims = self.db.read(counts, "registry stats")
         with self._lock:
-            return RegistryStats(
-                entries=len(self._entries),
-                verified=sum(e.verified for e in self._entries.values()),
-                lookups=self._lookups, hits=self._hits, shared=self._shared,
-                expired=self._expired, in_flight=len(self._claims),
-            )
+            return RegistryStats(entries=entries, verified=verified, lookups=self._lookups,
+                                 hits=self._hits, shared=self._shared, expired=self._expired,
+                                 in_flight=claims)
 
-    def state_dict(self) -> dict[str, Any]:
-        """Entries, claims and counters (for an actor checkpoint; the file holds entries only)."""
-        with self._lock:
-            return {
-                "format": FILE_FORMAT,
-                "entries": [e.model_dump(mode="json") for e in self._entries.values()],
-                "claims": {k: asdict(c) for k, c in self._claims.items()},
-                "counters": {"lookups": self._lookups, "hits": self._hits,
-                             "shared": self._shared, "expired": self._expired},
-            }
+    # -- the JSON file of earlier versions -----------------------------------------------------
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if state.get("format") != FILE_FORMAT:
-            raise ConsistencyError(
-                f"RegistryStore.load_state_dict: unsupported format {state.get('format')!r}, "
-                f"expected {FILE_FORMAT}")
-        try:
-            entries = [RegistryEntry.model_validate(e) for e in state.get("entries", [])]
-            claims = {k: Claim(str(c["owner"]), float(c["claimed_at"]))
-                      for k, c in state.get("claims", {}).items()}
-        except (ValidationError, KeyError, TypeError, ValueError) as err:
-            raise ConsistencyError(f"RegistryStore.load_state_dict: bad state: {err}") from None
-        c = state.get("counters", {})
-        with self._lock:
-            self._entries = {e.key: e for e in entries}
-            self._claims = claims
-            self._lookups = int(c.get("lookups", 0))
-            self._hits = int(c.get("hits", 0))
-            self._shared = int(c.get("shared", 0))
-            self._expired = int(c.get("expired", 0))
-
-    # -- files ---------------------------------------------------------------------------------
-
-    def save(self, path: str | Path) -> Path:
-        """Write the entries to ``path`` atomically; the previous file, if it was readable,
-        becomes ``<path>.bak`` first (an unreadable one is left alone, so a good ``.bak`` is
-        never replaced by a corrupt file). Returns the path."""
-        p = Path(path)
-        with self._lock:  # held throughout, so two saves cannot interleave their renames
-            entries = [self._entries[k].model_dump(mode="json") for k in sorted(self._entries)]
-            doc = {"format": FILE_FORMAT,
-                   "entries": [{"entry": e, "checksum": json_checksum(e)} for e in entries]}
-            data = canonical_json(doc)
-            if p.exists():
-                try:
-                    old = p.read_bytes()
-                    _parse_document(old)
-                except (OSError, _Unusable) as err:
-                    logger.warning("registry: not backing up %s (%s); keeping %s", p, err,
-                                   _backup_path(p).name)
-                else:
-                    atomic_write_bytes(_backup_path(p), old)
-            atomic_write_bytes(p, data)
-        return p
-
-    def load(self, path: str | Path, *, missing_ok: bool = True,
-             now: float | None = None) -> int:
-        """Replace the entries with those in ``path``; returns how many were loaded.
-
-        An unreadable main file falls back to ``<path>.bak`` with a warning; only when both are
-        unusable is :class:`RegistryCorruptError` raised (one line: the files, what is wrong
-        with each, and how to recover). Single entries whose checksum or fields are wrong are
-        skipped with a warning while the rest load; expired ones are dropped. With neither
-        file present: 0 entries if ``missing_ok``, else an error.
-        """
+    def import_file(self, path: str | Path, now: float | None = None) -> int:
+        """Import the registry file an earlier ``mtp`` kept (``_registry/registry.json``, or
+        its ``.bak`` when the file is unusable) and rename it ``<name>.imported``; returns how
+        many entries were imported. Entries already in the database win; entries failing
+        their checksum are skipped with a warning, expired ones dropped. Raises
+        :class:`RegistryCorruptError` when the file and its backup both exist and neither
+        is usable (nothing is imported or renamed)."""
         p = Path(path)
         found = _read_file(p)
         if found is None:
-            if missing_ok:
-                logger.info("registry: no file at %s (nor %s); starting empty", p,
-                            _backup_path(p).name)
-                with self._lock:
-                    self._entries = {}
-                return 0
-            raise ConsistencyError(
-                f"registry file {p} does not exist (nor its backup {_backup_path(p)})")
+            return 0
         items, source, main_problem = found
         if main_problem is not None:
-            logger.warning("registry: loaded from backup %s because %s is unusable (%s); the "
-                           "next save rewrites it", source, p.name, main_problem)
-        return self._adopt(items, source, self._now(now))
+            logger.warning("registry: importing backup %s because %s is unusable (%s)",
+                           source, p.name, main_problem)
+        t = self._now(now)
+        entries: list[RegistryEntry] = []
+        for i, item in enumerate(items):
+            try:
+                model = _verify_item(item)
+            except _Unusable as err:
+                logger.warning("registry file %s: skipping entry #%d: %s", source, i, err)
+                continue
+            if not _expired(model, t):
+                entries.append(model)
+
+        n = self.add_missing(entries)
+        for f in (p, _backup_path(p)):
+            if f.exists():
+                f.replace(f.with_name(f.name + IMPORTED_SUFFIX))
+        logger.info("registry: imported %d of %d entries from %s into %s (file renamed "
+                    "%s%s)", n, len(items), source, self.db.where, p.name, IMPORTED_SUFFIX)
+        return n
+
+    def add_missing(self, entries: list[RegistryEntry]) -> int:
+        """Insert many complete entries in one transaction, keeping any key already present
+        (an import; a bulk load). Returns how many were added."""
+
+        def txn(conn: Connection) -> int:
+            n = 0
+            for model in entries:
+                validate_key(model.key)
+                stored = json.loads(canonical_json(model.model_dump(mode="json")))
+                if insert_ignoring_conflict(conn, RESULTS, _row(stored)):
+                    n += 1
+                    for report in stored["verifications"][-self.max_verifications:]:
+                        conn.execute(VERIFICATIONS.insert().values(
+                            key=model.key, at=model.shared_at,
+                            consistent=bool(report.get("is_consistent")),
+                            report=canonical_json(report).decode()))
+            return n
+
+        return self.db.write(txn, f"add {len(entries)} entries")
 
     @staticmethod
     def check_file(path: str | Path) -> None:
-        """Raise :class:`RegistryCorruptError` if :meth:`load` would (neither ``path`` nor its
-        backup is usable, and one of them exists); quiet otherwise. A driver calls it before it
-        starts the registry actor, so that the error reaches the user as itself."""
+        """Raise :class:`RegistryCorruptError` if :meth:`import_file` would (neither ``path``
+        nor its backup is usable, and one of them exists); quiet otherwise."""
         _read_file(Path(path))
 
     # -- internals -----------------------------------------------------------------------------
@@ -386,38 +418,44 @@ class RegistryStore:
     def _now(self, now: float | None) -> float:
         return float(self._clock() if now is None else now)
 
-    def _live(self, key: str, now: float) -> RegistryEntry | None:
-        model = self._entries.get(key)
-        if model is None:
+    def _read_entry(self, conn: Connection, key: str) -> dict[str, Any] | None:
+        row = conn.execute(select(RESULTS.c.entry, RESULTS.c.checksum)
+                           .where(RESULTS.c.key == key)).first()
+        if row is None:
             return None
-        if _expired(model, now):
-            logger.info("registry: %s expired at %.0f (now %.0f); removed", key,
-                        model.expires_at, now)
-            del self._entries[key]
-            self._expired += 1
+        entry = json.loads(row.entry)
+        if json_checksum(entry) != row.checksum:
+            logger.error("registry: entry %s in %s fails its checksum; treated as absent (a "
+                         "new registration replaces it)", key, self.db.where)
             return None
-        return model
+        reports = conn.execute(select(VERIFICATIONS.c.report).where(VERIFICATIONS.c.key == key)
+                               .order_by(VERIFICATIONS.c.id)).all()
+        entry["verifications"] = [json.loads(r.report) for r in reports]
+        out: dict[str, Any] = entry
+        return out
 
-    def _adopt(self, items: list[Any], source: Path, now: float) -> int:
-        loaded: dict[str, RegistryEntry] = {}
-        skipped = expired = 0
-        for i, item in enumerate(items):
-            try:
-                model = _verify_item(item)
-            except _Unusable as err:
-                skipped += 1
-                logger.warning("registry file %s: skipping entry #%d: %s", source, i, err)
-                continue
-            if _expired(model, now):
-                expired += 1
-                continue
-            loaded[model.key] = model
-        with self._lock:
-            self._entries = loaded
-            self._expired += expired
-        logger.info("registry: loaded %d entries from %s (%d skipped as corrupt, %d expired)",
-                    len(loaded), source, skipped, expired)
-        return len(loaded)
+    def _remove_expired(self, key: str, t: float) -> None:
+        def txn(conn: Connection) -> int:
+            gone = delete(RESULTS).where(RESULTS.c.key == key, RESULTS.c.expires_at.is_not(None),
+                                         RESULTS.c.expires_at <= t)
+            conn.execute(delete(VERIFICATIONS).where(VERIFICATIONS.c.key == key))
+            return int(conn.execute(gone).rowcount or 0)
+
+        if self.db.write(txn, f"remove expired {key}"):
+            logger.info("registry: %s expired (now %.0f); removed", key, t)
+            with self._lock:
+                self._expired += 1
+
+
+def _row(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``mtp_results`` columns of an entry (its JSON without the consensus reports, which
+    live in ``mtp_verifications``)."""
+    bare = {k: v for k, v in entry.items() if k != "verifications"}
+    return {"key": bare["key"], "task_id": bare["task_id"], "node_id": bare["node_id"],
+            "run_dir": bare["run_dir"], "model_path": bare["model_path"],
+            "shared_at": bare["shared_at"], "expires_at": bare.get("expires_at"),
+            "verified": bool(bare.get("verified", False)),
+            "entry": canonical_json(bare).decode(), "checksum": json_checksum(bare)}
 
 
 class _Unusable(Exception):
@@ -456,8 +494,9 @@ def _backup_path(path: Path) -> Path:
     return path.with_name(path.name + BACKUP_SUFFIX)
 
 
-def _expired(model: RegistryEntry, now: float) -> bool:
-    return model.expires_at is not None and now >= model.expires_at
+def _expired(entry: RegistryEntry | Mapping[str, Any], now: float) -> bool:
+    expires = entry.get("expires_at") if isinstance(entry, Mapping) else entry.expires_at
+    return expires is not None and now >= float(expires)
 
 
 def _parse_document(data: bytes) -> list[Any]:

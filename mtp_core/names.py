@@ -16,7 +16,7 @@ __all__ = ["MAX_NAME", "NAME_RULE", "RESERVED_NAMES", "check_name", "derived_nam
            "name_problem"]
 
 MAX_NAME = 128
-RESERVED_NAMES = frozenset({"_cache", "_registry", "_studies", "_cluster"})
+RESERVED_NAMES = frozenset({"_cache", "_registry", "_studies", "_cluster", "_db", "_mlflow"})
 NAME_RULE = "1-128 letters, digits, '_', '.', '-' starting with a letter or digit"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 

@@ -47,6 +47,7 @@ __all__ = [
     "PSMode",
     "ParameterServerSpec",
     "PreprocessStep",
+    "RegistrySpec",
     "SKLEARN_KINDS",
     "SKLEARN_PLATFORM_PARAMS",
     "ResourcesSpec",
@@ -55,6 +56,7 @@ __all__ = [
     "Strategy",
     "SyntheticDataset",
     "TaskKind",
+    "TrackingSpec",
     "TrainingSpec",
     "TrainingTask",
     "apply_overrides",
@@ -677,6 +679,11 @@ class TrainingSpec(StrictModel):
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     monitor: MonitorSpec = Field(default_factory=MonitorSpec)
     checkpoint: CheckpointPolicy = Field(default_factory=CheckpointPolicy)
+    init_from: str | None = Field(
+        None, min_length=1, max_length=4096,
+        description="Start from another model's weights instead of a random initialization: "
+        "models:/NAME/VERSION, models:/NAME@ALIAS or a run directory. The model must have "
+        "the same architecture; `mtp models branch` sets it.")
 
     @model_validator(mode="after")
     def _room_to_train(self) -> TrainingSpec:
@@ -685,6 +692,34 @@ class TrainingSpec(StrictModel):
             raise ValueError(f"validation_split + test_split = {held:g} leaves no rows to "
                              "train on; allowed: a sum below 1 (e.g. 0.2 and 0.1)")
         return self
+
+
+class TrackingSpec(StrictModel):
+    """Where and whether a run is recorded on MLflow (never part of the result)."""
+
+    enabled: bool = Field(True, description="Record the run on MLflow.")
+    experiment: str | None = Field(
+        None, min_length=1, max_length=256,
+        description="MLflow experiment (default: the task's name).")
+    uri: str | None = Field(
+        None, min_length=1, max_length=4096,
+        description="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else the platform "
+        "database under the storage path).")
+
+
+class RegistrySpec(StrictModel):
+    """What the model registry does with a successful run."""
+
+    register_as: str | None = Field(
+        None, description="Register the trained model as a new version of this model name.")
+
+    @field_validator("register_as")
+    @classmethod
+    def _model_name(cls, v: str | None) -> str | None:
+        if v is not None and not _NAME_RE.match(v):
+            raise ValueError(f"{v!r} is not allowed: use 1-128 letters, digits, '_', '.', '-' "
+                             "starting with a letter or digit")
+        return v
 
 
 class ResourcesSpec(StrictModel):
@@ -817,6 +852,10 @@ class TrainingTask(StrictModel):
     consistency: ConsistencySpec = Field(
         default_factory=ConsistencySpec,
         description="Seeding, the result cache, sharing through the registry, consensus.")
+    tracking: TrackingSpec = Field(
+        default_factory=TrackingSpec, description="Experiment tracking on MLflow.")
+    registry: RegistrySpec = Field(
+        default_factory=RegistrySpec, description="The model registry (MLflow).")
 
     @field_validator("name", "id")
     @classmethod

@@ -7,9 +7,9 @@ One run, three measurements, each against its baseline:
    ``--hits`` times: from the local cache (same storage path) and from the registry actor (a
    new, empty storage path each time, so the local cache misses). Medians; ratio training /
    hit.
-2. **Registry lookups/s with 100,000 entries.** A registry file with ``--entries`` entries
-   (each a copy of the real result above under its own key) is written once, the
-   ``mtp-result-registry`` actor loads it, and ``--clients`` client actors look up random keys
+2. **Registry lookups/s with 100,000 entries.** A platform database with ``--entries`` entries
+   (each a copy of the real result above under its own key) is filled once, the
+   ``mtp-result-registry`` actor opens it, and ``--clients`` client actors look up random keys
    (hits and misses) concurrently, each with ``--lookups`` sequential ``ray.get`` calls, then
    again with 64 lookups in flight per client. Baseline: ``RegistryStore.lookup`` in-process
    on the same entries (no Ray).
@@ -37,8 +37,9 @@ import numpy as np
 import ray
 from bench_common import load_average, machine, machine_line, median, write_json
 
-from consistency.actors import ResultRegistryActor, registry_path
-from consistency.store import RegistryStore
+from consistency.actors import ResultRegistryActor
+from consistency.store import RegistryEntry, RegistryStore
+from database import open_database
 from mtp_core.hashing import data_hash
 from mtp_core.ray_env import NAMESPACE
 from trainer import connect, load_task, train
@@ -91,22 +92,20 @@ class LookupClient:
 
 def bench_registry(template: dict[str, Any], entries: int, clients: int,
                    lookups: int) -> dict[str, Any]:
-    store = RegistryStore()
+    root = Path(tempfile.mkdtemp(prefix="mtp-bench-registry-"))
+    db = open_database(root)
+    store = RegistryStore(db)
     keys = [hashlib.sha256(f"bench-{i}".encode()).hexdigest() for i in range(entries)]
     now = time.time()
     t0 = time.perf_counter()
-    for k in keys:
-        store.register(k, {"key": k, "task_id": template["task_id"], "result": template,
-                           "model_path": template["model_path"], "run_dir": template["run_dir"],
-                           "shared_at": now, "node_id": "bench"})
+    for start in range(0, entries, 10_000):
+        store.add_missing([RegistryEntry(
+            key=k, task_id=template["task_id"], result=template,
+            model_path=template["model_path"], run_dir=template["run_dir"], shared_at=now,
+            node_id="bench") for k in keys[start:start + 10_000]])
     fill_s = time.perf_counter() - t0
-    root = Path(tempfile.mkdtemp(prefix="mtp-bench-registry-"))
-    path = registry_path(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    store.save(path)
-    save_s = time.perf_counter() - t0
-    size_mb = path.stat().st_size / 2**20
+    assert db.path is not None
+    size_mb = db.path.stat().st_size / 2**20
 
     # baseline: the same lookups in-process, no Ray
     probe = keys + [hashlib.sha256(f"miss-{i}".encode()).hexdigest() for i in range(entries // 4)]
@@ -120,11 +119,11 @@ def bench_registry(template: dict[str, Any], entries: int, clients: int,
     t0 = time.perf_counter()
     actor = ray.remote(ResultRegistryActor).options(
         name="mtp-result-registry-bench", namespace=NAMESPACE, num_cpus=0,
-        max_concurrency=64).remote(str(path))
+        max_concurrency=64).remote(str(db.url))
     assert ray.get(actor.ping.remote())
     load_s = time.perf_counter() - t0
-    out: dict[str, Any] = {"entries": entries, "fill_s": fill_s, "save_s": save_s,
-                           "file_mb": size_mb, "actor_load_s": load_s,
+    out: dict[str, Any] = {"entries": entries, "fill_s": fill_s, "database_mb": size_mb,
+                           "actor_start_s": load_s,
                            "inprocess_lookups_per_s": inproc}
     workers = [ray.remote(LookupClient).options(num_cpus=0).remote(probe, i)
                for i in range(clients)]
@@ -190,8 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"training (5 epochs digits MLP, 2 workers): {h['train_s']:.2f} s")
     print(f"local cache hit:  {h['local_hit_s'] * 1e3:.1f} ms   "
           f"registry hit: {h['registry_hit_s'] * 1e3:.1f} ms   (medians of {args.hits})")
-    print(f"registry: {r['entries']:,} entries, file {r['file_mb']:.0f} MiB, actor load "
-          f"{r['actor_load_s']:.1f} s; in-process lookups {r['inprocess_lookups_per_s']:,.0f}/s")
+    print(f"registry: {r['entries']:,} entries, database {r['database_mb']:.0f} MiB, actor "
+          f"start {r['actor_start_s']:.1f} s; in-process lookups "
+          f"{r['inprocess_lookups_per_s']:,.0f}/s")
     for label in ("sequential", "pipelined_64"):
         x = r[label]
         print(f"registry lookups, {x['clients']} clients, {label}: "

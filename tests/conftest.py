@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.postgres import PostgresServer
 from tests.support.simulate import SUITE_ENV, kill_stopped_suite_processes
 from tests.support.wait import wait_for as wait_for
 
@@ -71,6 +72,15 @@ def digits_task_dict(**training: Any) -> dict[str, Any]:
     return base
 
 
+@pytest.fixture(autouse=True)
+def _tracking_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow tracking is off unless a test turns it on (tests/tracking do): importing
+    MLflow (~2 s) and creating its tables (~3 s) is not for every test that trains; nor is a
+    developer's own ``MLFLOW_TRACKING_URI``."""
+    monkeypatch.setenv("MTP_TRACKING", "off")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 @pytest.fixture
 def ray_session() -> Iterator[None]:
     """A local Ray with 2 CPUs (two 1-CPU workers), started once and shared by later tests.
@@ -121,6 +131,42 @@ def _session_cleanup() -> Iterator[None]:
         "stopped (SIGSTOP) processes of this suite were left behind and are now killed: "
         + "; ".join(str(p) for p in reaped)
         + ". The test that froze them must release them in a finally (kill_frozen).")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL on 127.0.0.1, started on first use (about 1-2 s) and stopped at the end
+    of the session; ``postgres_server.create_database(name)`` makes more databases."""
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The SQLAlchemy URL (``postgresql+psycopg://...``) of a fresh, empty database."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def platform_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A fresh, migrated platform database on each backend (the contract suites' fixture):
+    an SQLite file under ``tmp_path``, or a new database on the session's PostgreSQL."""
+    from sqlalchemy.engine import make_url
+
+    from database import Database, default_sqlite_path
+
+    if request.param == "sqlite":
+        url = make_url(f"sqlite:///{default_sqlite_path(tmp_path)}")
+    else:
+        url = make_url(request.getfixturevalue("postgres_url"))
+    db = Database(url)
+    try:
+        yield db
+    finally:
+        db.close()
 
 
 FAST_FAULT_TOLERANCE: dict[str, Any] = {

@@ -16,10 +16,12 @@ import grimp
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("mtp", "hpo", "trainer", "cluster", "consistency", "mtp_core")
+PACKAGES = ("mtp", "hpo", "trainer", "cluster", "consistency", "tracking", "database",
+            "mtp_core")
 # top to bottom; a package may import only from packages further down this list
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("mtp",), ("hpo",), ("trainer",), ("cluster", "consistency"), ("mtp_core",))
+    ("mtp",), ("hpo",), ("trainer",), ("cluster", "consistency", "tracking"), ("database",),
+    ("mtp_core",))
 
 
 @pytest.fixture(scope="module")

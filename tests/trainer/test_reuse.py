@@ -46,7 +46,9 @@ def test_registry_entry_is_what_the_store_registers(tmp_path: Path) -> None:
     assert entry.result["cache_hit"] is None
     assert TrainingResult.model_validate(entry.result) == reused.model_copy(
         update={"cache_hit": None})
-    store = RegistryStore(clock=lambda: 1000.0)
+    from database import open_database
+
+    store = RegistryStore(open_database(tmp_path), clock=lambda: 1000.0)
     stored = store.register(KEY, entry)
     assert stored == entry.model_dump(mode="json")
     assert store.lookup(KEY, now=1059.0) is not None and store.lookup(KEY, now=1061.0) is None

@@ -1,0 +1,112 @@
+"""The platform's tables (SQLAlchemy Core), all prefixed ``mtp_``.
+
+MLflow's tables may live in the same database (the default tracking store is this database);
+the prefix keeps the two apart, and the schema revision is kept in ``mtp_alembic_version``
+(MLflow keeps its own in ``alembic_version``).
+
+The tables here are the newest schema; ``database/migrations/versions`` holds the steps from
+each older one. A change to a table is a new migration and a change here, together.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+__all__ = ["ALIAS_MOVES", "CLAIMS", "META", "METADATA", "MODEL_VERSIONS", "RESULTS", "SCHEMA_HEAD",
+           "VERIFICATIONS", "VERSION_TABLE"]
+
+VERSION_TABLE = "mtp_alembic_version"
+
+METADATA = MetaData()
+
+META = Table(
+    "mtp_meta", METADATA,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+"""Facts about the database itself: ``mtp_version`` (of the newest mtp that migrated it)."""
+
+# -- the result registry (revision 0001) -------------------------------------------------------
+
+RESULTS = Table(
+    "mtp_results", METADATA,
+    Column("key", String(128), primary_key=True),
+    Column("task_id", String(256), nullable=False),
+    Column("node_id", String(256), nullable=False),
+    Column("run_dir", Text, nullable=False),
+    Column("model_path", Text, nullable=False),
+    Column("shared_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),
+    Column("verified", Boolean, nullable=False, default=False),
+    Column("entry", Text, nullable=False),  # the RegistryEntry as canonical JSON
+    Column("checksum", String(64), nullable=False),  # sha256 of entry
+    Index("ix_mtp_results_task_id", "task_id"),
+    Index("ix_mtp_results_expires_at", "expires_at"),
+)
+"""One shared result per cache key (a re-registration replaces it)."""
+
+VERIFICATIONS = Table(
+    "mtp_verifications", METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(128), ForeignKey("mtp_results.key", ondelete="CASCADE"),
+           nullable=False),
+    Column("at", Float, nullable=False),
+    Column("consistent", Boolean, nullable=False),
+    Column("report", Text, nullable=False),  # ConsistencyReport JSON
+    Index("ix_mtp_verifications_key", "key", "id"),
+)
+"""Consensus reports of a result, oldest first (the newest decides ``verified``)."""
+
+CLAIMS = Table(
+    "mtp_claims", METADATA,
+    Column("key", String(128), primary_key=True),
+    Column("owner", String(256), nullable=False),
+    Column("claimed_at", Float, nullable=False),
+)
+"""Who is training a cache key now (one row per key: the unique constraint is the lock)."""
+
+# -- the model registry's own records (revision 0002) ------------------------------------------
+
+MODEL_VERSIONS = Table(
+    "mtp_model_versions", METADATA,
+    Column("model", String(256), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("run_dir", Text, nullable=False),
+    Column("run_id", String(64), nullable=True),  # the MLflow run, when tracked
+    Column("parent_version", Integer, nullable=True),
+    Column("relation", String(32), nullable=False),  # LineageRelation value
+    Column("changes", Text, nullable=False),  # JSON {dotted field: [parent value, child value]}
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(256), nullable=False),
+)
+"""Lineage: every registered version, its parent (if any) and what changed on the edge."""
+
+ALIAS_MOVES = Table(
+    "mtp_alias_moves", METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(256), nullable=False),
+    Column("alias", String(256), nullable=False),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=True),  # None: the alias was removed
+    Column("at", Float, nullable=False),
+    Column("user", String(256), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("kind", String(32), nullable=False),  # AliasMoveKind value
+    Index("ix_mtp_alias_moves_model_alias", "model", "alias", "id"),
+)
+"""Every move of an alias, in order: the history ``mtp models history`` shows and the record
+``mtp models rollback`` reads."""
+
+#: The newest revision in ``database/migrations/versions`` (a test checks they agree).
+SCHEMA_HEAD = "0002"
