@@ -65,7 +65,9 @@ from mtp_core.spec import (
     load_raw_config,
     parse_task,
 )
+from tracking import RunOutcome, StudyRun, Tag, TrackedRun
 from trainer.api import Executor, resolve_storage, train
+from trainer.tracked import tracking_target
 
 __all__ = ["StudyResult", "TrialRecord", "TrialStatus", "build_searcher", "run_study",
            "tune_task"]
@@ -164,7 +166,7 @@ def _metric_not_reported(metric: str, reported: Mapping[str, Any]) -> MetricNotR
 
 
 def _task_trainable(base: dict[str, Any], spec: SearchSpec, storage: str,
-                    study: str) -> Callable[[dict], None]:
+                    study: str, parent: TrackedRun | None = None) -> Callable[[dict], None]:
     def trainable(config: dict[str, Any]) -> None:
         from ray import tune
 
@@ -193,7 +195,8 @@ def _task_trainable(base: dict[str, Any], spec: SearchSpec, storage: str,
 
         trial = tune.get_context().get_trial_id()
         result = train(task, storage_path=storage, run_name=trial_run_name(study, trial),
-                       on_epoch=on_epoch, executor=trial_executor(task))
+                       on_epoch=on_epoch, executor=trial_executor(task),
+                       tracking_parent=parent)
         if reported["missing"] is not None:
             raise _metric_not_reported(spec.metric, reported["missing"])
         if reported["n"] == 0:  # reused from the cache or registry: replay its curve
@@ -267,13 +270,11 @@ def run_study(spec: SearchSpec, *, name: str, storage: str | Path,
         check_space(spec, base_task)
         task = parse_task(base_task)
         check_trial_metric(spec.metric, task_kind(task))
-        trainable = _task_trainable(dict(base_task), spec, str(storage_root), name)
-
+        target = tracking_target(task, storage_root)  # a bad tracking.uri: an input error
         max_t = task.training.epochs
         if spec.scheduler is SchedulerName.ASHA and spec.grace_period >= max_t:
             logger.warning("search.grace_period=%d is not below training.epochs=%d: asha "
                            "stops no trial", spec.grace_period, max_t)
-        trainable = tune.with_resources(trainable, _trial_actor_resources(task))
     else:
         assert objective is not None
         trainable = _function_trainable(objective, spec)
@@ -319,6 +320,21 @@ def run_study(spec: SearchSpec, *, name: str, storage: str | Path,
             aside = move_aside(study_dir)
             logger.warning("study %s: the stored study has no finished trial to keep (moved "
                            "to %s); the study starts over with this config", name, aside)
+        parent = None
+        if base_task is not None:
+            # the parent run first: the store's tables and the experiment exist before the
+            # trials' processes write to it at once
+            parent = None if target is None else StudyRun.open(
+                target, experiment=task.tracking.experiment or task.name, study=name,
+                tags={Tag.SEARCHER.value: spec.searcher.value, Tag.METRIC.value: spec.metric,
+                      Tag.MODE.value: spec.mode.value, Tag.TASK_ID.value: task.task_id,
+                      Tag.STORAGE.value: str(storage_root)},
+                params={**base_task, "search": spec.model_dump(mode="json")},
+                resume=start is StudyStart.RESUME)
+            trainable = tune.with_resources(
+                _task_trainable(dict(base_task), spec, str(storage_root), name,
+                                None if parent is None else parent.run),
+                _trial_actor_resources(task))
         t0 = time.time()
         if start is StudyStart.RESUME:
             # Tune restores the study's own TuneConfig and RunConfig (this guard's twin among
@@ -341,9 +357,23 @@ def run_study(spec: SearchSpec, *, name: str, storage: str | Path,
                                   or trial_executor(task) is Executor.IN_PROCESS)),
                 run_config=run_config,
             )
-        grid = tuner.fit()
-        logger.info("study %s: %d trials in %.1f s", name, len(grid), time.time() - t0)
-        return _summarise(spec, name, study_dir, grid)
+        try:
+            grid = tuner.fit()
+            logger.info("study %s: %d trials in %.1f s", name, len(grid), time.time() - t0)
+            result = _summarise(spec, name, study_dir, grid)
+        except KeyboardInterrupt:
+            if parent is not None:
+                parent.end(RunOutcome.KILLED)
+            raise
+        except BaseException as err:
+            if parent is not None:
+                parent.end(RunOutcome.FAILED, error=f"{type(err).__name__}: {err}")
+            raise
+        if parent is not None:
+            parent.end(RunOutcome.FINISHED, metrics={f"best_{spec.metric}": result.best_value},
+                       tags={Tag.BEST_TRIAL.value: result.best_trial},
+                       artifacts=[Path(f) for f in result.files.values()])
+        return result
 
 
 class _Progress(Callback):

@@ -325,6 +325,95 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _tracking_target(args: argparse.Namespace) -> Any:
+    from tracking import resolve_target
+    from trainer.api import resolve_storage
+
+    return resolve_target(args.tracking_uri, resolve_storage(args.storage_path),
+                          source="--tracking-uri")
+
+
+def _when(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+
+
+def _cmd_experiments_list(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from tracking import list_experiments
+
+    target = _tracking_target(args)
+    experiments = list_experiments(target)
+    if args.json:
+        print(json.dumps([asdict(e) for e in experiments], indent=1))
+        return EXIT_OK
+    if not experiments:
+        print(f"no experiments in {target.shown}")
+        return EXIT_OK
+    width = max(10, *(len(e.name) for e in experiments))
+    print(f"{'experiment':<{width}}  {'id':>4}  {'runs':>5}  {'trained':>7}  last run")
+    for e in experiments:
+        print(f"{e.name:<{width}}  {e.experiment_id:>4}  {e.runs:>5}  {e.training_runs:>7}  "
+              f"{_when(e.last_start_ms)}")
+    return EXIT_OK
+
+
+def _fmt_opt(v: float | None, spec: str = ".4f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _cmd_experiments_show(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from tracking import show_experiment
+
+    s = show_experiment(_tracking_target(args), args.name)
+    if args.json:
+        print(json.dumps(asdict(s), indent=1, default=str))
+        return EXIT_OK
+    shown = [m for m in (s.monitor_metric, *_SHOWN_METRICS) if m] if s.runs else []
+    shown = list(dict.fromkeys(m for m in shown
+                               if any(r.monitored_value(m) is not None for r in s.runs)))
+    width = max(8, *(len(r.name) for r in s.runs)) if s.runs else 8
+    print(f"experiment {s.name}  (id {s.experiment_id})")
+    print(f"{'run':<{width}}  {'kind':<9}  {'status':<8}  {'time s':>7}  "
+          + "  ".join(f"{m:>12}" for m in shown) + "  run id")
+    for r in s.runs:
+        print(f"{r.name:<{width}}  {r.kind.value:<9}  {r.status:<8}  "
+              f"{_fmt_opt(r.duration_s, '.1f'):>7}  "
+              + "  ".join(f"{_fmt_opt(r.monitored_value(m)):>12}" for m in shown)
+              + f"  {r.run_id}" + (f" (of {r.original_run_id})" if r.original_run_id else ""))
+    print()
+    print(f"runs       {s.count} trained, {s.finished} finished (success rate "
+          f"{s.success_rate:.0%}), mean duration {_fmt_opt(s.mean_duration_s, '.1f')} s"
+          + (f"; {s.cache_hits} cache hits" if s.cache_hits else "")
+          + (f"; {s.studies} studies" if s.studies else ""))
+    if s.best_run_id is not None:
+        best = next(r for r in s.runs if r.run_id == s.best_run_id)
+        print(f"best       {best.name} ({s.best_run_id}) by {s.monitor_metric} "
+              f"({s.monitor_mode}): {s.best_value:.4f}")
+    if s.metrics:
+        mw = max(len(m.name) for m in s.metrics)
+        print(f"{'metric':<{mw}}  {'n':>3}  {'min':>10}  {'max':>10}  {'mean':>10}  "
+              f"{'median':>10}  {'std':>10}")
+        for m in s.metrics:
+            print(f"{m.name:<{mw}}  {m.count:>3}  {m.min:>10.4g}  {m.max:>10.4g}  "
+                  f"{m.mean:>10.4g}  {m.median:>10.4g}  {m.std:>10.4g}")
+    return EXIT_OK
+
+
+def _tracking_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage-path", default=None,
+                   help="the default tracking store is the database under it "
+                   "(default: $MTP_STORAGE_PATH or ./mtp_results)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the "
+                   "platform database under --storage-path)")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+
+
 def _address_arg(p: argparse.ArgumentParser, local: bool) -> None:
     """``--address``: commands that can train start an embedded local Ray without one."""
     p.add_argument("--address", default=None,
@@ -442,6 +531,23 @@ def build_parser() -> argparse.ArgumentParser:
     _address_arg(rstats, local=False)
     rstats.add_argument("--json", action="store_true")
     rstats.set_defaults(func=_cmd_registry_stats, parser=rstats)
+
+    exps = sub.add_parser("experiments", help="experiments tracked on MLflow: runs and summaries")
+    esub = exps.add_subparsers(dest="experiments_command", required=True,
+                               metavar="{list,show}")
+    elist = esub.add_parser("list", help="every experiment with its run counts")
+    _tracking_args(elist)
+    elist.set_defaults(func=_cmd_experiments_list, parser=elist)
+    eshow = esub.add_parser("show", help="an experiment's runs, key metrics and the summary "
+                            "across runs (count, success rate, duration, metric statistics, "
+                            "best run)")
+    eshow.add_argument("name", help="experiment name (a task's tracking.experiment or name)")
+    _tracking_args(eshow)
+    eshow.set_defaults(func=_cmd_experiments_show, parser=eshow)
+
+    from mtp._models_cli import add_models_parser
+
+    add_models_parser(sub, _address_arg)
     return parser
 
 

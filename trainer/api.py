@@ -40,6 +40,7 @@ from mtp_core.ray_env import apply_train_env, connect
 from mtp_core.resources import TaskResources
 from mtp_core.spec import SklearnModel, Strategy, TrainingTask
 from mtp_core.version import __version__
+from tracking import RunOutcome, RunTracker, TrackedRun
 from trainer.checkpoint import CheckpointStore
 from trainer.errors import (
     CheckpointError,
@@ -48,6 +49,7 @@ from trainer.errors import (
     TrainingDivergedError,
     TrainingFailedError,
 )
+from trainer.init_weights import resolve_init_from
 from trainer.launch import WorkerLaunch
 from trainer.prepare import PreparedTask, check_trainable, fingerprint, identify, identity, prepare
 from trainer.result import (
@@ -59,6 +61,7 @@ from trainer.result import (
     load_result,
 )
 from trainer.reuse import ResultReuse
+from trainer.tracked import end_tracker, start_tracker, track_cache_hit, tracking_target
 from trainer.versions import code_version, torch_version
 
 __all__ = ["DEFAULT_STORAGE_PATH", "Executor", "PreparedTask", "check_run_dir", "code_version",
@@ -96,7 +99,11 @@ def _run_dir_problem(layout: RunLayout, task: TrainingTask, prepared: PreparedTa
             stored_task = TrainingTask.model_validate(stored.task)
         except ValidationError:
             return f"its result.json holds a task this version cannot read ({layout.result})"
-        if fingerprint(stored_task, stored.data_hash, stored.seed) != prepared.fingerprint:
+        init = (prepared.init_weights
+                if stored_task.training.init_from == task.training.init_from else None)
+        if fingerprint(stored_task, stored.data_hash, stored.seed, prepared.model_code_sha256
+                       if stored_task.model == task.model else None,
+                       init) != prepared.fingerprint:
             return "it holds the result of " + _other_run(
                 stored_task, task, (stored.data_hash, stored.seed),
                 (prepared.data_hash, prepared.seed))
@@ -246,6 +253,7 @@ def train(
     use_cache: bool = True,
     node_ids: list[str] | None = None,
     executor: Executor = Executor.RAY_TRAIN,
+    tracking_parent: TrackedRun | None = None,
 ) -> TrainingResult:
     """Train ``task`` data-parallel on Ray and return its stored result.
 
@@ -259,6 +267,11 @@ def train(
     ``node_ids`` pins rank ``i`` to node ``node_ids[i]`` (consensus verification uses it).
     ``executor`` says where the epochs run (:class:`Executor`); ``IN_PROCESS`` takes 1-worker
     ``ddp`` tasks only. The result's ``timings.phases`` say where the wall time went.
+
+    Unless ``tracking.enabled`` is off or ``MTP_TRACKING=off``, the run is an MLflow run
+    logged from this driver (:mod:`trainer.tracked`), a reused result a cache-hit run; the
+    result's ``tracking`` says where. ``tracking_parent`` (a study's parent run) nests the run
+    under it, in the parent's store, whatever this process's environment says.
     """
     clock = PhaseClock()
     if run_name is not None:
@@ -269,6 +282,8 @@ def train(
                           f"the task has resources.num_workers={task.resources.num_workers} "
                           f"and strategy={task.strategy.value}")
     storage = ensure_storage(resolve_storage(storage_path))
+    target = tracking_target(task, storage, tracking_parent)  # a bad tracking.uri fails here
+    task = resolve_init_from(task, storage, task.tracking.uri)  # models:/NAME@ALIAS -> a run
     prepared = identify(task)
     clock.mark("data")
     spec = task.consistency
@@ -285,7 +300,9 @@ def train(
                 from consistency.actors import get_result_registry
 
                 get_result_registry(storage).note_cache.remote(True)
-            return hit
+            return _registered(task, storage, hit if target is None else track_cache_hit(
+                target, task, prepared, storage, run_name or task.task_id, hit,
+                tracking_parent))
     clock.mark("cache")
     # before Ray starts: a run directory this run may not use fails fast, nothing written
     check_run_dir(RunLayout.of(storage / (run_name or task.task_id)), task, prepared)
@@ -307,13 +324,18 @@ def train(
         if hit is not None:
             logger.info("task %s: result reused from the registry (%s)", task.task_id,
                         hit.run_dir)
-            return hit
+            return _registered(task, storage, hit if target is None else track_cache_hit(
+                target, task, prepared, storage, run_name or task.task_id, hit,
+                tracking_parent))
     clock.mark("cache")
+    tracker = (None if target is None else
+               start_tracker(target, task, prepared, storage, run_name or task.task_id,
+                             tracking_parent))
     try:
-        if executor is Executor.IN_PROCESS:
-            result = _train_in_process(task, prepared, storage, run_name, on_epoch, clock)
-        else:
-            result = _train(task, prepared, storage, run_name, on_epoch, node_ids, clock)
+        result = _run_tracked(tracker, storage / (run_name or task.task_id), lambda epochs: (
+            _train_in_process(task, prepared, storage, run_name, epochs, clock)
+            if executor is Executor.IN_PROCESS else
+            _train(task, prepared, storage, run_name, epochs, node_ids, clock)), on_epoch)
         if result.diverged is not None:  # stored, never cached or shared
             hp = task.hyperparameters
             raise TrainingDivergedError(
@@ -326,10 +348,55 @@ def train(
                 "hyperparameters.grad_clip_norm, and train it under another --run-name")
         if reuse is not None:
             reuse.publish(result, registry)
-        return result
+        return _registered(task, storage, result)
     finally:
         if reuse is not None:
             reuse.release(registry)
+
+
+def _registered(task: TrainingTask, storage: Path, result: TrainingResult) -> TrainingResult:
+    """``registry.register_as``: the finished run registered as a version of that model."""
+    name = task.registry.register_as
+    if name is not None:
+        from trainer.registration import register_on_success
+
+        register_on_success(result, name, storage, task.tracking.uri)
+    return result
+
+
+def _run_tracked(tracker: RunTracker | None, run_dir: Path,
+                 run: Callable[[Callable[[dict[str, Any]], None] | None], TrainingResult],
+                 on_epoch: Callable[[dict[str, Any]], None] | None) -> TrainingResult:
+    """``run(on_epoch)`` with each epoch also logged by ``tracker``, which then ends the
+    MLflow run: FINISHED, FAILED (a diverged run, or an error: its message tagged) or KILLED
+    (interrupted). The result (``result.json`` too) says where it was logged."""
+    if tracker is None:
+        return run(on_epoch)
+
+    def epochs(rec: dict[str, Any]) -> None:
+        tracker.log_epoch(rec)
+        if on_epoch is not None:
+            on_epoch(rec)
+
+    try:
+        result = run(epochs)
+    except KeyboardInterrupt:
+        end_tracker(tracker, None, outcome=RunOutcome.KILLED, run_dir=run_dir, timeout_s=10)
+        raise
+    except BaseException as err:
+        end_tracker(tracker, None, outcome=RunOutcome.FAILED, run_dir=run_dir,
+                    error=f"{type(err).__name__}: {str(raised_error(err)).strip()}")
+        raise
+    ref = tracker.wait_started()
+    if ref is not None:  # result.json, logged as an artifact next, names its own run
+        result = result.model_copy(update={"tracking": ref.without_password()})
+        result.save()
+    if result.diverged is not None:
+        end_tracker(tracker, result, outcome=RunOutcome.FAILED,
+                    error=f"diverged: {result.diverged.describe()}")
+    else:
+        end_tracker(tracker, result, outcome=RunOutcome.FINISHED)
+    return result
 
 
 def _start_run_dir(task: TrainingTask, prepared: PreparedTask, storage: Path,
@@ -696,6 +763,7 @@ def _collect_result(task: TrainingTask, prepared: PreparedTask, run_name: str, r
         best_checkpoint=str(best.path) if best else None,
         latest_checkpoint=str(ckpts[-1].path) if ckpts else None,
         resumed_from_epoch=summary["resumed_from_epoch"],
+        initial_metrics=summary.get("initial_metrics"),
         test_metrics=(summary.get("test") or {}).get("metrics", {}),
         test=(TestEvaluation.model_validate({k: v for k, v in summary["test"].items()
                                              if k != "metrics"})

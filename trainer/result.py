@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mtp_core.atomic import atomic_write_text
 from mtp_core.layout import RunLayout
 from mtp_core.spec import format_validation_error
+from tracking.ref import TrackedRun
 from trainer.errors import ResultFileError
 
 __all__ = ["PHASES", "CacheHit", "Divergence", "EpochRecord", "Inference", "PhaseClock",
@@ -203,6 +204,9 @@ class TrainingResult(BaseModel):
     checkpoint_dir: str
     best_checkpoint: str | None
     latest_checkpoint: str | None
+    initial_metrics: dict[str, float] | None = Field(
+        None, description="training.init_from: the starting weights' validation metrics, "
+        "before the first epoch (None: trained from a random initialization).")
     resumed_from_epoch: int | None = Field(
         None, description="Epoch the final attempt resumed from (None: started fresh)."
     )
@@ -219,6 +223,9 @@ class TrainingResult(BaseModel):
     diverged: Divergence | None = Field(
         None, description="Set when training stopped because a loss or metric became NaN or "
         "infinite; such a result is stored but never cached or shared.")
+    tracking: TrackedRun | None = Field(
+        None, description="The MLflow run this result was logged as (None: not tracked); "
+        "for a cache hit, the cache-hit run (its mtp.original_run_id tag names the original).")
     timings: Timings
     versions: dict[str, str]
     created_at: str
