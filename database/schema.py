@@ -84,11 +84,13 @@ MODEL_VERSIONS = Table(
     Column("version", Integer, primary_key=True),
     Column("run_dir", Text, nullable=False),
     Column("run_id", String(64), nullable=True),  # the MLflow run, when tracked
+    Column("cache_key", String(128), nullable=True),  # the result's: `mtp verify` marks by it
     Column("parent_version", Integer, nullable=True),
     Column("relation", String(32), nullable=False),  # LineageRelation value
     Column("changes", Text, nullable=False),  # JSON {dotted field: [parent value, child value]}
     Column("created_at", Float, nullable=False),
     Column("created_by", String(256), nullable=False),
+    Index("ix_mtp_model_versions_cache_key", "cache_key"),
 )
 """Lineage: every registered version, its parent (if any) and what changed on the edge."""
 

@@ -24,13 +24,31 @@ __all__ = ["Predictor", "load_model", "load_network"]
 _BATCH = 8192
 
 
-def load_model(run_dir: str | Path, verify: bool = True) -> Predictor:
-    """The run's :class:`Predictor`: ``predict`` / ``predict_proba`` take new rows by column
-    name (a pandas DataFrame, a pyarrow Table or a mapping of columns), apply the stored
-    ``dataset.preprocess`` and return labels (or values); ``.module`` is the torch network
-    (``.estimator`` the fitted scikit-learn pipeline). With ``verify`` every stored file must
-    hash to what the result records."""
-    return Predictor(run_dir, verify=verify)
+def load_model(source: str | Path, verify: bool = True, *,
+               storage_path: str | Path | None = None,
+               tracking_uri: str | None = None) -> Predictor:
+    """The :class:`Predictor` of a run directory or of a registered version
+    (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``; resolved through the model registry of
+    ``storage_path``, default ``$MTP_STORAGE_PATH`` or ``./mtp_results``, and ``tracking_uri``).
+
+    ``predict`` / ``predict_proba`` take new rows by column name (a pandas DataFrame, a
+    pyarrow Table or a mapping of columns), apply the stored ``dataset.preprocess`` and return
+    labels (or values); ``.module`` is the torch network (``.estimator`` the fitted
+    scikit-learn pipeline). With ``verify`` every stored file must hash to what the result
+    records."""
+    if isinstance(source, str) and source.startswith("models:/"):
+        import os
+
+        from database import open_database
+        from tracking.models import ModelRegistry, VersionRef
+        from tracking.target import resolve_target
+
+        storage = Path(storage_path or os.environ.get("MTP_STORAGE_PATH") or "./mtp_results")
+        storage = storage.expanduser().resolve()
+        version = ModelRegistry(resolve_target(tracking_uri, storage, source="tracking_uri"),
+                                open_database(storage)).resolve(VersionRef.parse(source))
+        source = version.run_dir
+    return Predictor(source, verify=verify)
 
 
 class Predictor:

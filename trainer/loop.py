@@ -46,6 +46,7 @@ from trainer.determinism import (
 )
 from trainer.errors import ConfigError
 from trainer.exchange import DDPExchange, GradientExchange
+from trainer.init_weights import InitWeights, load_initial_weights
 from trainer.metrics import (
     classification_metrics,
     classification_stats,
@@ -197,6 +198,11 @@ class TrainLoop:
 
         self.module = build_model(task.model, tuple(features.shape[1:]), meta.kind,
                                   meta.num_classes, mean, std).to(self.device)
+        self.init_weights = InitWeights.of(task)
+        if self.init_weights is not None:  # a checkpoint, if any, replaces them in _resume
+            load_initial_weights(self.module, self.init_weights)
+        #: the starting weights' validation metrics, before the first epoch (init_from only)
+        self.initial_metrics: dict[str, float] | None = None
         self.num_parameters = count_parameters(self.module)
         self.model = prepare_model(self.module)
         self.loss_fn = build_loss(task, meta.kind)
@@ -228,6 +234,7 @@ class TrainLoop:
         self.early.load_state_dict(state["early_stopping"])
         self.state = _RunState(int(state["epoch"]), int(state.get("global_step", 0)),
                                list(state["history"]), bool(state.get("stopped_early", False)))
+        self.initial_metrics = state.get("initial_metrics")
         rng = state["rng"]
         if len(rng) == self.world_size:
             restore_rng_state(rng[self.rank])
@@ -256,6 +263,7 @@ class TrainLoop:
             "stopped_early": self.state.stopped_early,
             "world_size": self.world_size,
             "seed": self.seed,
+            "initial_metrics": self.initial_metrics,
         }
 
     def _maybe_checkpoint(self, is_best: bool, record: dict[str, Any]) -> str | None:
@@ -432,6 +440,10 @@ class TrainLoop:
         if self.rank == 0:
             self._event({"event": "start", "from_epoch": self.state.epoch,
                          "world_size": self.world_size})
+        if self.init_weights is not None and self.state.epoch == 0:
+            # where the inherited weights stand on this task's validation split: for a branch
+            # on the parent's data this is the parent's last validation result
+            self.initial_metrics = self._evaluate()
         while (self.state.epoch < self.task.training.epochs and not self.state.stopped_early
                and self.state.diverged is None):
             self.run_epoch()
@@ -460,6 +472,7 @@ class TrainLoop:
             "world_size": self.world_size,
             "seed": self.seed,
             "resumed_from_epoch": self.resumed_from,
+            "initial_metrics": self.initial_metrics,
             "diverged": self.state.diverged,
             "test": self._test_evaluation(),
         }

@@ -25,6 +25,7 @@ from mtp_core.hashing import canonical_json, columns_hash, data_hash
 from mtp_core.spec import CustomModel, SklearnModel, Strategy, TrainingTask
 from trainer.data import Dataset, DatasetMeta, load_dataset, task_split
 from trainer.errors import ConfigError
+from trainer.init_weights import InitWeights
 
 if TYPE_CHECKING:
     from trainer.preprocess import FittedPreprocess
@@ -54,7 +55,10 @@ class PreparedTask:
         #: a custom model's source (shipped to the workers); its hash keys the results
         self.user_code = (resolve_code(task.model) if isinstance(task.model, CustomModel)
                           else None)
-        self.fingerprint = fingerprint(task, self.data_hash, self.seed, self.model_code_sha256)
+        #: training.init_from: the starting weights (their hash keys checkpoints and results)
+        self.init_weights = InitWeights.of(task)
+        self.fingerprint = fingerprint(task, self.data_hash, self.seed, self.model_code_sha256,
+                                       self.init_weights)
         versions = code_version() + (f"+model-code-{self.model_code_sha256}"
                                      if self.model_code_sha256 else "")
         #: scikit-learn and skops versions when the run's numbers depend on them (an
@@ -65,8 +69,11 @@ class PreparedTask:
 
             self.library_versions = estimator_versions()
         versions += "".join(f"+{lib}-{v}" for lib, v in self.library_versions.items())
-        self.cache_key = cache_key(task.task_id, task_params_for_key(task.canonical_dict()),
-                                   self.data_hash, MODEL_CODE_VERSION, versions)
+        params = task_params_for_key(task.canonical_dict())
+        if self.init_weights is not None:
+            params.update(self.init_weights.key())
+        self.cache_key = cache_key(task.task_id, params, self.data_hash, MODEL_CODE_VERSION,
+                                   versions)
 
     def _fit(self) -> tuple[FittedPreprocess | None, Dataset]:
         """``dataset.preprocess`` fitted on the training split, on first use: a result found
@@ -119,12 +126,15 @@ def identity(task: TrainingTask) -> dict[str, Any]:
 
 
 def fingerprint(task: TrainingTask, digest: str, seed: int,
-                model_code_sha256: str | None = None) -> str:
+                model_code_sha256: str | None = None,
+                init_weights: InitWeights | None = None) -> str:
     """What must match for a checkpoint to be resumable by this task: its identity, the
-    data's content hash, the seed and a custom model's source hash."""
+    data's content hash, the seed, a custom model's source hash and the starting weights."""
     key = {**identity(task), "data": digest, "seed": seed}
     if model_code_sha256 is not None:
         key["model_code"] = model_code_sha256
+    if init_weights is not None:
+        key.update(init_weights.key())
     return hashlib.sha256(canonical_json(key)).hexdigest()
 
 

@@ -22,12 +22,14 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer, primary_key=True),
         sa.Column("run_dir", sa.Text, nullable=False),
         sa.Column("run_id", sa.String(64), nullable=True),
+        sa.Column("cache_key", sa.String(128), nullable=True),
         sa.Column("parent_version", sa.Integer, nullable=True),
         sa.Column("relation", sa.String(32), nullable=False),
         sa.Column("changes", sa.Text, nullable=False),
         sa.Column("created_at", sa.Float, nullable=False),
         sa.Column("created_by", sa.String(256), nullable=False),
     )
+    op.create_index("ix_mtp_model_versions_cache_key", "mtp_model_versions", ["cache_key"])
     op.create_table(
         "mtp_alias_moves",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
