@@ -14,7 +14,8 @@ from typing import Any
 from tracking.models import LineageRelation, ModelRegistry, ModelRegistryError, ModelVersion
 from trainer.result import TrainingResult, load_result
 
-__all__ = ["open_model_registry", "register_on_success", "register_run", "version_tags"]
+__all__ = ["mark_versions_verified", "open_model_registry", "register_on_success",
+           "register_run", "version_tags"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,3 +93,23 @@ def register_on_success(result: TrainingResult, name: str, storage: Path,
     version = register_run(result.run_dir, name, storage=storage, tracking_uri=tracking_uri)
     logger.info("registered %s as %s", result.run_dir, version.ref)
     return version
+
+
+def mark_versions_verified(storage: Path, cache_key: str, verified: bool,
+                           tracking_uri: str | None) -> list[str]:
+    """``mtp verify``'s verdict on every registered version trained as ``cache_key``: their
+    ``verified`` tag (true / false). MLflow is opened only when such versions exist."""
+    from sqlalchemy import func, select
+
+    from database import open_database
+    from database.schema import MODEL_VERSIONS
+
+    db = open_database(storage)
+    n = db.read(lambda conn: conn.execute(select(func.count()).select_from(MODEL_VERSIONS)
+                                          .where(MODEL_VERSIONS.c.cache_key == cache_key))
+                .scalar_one(), "versions of a result")
+    if not n:
+        return []
+    marked = open_model_registry(storage, tracking_uri).mark_verified(cache_key, verified)
+    logger.info("verify: %s tagged verified=%s", ", ".join(marked), str(verified).lower())
+    return marked

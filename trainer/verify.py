@@ -22,8 +22,9 @@ from mtp_core.errors import ConfigError
 from mtp_core.names import derived_name
 from mtp_core.ray_env import connect
 from mtp_core.resources import TaskResources
-from mtp_core.spec import Strategy, TrainingTask
+from mtp_core.spec import RegistrySpec, Strategy, TrainingTask
 from trainer.api import prepare, resolve_storage, train
+from trainer.registration import mark_versions_verified
 from trainer.result import TrainingResult
 from trainer.reuse import registry_entry, usable_result
 
@@ -82,10 +83,12 @@ def verify(task: TrainingTask, replicas: int = 2, *, storage_path: str | Path | 
             results.append(stored["result"])
         names.append(f"registry:{stored.get('node_id', '?')[:12]}")
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    # replicas are checks, not versions: registry.register_as applies to the task's own run
+    replica_task = task.model_copy(update={"registry": RegistrySpec()})
     for i, node in enumerate(nodes):
         logger.info("verify %s: replica %d on node %s", task.task_id, i, node[:12])
         # a new run directory per call: an old replica's final checkpoint must not be resumed
-        r = train(task, storage_path=storage,
+        r = train(replica_task, storage_path=storage,
                   run_name=derived_name(task.task_id, f"-verify-{stamp}-{i}"),
                   use_cache=False, node_ids=[node] * needs.num_workers)
         replicas_trained.append(r)
@@ -105,4 +108,5 @@ def verify(task: TrainingTask, replicas: int = 2, *, storage_path: str | Path | 
                                                   report.to_json_dict()))
         else:  # nothing to mark, but the disagreement is counted
             ray.get(registry.record_report.remote(report.to_json_dict()))
+    mark_versions_verified(storage, prepared.cache_key, report.is_consistent, task.tracking.uri)
     return report

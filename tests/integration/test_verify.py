@@ -73,17 +73,25 @@ def test_verify_on_two_nodes_is_bitwise_consistent_and_catches_tampering(
 
 def test_an_estimator_fitted_on_two_nodes_agrees_bit_for_bit(two_nodes: Any,
                                                               tmp_path: Path) -> None:
-    """An estimator's replica is one Ray task pinned to its node: the saved bytes agree."""
+    """An estimator's replica is one Ray task pinned to its node: the saved bytes agree, and
+    the registered version of the task's result is tagged verified."""
+    from mtp.models import open_model_registry, register_run
     from tests.trainer.test_sklearn_models import rf_task
+    from trainer.api import train
     from trainer.verify import verify
 
     _, node = two_nodes
     raw = rf_task(name="verify-forest")
     raw["resources"]["cpus_per_worker"] = 2
+    trained = train(parse_task(raw), storage_path=tmp_path)
+    version = register_run(trained.run_dir, "forest", storage=tmp_path)
+    assert version.tags["verified"] == "false"
     report = verify(parse_task(raw), replicas=2, storage_path=tmp_path)
     assert report.is_consistent and report.bitwise_equal
     assert len(set(report.nodes)) == 2 and node.node_id in report.nodes
     assert len(set(report.weights_hashes)) == 1 and report.weights_hashes[0]
+    assert report.weights_hashes[0] == trained.weights_hash
+    assert open_model_registry(tmp_path).get("forest", 1).tags["verified"] == "true"
 
 
 def test_more_replicas_than_nodes_is_a_clear_error(two_nodes: Any, tmp_path: Path) -> None:
