@@ -449,6 +449,11 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mtp", description="Ray-based model-training platform.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--database-url", default=None, metavar="URL",
+                        help="the platform database (result registry, lineage, alias history, "
+                        "default tracking store): postgresql://USER:PASSWORD@HOST/DB or "
+                        "sqlite:///PATH (default: $MTP_DATABASE_URL, else "
+                        "<storage>/_db/mtp.db)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train a task described by a YAML/JSON config")
@@ -632,6 +637,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
     try:
+        if getattr(args, "database_url", None):
+            from database.url import DATABASE_ENV, database_url
+
+            database_url(None, override=args.database_url)  # a bad URL: one line, exit 2
+            os.environ[DATABASE_ENV] = args.database_url  # this process and what it starts
         code: int = args.func(args)
         return code
     except KeyboardInterrupt:

@@ -164,6 +164,9 @@ CASES: list[tuple[str, Args, int, list[str]]] = [
     ("models-compare-unknown", lambda d: ["models", "compare", "a@1", "b@1",
                                           "--storage-path", str(d)], 2,
      ["no registered model 'a'"]),
+    ("database-url-bad-driver", lambda d: ["--database-url", "mysql://u@h/db", "models",
+                                           "list", "--storage-path", str(d)], 2,
+     ["--database-url", "database driver 'mysql' is not supported"]),
     ("no-command", lambda d: [], 2, ["mtp", "required", "command"]),
 ]
 

@@ -178,3 +178,28 @@ def test_init_from_a_run_with_another_model_is_refused(storage: Path,
                                           r"\[16\] there, \[32\] here\)"):
         train(parse_task(task), storage_path=storage, executor=Executor.IN_PROCESS)
     assert not math.isnan(trained.final_metrics["val_loss"])
+
+
+def test_the_registry_on_postgresql_keeps_versions_lineage_and_history_there(
+        tmp_path: Path, trained: TrainingResult, postgres_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """MTP_DATABASE_URL on a cluster: MLflow's registry and the platform's lineage and alias
+    history all live in the PostgreSQL database, nothing in the storage path's SQLite."""
+    from sqlalchemy import create_engine, text
+
+    monkeypatch.setenv("MTP_DATABASE_URL", postgres_url)
+    v = register_run(trained.run_dir, "iris-pg", storage=tmp_path)
+    registry = open_model_registry(tmp_path)
+    registry.set_alias("iris-pg", v.version, "champion", reason="on postgres", user="carol")
+    assert registry.resolve("iris-pg@champion").run_dir == str(Path(trained.run_dir).resolve())
+    engine = create_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            moves = conn.execute(text('SELECT model, alias, to_version, reason, "user" '
+                                      "FROM mtp_alias_moves")).all()
+            names = conn.execute(text("SELECT name FROM registered_models")).scalars().all()
+    finally:
+        engine.dispose()
+    assert [tuple(m) for m in moves] == [("iris-pg", "champion", 1, "on postgres", "carol")]
+    assert names == ["iris-pg"]
+    assert not (tmp_path / "_db").exists()
