@@ -23,8 +23,8 @@ from sqlalchemy import (
     Text,
 )
 
-__all__ = ["ALIAS_MOVES", "CLAIMS", "META", "METADATA", "MODEL_VERSIONS", "RESULTS", "SCHEMA_HEAD",
-           "VERIFICATIONS", "VERSION_TABLE"]
+__all__ = ["ALIAS_MOVES", "CLAIMS", "META", "METADATA", "MODEL_VERSIONS", "RESULTS",
+           "SCHEMA_HEAD", "STUDIES", "TRIALS", "VERIFICATIONS", "VERSION_TABLE"]
 
 VERSION_TABLE = "mtp_alembic_version"
 
@@ -110,5 +110,42 @@ ALIAS_MOVES = Table(
 """Every move of an alias, in order: the history ``mtp models history`` shows and the record
 ``mtp models rollback`` reads."""
 
+# -- the study index (revision 0003) ---------------------------------------------------------
+
+STUDIES = Table(
+    "mtp_studies", METADATA,
+    Column("name", String(256), primary_key=True),
+    Column("study_dir", Text, nullable=False),
+    Column("status", String(32), nullable=False),  # hpo.index.StudyStatus value
+    Column("searcher", String(64), nullable=False),
+    Column("metric", String(256), nullable=False),
+    Column("mode", String(8), nullable=False),
+    Column("trials", Integer, nullable=False),
+    Column("best_trial", String(64), nullable=True),
+    Column("best_value", Float, nullable=True),
+    Column("best_params", Text, nullable=True),  # JSON
+    Column("run_id", String(64), nullable=True),  # the study's MLflow parent run
+    Column("started_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("error", Text, nullable=True),
+)
+"""Every study of this database's storage: where it lives, how it ended, its best trial."""
+
+TRIALS = Table(
+    "mtp_trials", METADATA,
+    Column("study", String(256), ForeignKey("mtp_studies.name", ondelete="CASCADE"),
+           primary_key=True),
+    Column("trial_id", String(64), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("params", Text, nullable=False),  # JSON
+    Column("value", Float, nullable=True),
+    Column("metrics", Text, nullable=False),  # JSON: the last report's numbers
+    Column("iterations", Integer, nullable=False),
+    Column("time_s", Float, nullable=False),
+    Column("reused", Boolean, nullable=False),
+)
+"""A study's trials, one row each (written as they finish, and all again at the end)."""
+
 #: The newest revision in ``database/migrations/versions`` (a test checks they agree).
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"

@@ -37,8 +37,10 @@ from typing import Any
 
 from ray.tune import Callback
 
+from database import open_database
 from hpo.errors import HpoError, MetricNotReportedError, SearchConfigError, StudyFailedError
 from hpo.guard import StudyGuard
+from hpo.index import StudyIndex, StudyStatus, TrialRow
 from hpo.metrics import check_trial_metric, task_kind
 from hpo.names import check_study_name, default_study_name, trial_run_name
 from hpo.space import apply_params, check_space, decode, tune_space
@@ -320,6 +322,8 @@ def run_study(spec: SearchSpec, *, name: str, storage: str | Path,
             aside = move_aside(study_dir)
             logger.warning("study %s: the stored study has no finished trial to keep (moved "
                            "to %s); the study starts over with this config", name, aside)
+        index = StudyIndex(open_database(storage_root))
+        callbacks.append(_IndexTrials(spec, storage_root, name))
         parent = None
         if base_task is not None:
             # the parent run first: the store's tables and the experiment exist before the
@@ -335,6 +339,9 @@ def run_study(spec: SearchSpec, *, name: str, storage: str | Path,
                 _task_trainable(dict(base_task), spec, str(storage_root), name,
                                 None if parent is None else parent.run),
                 _trial_actor_resources(task))
+        index.started(name, study_dir=str(study_dir), searcher=spec.searcher.value,
+                      metric=spec.metric, mode=spec.mode.value,
+                      run_id=None if parent is None else parent.run.run_id)
         t0 = time.time()
         if start is StudyStart.RESUME:
             # Tune restores the study's own TuneConfig and RunConfig (this guard's twin among
@@ -362,13 +369,18 @@ def run_study(spec: SearchSpec, *, name: str, storage: str | Path,
             logger.info("study %s: %d trials in %.1f s", name, len(grid), time.time() - t0)
             result = _summarise(spec, name, study_dir, grid)
         except KeyboardInterrupt:
+            index.ended(name, StudyStatus.INTERRUPTED)
             if parent is not None:
                 parent.end(RunOutcome.KILLED)
             raise
         except BaseException as err:
+            index.ended(name, StudyStatus.FAILED, error=f"{type(err).__name__}: {err}")
             if parent is not None:
                 parent.end(RunOutcome.FAILED, error=f"{type(err).__name__}: {err}")
             raise
+        index.ended(name, StudyStatus.FINISHED, trials=[trial_row(t) for t in result.trials],
+                    best={"trial_id": result.best_trial, "value": result.best_value,
+                          "params": result.best_params})
         if parent is not None:
             parent.end(RunOutcome.FINISHED, metrics={f"best_{spec.metric}": result.best_value},
                        tags={Tag.BEST_TRIAL.value: result.best_trial},
@@ -393,6 +405,30 @@ class _Progress(Callback):
         if self.spec.mode.improves(rec.value, None if self.best is None else self.best.value):
             self.best = rec
         self.on_trial(rec, self.best, self.spec.total_trials())
+
+
+class _IndexTrials(Callback):
+    """Writes each finished trial's row to the study index (the Tune driver: one writer).
+
+    Tune pickles its callbacks into the study's state, so this holds the storage path, not
+    an open database (nor a URL with a password): the database is resolved when used."""
+
+    def __init__(self, spec: SearchSpec, storage_root: Path, name: str) -> None:
+        self.spec, self.storage_root, self.name = spec, str(storage_root), name
+        self.done = 0
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        rec = _record_of_trial(self.spec, trial, self.done)
+        self.done += 1
+        if rec is not None:
+            StudyIndex(open_database(Path(self.storage_root))).trial(self.name, trial_row(rec))
+
+
+def trial_row(rec: TrialRecord) -> TrialRow:
+    """A trial's row in the study index."""
+    return TrialRow(trial_id=rec.trial_id, position=rec.index, status=rec.status.value,
+                    params=rec.params, value=rec.value, metrics=rec.last,
+                    iterations=rec.iterations, time_s=rec.time_s, reused=rec.reused)
 
 
 def _record_of_trial(spec: SearchSpec, trial: Any, index: int) -> TrialRecord | None:

@@ -76,3 +76,17 @@ def test_eight_concurrent_trials_lose_no_run_metric_or_trial_row(
         con.close()
     assert {c.info.run_id: counts.get(c.info.run_id) for c in children} == {
         c.info.run_id: EPOCHS for c in children}
+
+    # and the platform's study index in the same database: the study and its 8 trial rows
+    from database import open_database
+    from hpo.index import StudyIndex, StudyStatus
+
+    index = StudyIndex(open_database(tmp_path))
+    indexed = index.get(study.name)
+    assert indexed is not None and indexed.status is StudyStatus.FINISHED
+    assert indexed.trials == TRIALS and indexed.best_trial == study.best_trial
+    assert indexed.run_id == parent.info.run_id
+    trial_rows = index.trials(study.name)
+    assert sorted(t.trial_id for t in trial_rows) == sorted(r["trial_id"] for r in rows)
+    assert {t.trial_id: t.value for t in trial_rows} == pytest.approx(
+        {r["trial_id"]: float(r["val_accuracy"]) for r in rows})
