@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import glob
+import importlib.util
 import logging
 import os
 import pwd
@@ -62,7 +63,8 @@ class PostgresBinaries:
 
 def find_binaries() -> PostgresBinaries:
     """The bin directory of one PostgreSQL install: ``pg_ctl`` on PATH, else the newest
-    ``/usr/lib/postgresql/<version>/bin`` (Debian keeps the server binaries off PATH)."""
+    ``/usr/lib/postgresql/<version>/bin`` (Debian keeps the server binaries off PATH), else
+    the binaries in the ``pgserver`` wheel."""
     candidates: list[Path] = []
     on_path = shutil.which("pg_ctl")
     if on_path:
@@ -72,6 +74,11 @@ def find_binaries() -> PostgresBinaries:
     versions = glob.glob("/usr/lib/postgresql/*/bin")
     versions.sort(key=lambda p: _version_key(Path(p).parent.name), reverse=True)
     candidates.extend(Path(p) for p in versions)
+    # without a system install: the server binaries pip's `pgserver` wheel ships (a dev
+    # dependency), so the README's test command needs nothing but pip
+    spec = importlib.util.find_spec("pgserver")
+    if spec is not None and spec.origin is not None:
+        candidates.append(Path(spec.origin).parent / "pginstall" / "bin")
     for bin_dir in candidates:
         if all(os.access(bin_dir / b, os.X_OK) for b in ("initdb", "pg_ctl", "postgres")):
             return PostgresBinaries(bin_dir)
