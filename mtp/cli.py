@@ -204,9 +204,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     task = load_task(args.config, args.set or [])  # a bad config fails before torch loads
-    from trainer.api import prepare
+    from trainer.api import prepare, resolve_storage
+    from trainer.init_weights import resolve_init_from
     from trainer.report import data_report
 
+    # training.init_from: models:/NAME@ALIAS -> the run it names in the default registry
+    task = resolve_init_from(task, resolve_storage(None), task.tracking.uri)
     p = prepare(task)
     print(json.dumps({"task_id": task.task_id, "samples": p.dataset.num_samples,
                       "sample_shape": list(p.dataset.sample_shape),

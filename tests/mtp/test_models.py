@@ -203,3 +203,20 @@ def test_the_registry_on_postgresql_keeps_versions_lineage_and_history_there(
     assert [tuple(m) for m in moves] == [("iris-pg", "champion", 1, "on postgres", "carol")]
     assert names == ["iris-pg"]
     assert not (tmp_path / "_db").exists()
+
+
+def test_a_task_may_start_from_a_registered_alias(storage: Path,
+                                                  trained: TrainingResult) -> None:
+    """``training.init_from: models:/NAME@ALIAS`` in any task: resolved through the registry
+    when the run starts; the run records where it started and is keyed by those weights."""
+    v = register_run(trained.run_dir, "iris-g", storage=storage)
+    open_model_registry(storage).set_alias("iris-g", v.version, "base")
+    raw = _task("iris-g-finetune", epochs=2, init_from="models:/iris-g@base")
+    raw["id"] = "iris-reg"  # the parent's identity: its seed and split
+    result = train(parse_task(raw), storage_path=storage, run_name="iris-g-finetune",
+                   executor=Executor.IN_PROCESS)
+    assert result.initial_metrics == trained.history[-1].metrics
+    assert result.task["training"]["init_from"] == str(Path(trained.run_dir).resolve())
+    with pytest.raises(ModelNotFoundError, match="model iris-g has no alias 'gone'"):
+        train(parse_task(_task("x", init_from="models:/iris-g@gone")), storage_path=storage,
+              executor=Executor.IN_PROCESS)
