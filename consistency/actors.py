@@ -11,6 +11,7 @@ of the whole cluster. Metrics go to Ray's Prometheus endpoint through ``ray.util
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,7 @@ class ResultRegistryActor:
         self.counts = {"cache_hits": 0, "cache_misses": 0, "registry_hits": 0,
                        "registry_misses": 0, "violations": 0, "verified": 0}
         self.last_confidence: float | None = None
+        self._rate_at = float("-inf")
 
     @property
     def store(self) -> RegistryStore:
@@ -104,7 +106,13 @@ class ResultRegistryActor:
             self.metrics.get()["entries"].set(len(self._store))
         self._rate()
 
-    def _rate(self) -> None:
+    def _rate(self, force: bool = False) -> None:
+        """The hit-rate gauge, at most once a second (a gauge per lookup costs more than the
+        lookup's database read)."""
+        now = time.monotonic()
+        if not force and now - self._rate_at < 1.0:
+            return
+        self._rate_at = now
         lookups = sum(self.counts[k] for k in ("cache_hits", "cache_misses"))
         hits = self.counts["cache_hits"] + self.counts["registry_hits"]
         self.metrics.get()["hit_rate"].set(hits / lookups if lookups else 0.0)
@@ -157,6 +165,7 @@ class ResultRegistryActor:
     def stats(self) -> dict[str, Any]:
         s = self.store.stats().as_dict()
         self.metrics.get()["entries"].set(s["entries"])
+        self._rate(force=True)
         lookups = self.counts["cache_hits"] + self.counts["cache_misses"]
         hits = self.counts["cache_hits"] + self.counts["registry_hits"]
         return {**s, **self.counts, "database": self.store.db.where,

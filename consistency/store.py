@@ -18,6 +18,7 @@ format below) is imported once by :meth:`RegistryStore.import_file` and renamed:
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import logging
 import math
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, bindparam, delete, func, select, update
 
 from consistency.cache import validate_key
 from consistency.errors import ConsistencyError, EntryNotFoundError, RegistryCorruptError
@@ -419,18 +420,16 @@ class RegistryStore:
         return float(self._clock() if now is None else now)
 
     def _read_entry(self, conn: Connection, key: str) -> dict[str, Any] | None:
-        row = conn.execute(select(RESULTS.c.entry, RESULTS.c.checksum)
-                           .where(RESULTS.c.key == key)).first()
-        if row is None:
+        rows = conn.execute(_ENTRY_WITH_REPORTS, {"key": key}).all()  # one statement
+        if not rows:
             return None
-        entry = json.loads(row.entry)
-        if json_checksum(entry) != row.checksum:
+        # the stored text is canonical JSON: its sha256 is the entry's checksum
+        if hashlib.sha256(rows[0].entry.encode()).hexdigest() != rows[0].checksum:
             logger.error("registry: entry %s in %s fails its checksum; treated as absent (a "
                          "new registration replaces it)", key, self.db.where)
             return None
-        reports = conn.execute(select(VERIFICATIONS.c.report).where(VERIFICATIONS.c.key == key)
-                               .order_by(VERIFICATIONS.c.id)).all()
-        entry["verifications"] = [json.loads(r.report) for r in reports]
+        entry = json.loads(rows[0].entry)
+        entry["verifications"] = [json.loads(r.report) for r in rows if r.report is not None]
         out: dict[str, Any] = entry
         return out
 
@@ -445,6 +444,15 @@ class RegistryStore:
             logger.info("registry: %s expired (now %.0f); removed", key, t)
             with self._lock:
                 self._expired += 1
+
+
+# an entry and its consensus reports (oldest first) in one round trip; built once, so each
+# lookup reuses its compiled form
+_ENTRY_WITH_REPORTS = (
+    select(RESULTS.c.entry, RESULTS.c.checksum, VERIFICATIONS.c.report)
+    .select_from(RESULTS.outerjoin(VERIFICATIONS, VERIFICATIONS.c.key == RESULTS.c.key))
+    .where(RESULTS.c.key == bindparam("key"))
+    .order_by(VERIFICATIONS.c.id))
 
 
 def _row(entry: Mapping[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
 
 from database.errors import DatabaseCorruptError, DatabaseError, DatabaseVersionError
 from database.schema import META, SCHEMA_HEAD, VERSION_TABLE
@@ -82,7 +82,9 @@ class Database:
         return self._run(fn, what, read_only=False)
 
     def read(self, fn: Callable[[Connection], T], what: str = "read") -> T:
-        """Run ``fn(connection)`` in a read transaction (on SQLite it takes no write lock)."""
+        """Run ``fn(connection)`` for reading: on SQLite each statement sees the latest
+        committed state (autocommit, no lock: use one statement where two must agree); on
+        PostgreSQL one READ COMMITTED transaction."""
         return self._run(fn, what, read_only=True)
 
     def close(self) -> None:
@@ -132,10 +134,11 @@ class Database:
             return create_engine(self.url, pool_pre_ping=True, pool_size=4, max_overflow=8)
         assert self.path is not None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # one connection per transaction: SQLite connections are cheap, and a pooled one
-        # would hold a WAL snapshot's file handles across forks of Ray worker processes
-        engine = create_engine(self.url, poolclass=NullPool, connect_args={
-            "timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False})
+        # pooled connections: opening one (and its PRAGMAs) costs more than a lookup. A
+        # forked child never reuses them: open_database keys its Database by process id
+        engine = create_engine(self.url, poolclass=QueuePool, pool_size=4, max_overflow=16,
+                               connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S,
+                                             "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _connect(dbapi_conn: Any, _record: Any) -> None:
@@ -151,8 +154,10 @@ class Database:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
-            read_only = conn.get_execution_options().get(_READ_ONLY, False)
-            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+            # a read is its statements in autocommit (WAL: each sees a committed state, no
+            # lock, no BEGIN/COMMIT round trips); a write takes the write lock up front
+            if not conn.get_execution_options().get(_READ_ONLY, False):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
 
@@ -252,6 +257,19 @@ def open_database(where: str | Path | URL | None = None, *,
         if db is None:
             db = _OPEN[key] = Database(url)
         return db
+
+
+def _forget_in_child() -> None:
+    """A forked child opens its own connections: the parent's pooled ones are left to the
+    parent (not closed from here, which would break the parent's open transactions)."""
+    global _OPEN_LOCK
+    _OPEN_LOCK = threading.Lock()  # another thread of the parent may have held it
+    for db in _OPEN.values():
+        db.engine.dispose(close=False)
+    _OPEN.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def close_all() -> None:
