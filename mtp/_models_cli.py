@@ -160,24 +160,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--storage-path", default=None,
-                   help="its platform database holds the lineage and alias history "
-                   "(default: $MTP_STORAGE_PATH or ./mtp_results)")
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow tracking/registry URI (default: $MLFLOW_TRACKING_URI, else the "
-                   "platform database under --storage-path)")
-    p.add_argument("--json", action="store_true", help="print as JSON")
-
-
 def _version_number(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a version number (1, 2, ...)")
     return int(text)
 
 
-def add_models_parser(sub: Any, address_arg: Any) -> None:
-    """Add ``mtp models`` and its sub-commands to the CLI's sub-parsers."""
+def add_models_parser(sub: Any, address_arg: Any, common: Any) -> None:
+    """Add ``mtp models`` and its sub-commands to the CLI's sub-parsers; ``address_arg`` and
+    ``common`` (``--storage-path``, ``--tracking-uri``, ``--json``) are the CLI's own."""
+    _common = common
     models = sub.add_parser("models", help="the model registry: versions, aliases, lineage, "
                             "branches, comparisons, rollback")
     msub = models.add_subparsers(

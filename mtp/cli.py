@@ -409,11 +409,12 @@ def _cmd_experiments_show(args: argparse.Namespace) -> int:
 
 def _tracking_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage-path", default=None,
-                   help="the default tracking store is the database under it "
-                   "(default: $MTP_STORAGE_PATH or ./mtp_results)")
+                   help="its platform database is the default tracking store and holds the "
+                   "model registry's lineage and alias history (default: $MTP_STORAGE_PATH "
+                   "or ./mtp_results)")
     p.add_argument("--tracking-uri", default=None,
-                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the "
-                   "platform database under --storage-path)")
+                   help="MLflow tracking and registry URI (default: $MLFLOW_TRACKING_URI, "
+                   "else the platform database under --storage-path)")
     p.add_argument("--json", action="store_true", help="print as JSON")
 
 
@@ -555,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from mtp._models_cli import add_models_parser
 
-    add_models_parser(sub, _address_arg)
+    add_models_parser(sub, _address_arg, _tracking_args)
     return parser
 
 
