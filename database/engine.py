@@ -82,9 +82,9 @@ class Database:
         return self._run(fn, what, read_only=False)
 
     def read(self, fn: Callable[[Connection], T], what: str = "read") -> T:
-        """Run ``fn(connection)`` for reading: on SQLite each statement sees the latest
-        committed state (autocommit, no lock: use one statement where two must agree); on
-        PostgreSQL one READ COMMITTED transaction."""
+        """Run ``fn(connection)`` for reading, in autocommit: each statement sees the latest
+        committed state (no lock, no BEGIN/COMMIT round trips); use one statement where two
+        must agree."""
         return self._run(fn, what, read_only=True)
 
     def close(self) -> None:
@@ -96,7 +96,12 @@ class Database:
             try:
                 with self.engine.connect() as conn:
                     if read_only:
-                        conn = conn.execution_options(**{_READ_ONLY: True})
+                        # SQLite: no BEGIN (see _engine); PostgreSQL: autocommit, so a lookup
+                        # is one round trip instead of BEGIN, SELECT, COMMIT
+                        options: dict[str, Any] = {_READ_ONLY: True}
+                        if not self.is_sqlite:
+                            options["isolation_level"] = "AUTOCOMMIT"
+                        conn = conn.execution_options(**options)
                     with conn.begin():
                         return fn(conn)
             except DBAPIError as err:

@@ -195,9 +195,18 @@ class ModelRegistry:
         all_tags = {**(tags or {}), "mtp.run_dir": str(run_dir)}
         if parent is not None:
             all_tags.update({"mtp.parent_version": str(parent), "mtp.relation": relation.value})
+        if self.target.is_server and run_id is None:
+            raise ModelRegistryError(
+                f"register {name}: {run_dir} was not tracked on {self.target.shown}, and an "
+                "MLflow server only registers files of its own runs: train it with "
+                "tracking.uri (or MLFLOW_TRACKING_URI) set to this server, or register it in "
+                "the store it was tracked in (--tracking-uri)")
+        # a server takes the files of one of its runs (runs:/ID, their artifacts); a database
+        # store takes the run directory itself
+        source = f"runs:/{run_id}" if self.target.is_server else Path(run_dir).resolve().as_uri()
         mv = retry_busy(lambda: self.mlflow.create_model_version(
-            name, source=Path(run_dir).resolve().as_uri(), run_id=run_id, tags=all_tags,
-            description=description), "model version creation")
+            name, source=source, run_id=run_id, tags=all_tags, description=description),
+            "model version creation")
         version = int(mv.version)
         who = user or _user()
         now = time.time()
