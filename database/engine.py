@@ -25,13 +25,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, select, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    create_engine,
+    event,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import QueuePool
 
 from database.errors import DatabaseCorruptError, DatabaseError, DatabaseVersionError
-from database.schema import META, SCHEMA_HEAD, VERSION_TABLE
+from database.schema import META, METADATA, SCHEMA_HEAD, VERSION_TABLE
 from database.url import database_url, redacted
 from mtp_core.version import __version__
 
@@ -181,15 +194,25 @@ class Database:
             raise DatabaseError(f"database {self.where}: {_first_line(err)}") from None
 
     def _upgrade(self, conn: Connection) -> None:
-        from alembic import command
-        from alembic.config import Config
-        from alembic.script import ScriptDirectory
-
         if not self.is_sqlite:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
         current = _revision(conn)  # again: another process may have migrated meanwhile
         if current == SCHEMA_HEAD:
             return
+        if current is None and not any(t.startswith("mtp_") for t in
+                                       inspect(conn).get_table_names()):
+            # a new database: the newest tables at once, stamped with their revision (what
+            # running every migration gives; tests/database checks that the two agree)
+            logger.info("database %s: creating schema %s", self.where, SCHEMA_HEAD)
+            METADATA.create_all(conn)
+            _VERSION.create(conn)
+            conn.execute(_VERSION.insert().values(version_num=SCHEMA_HEAD))
+            _set_meta(conn, "mtp_version", __version__)
+            return
+        from alembic import command
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.set_main_option("version_table", VERSION_TABLE)
@@ -208,11 +231,21 @@ class Database:
         _set_meta(conn, "mtp_version", __version__)
 
 
-def _revision(conn: Connection) -> str | None:
-    from alembic.runtime.migration import MigrationContext
+# Alembic's version table, as Alembic creates it (read and stamped here without importing it)
+_VERSION = Table(VERSION_TABLE, MetaData(),
+                 Column("version_num", String(32), nullable=False),
+                 PrimaryKeyConstraint("version_num", name=f"{VERSION_TABLE}_pkc"))
 
-    ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
-    return ctx.get_current_revision()
+
+def _revision(conn: Connection) -> str | None:
+    """The schema revision stored in the database (None: no platform schema yet)."""
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return None
+    heads = conn.execute(select(_VERSION.c.version_num)).scalars().all()
+    if len(heads) > 1:
+        raise DatabaseError(f"schema version table {VERSION_TABLE} holds several revisions "
+                            f"({', '.join(heads)}); this mtp keeps one")
+    return heads[0] if heads else None
 
 
 def _stored_mtp_version(conn: Connection) -> str | None:

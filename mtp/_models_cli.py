@@ -66,13 +66,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from tracking.models import check_model_name
+    from tracking.models import VersionRef, check_model_name
 
-    registry = _registry(args)
     if "@" in args.ref or args.ref.startswith("models:/"):
-        _print_version(registry.resolve(args.ref), args.json)
+        ref = VersionRef.parse(args.ref)  # a malformed reference fails before MLflow loads
+        _print_version(_registry(args).resolve(ref), args.json)
         return EXIT_OK
-    versions = registry.versions(check_model_name(args.ref))
+    versions = _registry(args).versions(check_model_name(args.ref))
     if args.json:
         print(json.dumps([asdict(v) for v in versions], indent=1, default=str))
         return EXIT_OK
@@ -94,6 +94,10 @@ def _cmd_register(args: argparse.Namespace) -> int:
 
 
 def _cmd_alias(args: argparse.Namespace) -> int:
+    from tracking.models import check_alias, check_model_name
+
+    check_model_name(args.name)
+    check_alias(args.alias)
     registry = _registry(args)
     move = registry.set_alias(args.name, args.version, args.alias, reason=args.reason)
     before = "(unset)" if move.from_version is None else f"version {move.from_version}"
@@ -102,8 +106,11 @@ def _cmd_alias(args: argparse.Namespace) -> int:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    from tracking.models import format_history
+    from tracking.models import check_alias, check_model_name, format_history
 
+    check_model_name(args.name)
+    if args.alias is not None:
+        check_alias(args.alias)
     moves = _registry(args).history(args.name, args.alias)
     if args.json:
         print(json.dumps([asdict(m) for m in moves], indent=1, default=str))
@@ -113,6 +120,10 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
+    from tracking.models import check_alias, check_model_name
+
+    check_model_name(args.name)
+    check_alias(args.alias)
     move = _registry(args).rollback(args.name, args.alias, reason=args.reason)
     print(f"{args.name}@{args.alias}: version {move.from_version} -> version "
           f"{move.to_version} (rolled back)")
@@ -122,8 +133,8 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 def _cmd_lineage(args: argparse.Namespace) -> int:
     from tracking.models import check_model_name, format_lineage
 
-    registry = _registry(args)
-    versions = registry.versions(check_model_name(args.name))
+    check_model_name(args.name)
+    versions = _registry(args).versions(args.name)
     if args.json:
         print(json.dumps([asdict(v) for v in versions], indent=1, default=str))
     else:
@@ -149,8 +160,11 @@ def _cmd_branch(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from mtp.models import compare_versions
+    from tracking.models import VersionRef
     from trainer.compare import format_comparison
 
+    VersionRef.parse(args.a, "A")  # malformed references fail before MLflow loads
+    VersionRef.parse(args.b, "B")
     c = compare_versions(args.a, args.b, storage=_storage(args),
                          tracking_uri=args.tracking_uri, data=args.data)
     if args.json:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mtp_core.errors import ConfigError
 from mtp_core.hashing import canonical_json
 from mtp_core.spec import TrainingTask, apply_overrides, parse_task
-from tracking.models import LineageRelation, ModelVersion
+from tracking.models import LineageRelation, ModelVersion, VersionRef
 from trainer.registration import open_model_registry, register_run, version_tags
 
 if TYPE_CHECKING:
@@ -70,8 +70,9 @@ def branch_version(ref: str, overrides: Sequence[str], *, storage: str | Path,
     if not overrides:
         raise ConfigError("mtp models branch: give at least one --set KEY=VALUE (e.g. "
                           "training.learning_rate=0.0005): a branch changes something")
+    parsed = VersionRef.parse(ref)  # a malformed reference fails before MLflow loads
     registry = open_model_registry(storage, tracking_uri)
-    parent = registry.resolve(ref)
+    parent = registry.resolve(parsed)
     parent_result = load_result(parent.run_dir)
     raw = dict(parent_result.task)
     for key in ("model", "dataset"):  # relative code/data paths were resolved when stored

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import shutil
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -77,7 +78,20 @@ def test_server_listens_on_loopback_only(postgres_url: str,
 
 
 def test_missing_binaries_name_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
     monkeypatch.setattr(shutil, "which", lambda _name: None)
     monkeypatch.setattr(glob, "glob", lambda _pattern: [])
+    monkeypatch.setattr(importlib.util, "find_spec", lambda _name: None)  # no pgserver wheel
     with pytest.raises(PostgresUnavailable, match=r"apt-get install -y postgresql"):
         find_binaries()
+
+
+def test_without_a_system_install_the_pgserver_wheels_binaries_serve(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the README's test command meets on a machine with only Python and pip."""
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    monkeypatch.setattr(glob, "glob", lambda _pattern: [])
+    found = find_binaries()
+    assert found.bin_dir.parts[-3:] == ("pgserver", "pginstall", "bin")
+    assert Path(found.pg_ctl).is_file()

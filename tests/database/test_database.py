@@ -218,3 +218,32 @@ def test_many_processes_create_and_write_one_database_without_losing_a_row(
         assert got is not None and got["result"] == {"i": 39}
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_new_database_gets_exactly_the_schema_the_migrations_build(
+        backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """A new database is created from ``database.schema`` at once and stamped; an old one
+    runs the migrations: both must give the same tables, columns and indexes."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    from database.schema import METADATA
+
+    url = _url(backend, tmp_path, request)
+    _alembic_upgrade(url, "head")  # every migration, in order
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            diffs = compare_metadata(MigrationContext.configure(conn), METADATA)
+    finally:
+        engine.dispose()
+    assert [d for d in diffs if "alembic_version" not in str(d)] == []
+    fresh = Database(make_url(f"sqlite:///{tmp_path / 'fresh' / 'mtp.db'}"))
+    try:
+        assert _revision(fresh) == SCHEMA_HEAD
+        tables = set(inspect(fresh.engine).get_table_names())
+        assert tables == set(METADATA.tables) | {VERSION_TABLE}
+    finally:
+        fresh.close()
