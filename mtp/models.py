@@ -74,10 +74,8 @@ def branch_version(ref: str, overrides: Sequence[str], *, storage: str | Path,
     registry = open_model_registry(storage, tracking_uri)
     parent = registry.resolve(parsed)
     parent_result = load_result(parent.run_dir)
-    raw = dict(parent_result.task)
-    for key in ("model", "dataset"):  # relative code/data paths were resolved when stored
-        raw[key] = dict(raw[key])
-    child_raw = apply_overrides(raw, list(overrides))
+    raw = parent_result.task  # as stored: relative code/data paths already resolved
+    child_raw = apply_overrides(raw, list(overrides))  # a deep copy
     model_change = task_changes({"model": raw["model"]}, {"model": child_raw.get("model")})
     if model_change:
         where, (old, new) = next(iter(model_change.items()))

@@ -321,10 +321,11 @@ class ModelRegistry:
                 stack.pop()
             elif m.to_version is not None:
                 stack.append(m.to_version)
-        current = self._alias_or_none(name, alias)
+        aliases = self._aliases(name)
+        current = aliases.get(alias)
         if current is None:
             raise ModelNotFoundError(f"model {name} has no alias {alias!r}: nothing to roll "
-                                     f"back{_aliases_hint(self, name)}")
+                                     f"back{_aliases_hint(aliases)}")
         if len(stack) < 2 or stack[-1] != current:
             raise ModelRegistryError(
                 f"model {name}: alias {alias!r} (version {current}) has no earlier version "
@@ -362,17 +363,20 @@ class ModelRegistry:
         raise ModelNotFoundError(f"model {name} has no version {version}; versions: "
                                  f"{', '.join(sorted(have, key=int)) or '(none)'}")
 
+    def _aliases(self, name: str) -> dict[str, int]:
+        """Each alias of ``name`` and the version it points at now (one MLflow read)."""
+        held = getattr(self._model(name), "aliases", None) or {}
+        return {a: int(v) for a, v in held.items()}
+
     def _alias_or_none(self, name: str, alias: str) -> int | None:
-        model = self._model(name)
-        held = (getattr(model, "aliases", None) or {}).get(alias)
-        return None if held is None else int(held)
+        return self._aliases(name).get(alias)
 
     def _alias_target(self, name: str, alias: str) -> int:
-        held = self._alias_or_none(name, alias)
-        if held is None:
+        aliases = self._aliases(name)
+        if alias not in aliases:
             raise ModelNotFoundError(f"model {name} has no alias {alias!r}"
-                                     f"{_aliases_hint(self, name)}")
-        return held
+                                     f"{_aliases_hint(aliases)}")
+        return aliases[alias]
 
 
 def _pages(search: Any, what: str) -> list[Any]:
@@ -387,8 +391,7 @@ def _pages(search: Any, what: str) -> list[Any]:
             return out
 
 
-def _aliases_hint(registry: ModelRegistry, name: str) -> str:
-    aliases = getattr(registry._model(name), "aliases", None) or {}
+def _aliases_hint(aliases: dict[str, int]) -> str:
     return f"; aliases: {', '.join(f'{a} -> {v}' for a, v in sorted(aliases.items()))}" \
         if aliases else "; it has no aliases"
 

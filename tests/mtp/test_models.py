@@ -3,7 +3,6 @@ lineage over three generations of branches, compare, load by alias, and the bad 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +176,6 @@ def test_init_from_a_run_with_another_model_is_refused(storage: Path,
                                           r"one the weights come from \(model.hidden_sizes: "
                                           r"\[16\] there, \[32\] here\)"):
         train(parse_task(task), storage_path=storage, executor=Executor.IN_PROCESS)
-    assert not math.isnan(trained.final_metrics["val_loss"])
 
 
 def test_the_registry_on_postgresql_keeps_versions_lineage_and_history_there(
