@@ -10,9 +10,11 @@ from typing import Any
 from cluster.actors import DETECTOR_NAME, MIGRATOR_NAME
 from cluster.detector import EventKind
 from cluster.migrator import MigrationTrigger
+from cluster.scheduler_actor import SCHEDULER_NAME
 from mtp_core.ray_env import NAMESPACE
+from mtp_core.resources import Resources, format_bytes
 
-__all__ = ["collect_status", "format_status"]
+__all__ = ["collect_status", "format_duration", "format_progress", "format_queue", "format_status"]
 
 
 #: Seconds an actor gets to answer for its snapshot before the status says it does not.
@@ -29,8 +31,10 @@ def collect_status() -> dict[str, Any]:
     import ray
     from ray.exceptions import GetTimeoutError, RayError
 
-    out: dict[str, Any] = {"detector": None, "migrator": None, "ray_nodes": ray.nodes()}
-    for key, name in (("detector", DETECTOR_NAME), ("migrator", MIGRATOR_NAME)):
+    out: dict[str, Any] = {"detector": None, "migrator": None, "scheduler": None,
+                           "ray_nodes": ray.nodes()}
+    for key, name in (("detector", DETECTOR_NAME), ("migrator", MIGRATOR_NAME),
+                      ("scheduler", SCHEDULER_NAME)):
         try:
             handle = ray.get_actor(name, namespace=NAMESPACE)
         except ValueError:
@@ -76,7 +80,76 @@ def _res(r: dict[str, float]) -> str:
     return ", ".join(parts) or "-"
 
 
+def format_duration(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = max(s, 0.0)
+    if s < 60:
+        return f"{s:.0f}s"
+    if s < 3600:
+        return f"{s // 60:.0f}m{s % 60:02.0f}s"
+    return f"{s // 3600:.0f}h{s % 3600 // 60:02.0f}m"
+
+
+def format_progress(rec: Any) -> str:
+    p = rec.progress
+    if p is None:
+        return "-"
+    if p.epochs is None:
+        return "fitted"
+    return f"{p.epoch}/{p.epochs} {p.percent:.0f}%"
+
+
+def _resources(r: Resources) -> str:
+    parts = [f"{r.cpu:g} CPU"]
+    if r.gpu:
+        parts.append(f"{r.gpu:g} GPU")
+    if r.memory:
+        parts.append(format_bytes(r.memory))
+    return " ".join(parts)
+
+
+def format_queue(snap: dict[str, Any], finished: list[Any] | None = None) -> str:
+    """The scheduler's snapshot: cluster resources, then running and waiting tasks (and
+    ``finished`` ones) with id, name, priority, state, progress, resources, waited, ran."""
+    now = snap["now"]
+    rows = [*snap["running"], *snap["waiting"], *(finished or [])]
+    lines = [f"cluster    {snap['nodes']} node{'s' if snap['nodes'] != 1 else ''}: total "
+             f"{snap['total'].describe()}",
+             f"           allocated to tasks {snap['allocated'].describe()}; free "
+             f"{snap['free'].describe()}"]
+    if snap.get("last_error"):
+        lines.append(f"scheduler  last step failed: {snap['last_error']}")
+    if not rows:
+        lines.append("queue      empty")
+        return "\n".join(lines)
+    head = (f"{'ID':<13} {'NAME':<24} {'PRI':>3} {'STATE':<10} {'PROGRESS':<12} "
+            f"{'RESOURCES':<18} {'WAITED':>7} {'RAN':>7}")
+    lines += ["", head]
+    for r in rows:
+        state = r.state.value + ("*" if r.request is not None else "")
+        lines.append(f"{r.id:<13} {r.name[:24]:<24} {r.priority:>3} {state:<10} "
+                     f"{format_progress(r):<12} {_resources(r.demand):<18} "
+                     f"{format_duration(r.waited_at(now)):>7} {format_duration(r.ran_at(now)):>7}")
+    if any(r.request is not None for r in rows):
+        lines.append("* stopping: " + "; ".join(f"{r.id} {r.request.value.lower()}"
+                                                for r in rows if r.request is not None))
+    return "\n".join(lines)
+
+
 def format_status(status: dict[str, Any]) -> str:
+    text = _format_health(status)
+    if status.get("scheduler") is not None:
+        text += "\n\nscheduler: " + status["scheduler"]["database"] + "\n" + format_queue(
+            status["scheduler"])
+    elif status.get("scheduler_error"):
+        text += f"\n\nscheduler: not answering ({status['scheduler_error']})"
+    else:
+        text += "\n\nscheduler: not running (start the services with `mtp cluster start`)"
+    return text
+
+
+def _format_health(status: dict[str, Any]) -> str:
     det, mig = status["detector"], status["migrator"]
     lines: list[str] = []
     if det is None:
@@ -84,8 +157,8 @@ def format_status(status: dict[str, Any]) -> str:
             lines.append(f"fault detector: not answering ({status['detector_error']}); "
                          "nodes from Ray's node table:")
         else:
-            lines.append("fault detector: not running (it starts with the first `mtp run`); "
-                         "nodes from Ray's node table:")
+            lines.append("fault detector: not running (`mtp cluster start` starts it, or the "
+                         "first `mtp run`); nodes from Ray's node table:")
         lines.append(f"{'node':<14}{'address':<17}{'alive':<7}resources")
         for n in status["ray_nodes"]:
             lines.append(f"{n['NodeID'][:12]:<14}{n.get('NodeManagerAddress', ''):<17}"

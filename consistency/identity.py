@@ -42,6 +42,8 @@ RESULT_NEUTRAL_FIELDS: tuple[str, ...] = (
     "tracking",
     "registry",
     "training.init_from",
+    "training.max_runtime_s",
+    "scheduling",
 )
 _RESULT_RESOURCES = frozenset({"num_workers", "use_gpu"})
 
@@ -111,6 +113,8 @@ def task_params_for_key(task_dict: Mapping[str, Any]) -> dict[str, Any]:
       are reused and compared. ``consistency.deterministic`` is KEPT: ``global_seed`` and
       ``use_task_based_seed`` change the seed and so the weights.
     * ``tracking``, ``registry``: where the run is recorded and registered.
+    * ``scheduling``, ``training.max_runtime_s``: when the scheduler runs the task and how long
+      it may; a stopped task resumes bit-identically from its checkpoint.
     * ``training.init_from``: a reference (an alias can move); the caller puts the hash of the
       starting weights it resolves to into the params instead.
 

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 
 __all__ = ["ALIAS_MOVES", "CLAIMS", "META", "METADATA", "MODEL_VERSIONS", "RESULTS",
-           "SCHEMA_HEAD", "STUDIES", "TRIALS", "VERIFICATIONS", "VERSION_TABLE"]
+           "SCHEMA_HEAD", "STUDIES", "TASKS", "TRIALS", "VERIFICATIONS", "VERSION_TABLE"]
 
 VERSION_TABLE = "mtp_alembic_version"
 
@@ -147,5 +147,50 @@ TRIALS = Table(
 )
 """A study's trials, one row each (written as they finish, and all again at the end)."""
 
+# -- the scheduler's queue (revision 0004) -----------------------------------------------------
+
+TASKS = Table(
+    "mtp_tasks", METADATA,
+    Column("seq", Integer, primary_key=True, autoincrement=True),  # submit order (FCFS)
+    Column("id", String(64), nullable=False, unique=True),
+    Column("request_id", String(256), nullable=True, unique=True),  # a client's retry key
+    Column("name", String(256), nullable=False),
+    Column("task_id", String(256), nullable=False),  # the task's own id (seeds, run dir)
+    Column("priority", Integer, nullable=False),
+    Column("state", String(16), nullable=False),  # cluster.queue.QueueState value
+    Column("preemptible", Boolean, nullable=False),
+    Column("checkpointed", Boolean, nullable=False),  # False: stopped at once to preempt
+    Column("max_attempts", Integer, nullable=False),
+    Column("max_runtime_s", Float, nullable=True),
+    Column("resources", Text, nullable=False),  # JSON: TaskResources
+    Column("submitter", String(256), nullable=False),
+    Column("submitted_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),  # first start
+    Column("attempt_started_at", Float, nullable=True),
+    Column("ended_at", Float, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("ran_s", Float, nullable=False),  # run time of the attempts that ended
+    Column("preemptions", Integer, nullable=False),
+    Column("reason", Text, nullable=False),  # of the last state change
+    Column("request", String(16), nullable=True),  # cluster.queue.StopRequest value
+    Column("requested_at", Float, nullable=True),
+    Column("request_epoch", Integer, nullable=True),  # newest checkpoint when asked to stop
+    Column("job_id", String(128), nullable=True),  # the current attempt's Ray job
+    Column("config", Text, nullable=False),  # the task as canonical JSON
+    Column("config_path", Text, nullable=False),  # the file the job's `mtp run` reads
+    Column("storage", Text, nullable=False),
+    Column("run_name", String(256), nullable=False),
+    Column("progress", Text, nullable=True),  # JSON, written by the task's driver
+    Column("progress_attempt", Integer, nullable=True),
+    Column("outcome", Text, nullable=True),  # JSON, written by the task's driver at its end
+    Column("outcome_attempt", Integer, nullable=True),
+    Column("result", Text, nullable=True),  # JSON summary of a SUCCEEDED task
+    Column("error", Text, nullable=True),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_mtp_tasks_state", "state", "priority", "seq"),
+)
+"""The scheduler's queue: one row per submitted task, written by the ``mtp-scheduler`` actor
+(state columns) and by the task's own driver (``progress``/``outcome`` of its attempt)."""
+
 #: The newest revision in ``database/migrations/versions`` (a test checks they agree).
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"

@@ -155,14 +155,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from trainer.api import train
 
     total = None if task.model.type == "sklearn" else task.training.epochs
+    scheduled = args.scheduled
 
     def on_epoch(rec: dict[str, Any]) -> None:
         if not args.quiet:
             print(format_epoch(rec, total), flush=True)
+        if scheduled is not None:
+            scheduled.epoch(rec, total)
 
     cli_s = _process_age_s()
     result = train(task, storage_path=args.storage_path, run_name=args.run_name,
                    address=args.address, on_epoch=on_epoch, use_cache=not args.no_cache)
+    if scheduled is not None:
+        scheduled.result = {
+            "run_dir": str(result.run_dir), "weights_hash": result.weights_hash,
+            "best_metrics": result.best_metrics, "test_metrics": result.test_metrics,
+            "epochs_completed": result.epochs_completed, "data_hash": result.data_hash,
+            "seed": result.seed, "cache_hit": result.cache_hit is not None}
     if args.json:
         print(result.model_dump_json(indent=1))
     else:
@@ -229,6 +238,27 @@ def _cmd_cluster_status(args: argparse.Namespace) -> int:
                          default=str))
     else:
         print(format_status(status))
+    return EXIT_OK
+
+
+def _cmd_cluster_start(args: argparse.Namespace) -> int:
+    connect(args.address, require_cluster="cluster start")
+    from mtp.platform import start_services
+    from trainer.api import resolve_storage
+
+    storage = resolve_storage(args.storage_path)
+    for svc in start_services(storage, args.database_url):
+        print(f"{svc.name:<22}{'started' if svc.started else 'already running'}")
+    print(f"storage               {storage}")
+    return EXIT_OK
+
+
+def _cmd_cluster_stop(args: argparse.Namespace) -> int:
+    connect(args.address, require_cluster="cluster stop")
+    from mtp.platform import stop_services
+
+    stopped = stop_services()
+    print(f"stopped {', '.join(stopped)}" if stopped else "no platform service was running")
     return EXIT_OK
 
 
@@ -502,12 +532,27 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--set", action="append", metavar="KEY=VALUE")
     val.set_defaults(func=_cmd_validate, parser=val)
 
-    cluster = sub.add_parser("cluster", help="cluster health and fault handling")
-    csub = cluster.add_subparsers(dest="cluster_command", required=True, metavar="{status}")
-    status = csub.add_parser("status", help="nodes, health levels, tasks, failures, migrations")
+    cluster = sub.add_parser("cluster", help="the platform's services on a cluster: start, "
+                             "stop, health and the queue")
+    csub = cluster.add_subparsers(dest="cluster_command", required=True,
+                                  metavar="{start,stop,status}")
+    status = csub.add_parser("status", help="nodes, health levels, tasks, failures, "
+                             "migrations, the queue")
     _address_arg(status, local=False)
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_cmd_cluster_status, parser=status)
+    cstart = csub.add_parser("start", help="start the fault detector (and its node agents), "
+                             "the migrator, the result registry and the scheduler on the head "
+                             "(idempotent)")
+    _address_arg(cstart, local=False)
+    cstart.add_argument("--storage-path", default=None,
+                        help="runs, checkpoints and the default platform database (default: "
+                        "$MTP_STORAGE_PATH or ./mtp_results; shared by all nodes)")
+    cstart.set_defaults(func=_cmd_cluster_start, parser=cstart)
+    cstop = csub.add_parser("stop", help="stop the platform's services (the queue stays in the "
+                            "database; running tasks go on)")
+    _address_arg(cstop, local=False)
+    cstop.set_defaults(func=_cmd_cluster_stop, parser=cstop)
 
     ver = sub.add_parser("verify", help="train a task on several nodes and compare the results")
     ver.add_argument("config")
@@ -555,8 +600,10 @@ def build_parser() -> argparse.ArgumentParser:
     eshow.set_defaults(func=_cmd_experiments_show, parser=eshow)
 
     from mtp._models_cli import add_models_parser
+    from mtp._queue_cli import add_queue_parser
 
     add_models_parser(sub, _address_arg, _tracking_args)
+    add_queue_parser(sub, _address_arg)
     return parser
 
 
@@ -640,6 +687,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    args.scheduled = None
+    if args.command == "run":  # a task the scheduler started: it reports how it went
+        from cluster.attempt import ScheduledAttempt
+
+        args.scheduled = ScheduledAttempt.from_env(
+            args.storage_path or os.environ.get("MTP_STORAGE_PATH") or "mtp_results")
+    global _last_error
+    _last_error = ""
+    code = _dispatch(args, argv)
+    if args.scheduled is not None:
+        args.scheduled.ended(code, _last_error)
+    return code
+
+
+_last_error = ""  # the line the command printed for its error (reported to the scheduler)
+
+
+def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     try:
         if getattr(args, "database_url", None):
             from database.url import DATABASE_ENV, database_url
@@ -702,7 +767,9 @@ def _report(err: BaseException, code: int) -> int:
     else:
         prefix = "mtp: failed: "
     logger.debug("%s%s", prefix, type(cause).__name__, exc_info=err)
-    print(prefix + _error_message(err), file=sys.stderr)
+    global _last_error
+    _last_error = prefix + _error_message(err)
+    print(_last_error, file=sys.stderr)
     return code
 
 

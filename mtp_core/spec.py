@@ -51,6 +51,7 @@ __all__ = [
     "SKLEARN_KINDS",
     "SKLEARN_PLATFORM_PARAMS",
     "ResourcesSpec",
+    "SchedulingSpec",
     "SklearnDataset",
     "SklearnModel",
     "Strategy",
@@ -66,6 +67,7 @@ __all__ = [
     "load_task",
     "metric_direction",
     "metrics_for_kind",
+    "parse_memory",
     "parse_task",
     "set_dotted",
 ]
@@ -684,6 +686,11 @@ class TrainingSpec(StrictModel):
         description="Start from another model's weights instead of a random initialization: "
         "models:/NAME/VERSION, models:/NAME@ALIAS or a run directory. The model must have "
         "the same architecture; `mtp models branch` sets it.")
+    max_runtime_s: float | None = Field(
+        None, gt=0.0, le=365 * 86400.0,
+        description="A task run by the scheduler (`mtp submit`) that has trained longer than "
+        "this, over all its attempts, is stopped and FAILED (its checkpoints are kept). "
+        "It also bounds the task's run for backfilling ahead of a larger waiting task.")
 
     @model_validator(mode="after")
     def _room_to_train(self) -> TrainingSpec:
@@ -722,11 +729,43 @@ class RegistrySpec(StrictModel):
         return v
 
 
+_MEMORY_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6,
+                 "g": 10**9, "gb": 10**9, "t": 10**12, "tb": 10**12, "ki": 2**10, "kib": 2**10,
+                 "mi": 2**20, "mib": 2**20, "gi": 2**30, "gib": 2**30, "ti": 2**40,
+                 "tib": 2**40}
+_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_memory(value: Any) -> int:
+    """Bytes from a whole number of bytes or a size with a unit: ``512MiB``, ``4GB``, ``2Gi``."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a size")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a size")
+        return int(value)
+    if isinstance(value, str):
+        m = _MEMORY_RE.match(value)
+        if m and m.group(2).lower() in _MEMORY_UNITS:
+            return int(float(m.group(1)) * _MEMORY_UNITS[m.group(2).lower()])
+    raise ValueError(f"{value!r} is not a size; allowed: bytes (e.g. 2147483648) or a number "
+                     "with a unit (512MiB, 4GiB, 8GB)")
+
+
 class ResourcesSpec(StrictModel):
     num_workers: int = Field(2, ge=1, le=4096, description="Data-parallel training workers.")
     cpus_per_worker: float = Field(1.0, gt=0.0, le=1024)
     gpus_per_worker: float = Field(0.0, ge=0.0, le=16)
     use_gpu: bool = Field(False, description="Train on GPUs with NCCL (gloo on CPU otherwise).")
+    memory_per_worker: int | None = Field(
+        None, ge=1, le=2**50,
+        description="Memory each worker reserves from Ray's `memory` resource, in bytes or "
+        "with a unit (`4GiB`); the scheduler admits a task only when it is free.")
+
+    @field_validator("memory_per_worker", mode="before")
+    @classmethod
+    def _memory(cls, v: Any) -> Any:
+        return None if v is None else parse_memory(v)
 
     @model_validator(mode="after")
     def _gpu_consistency(self) -> ResourcesSpec:
@@ -829,6 +868,23 @@ class ParameterServerSpec(StrictModel):
         0.0, ge=0.0, le=64, description="CPUs reserved per server actor (0: share the node).")
 
 
+class SchedulingSpec(StrictModel):
+    """How the platform's scheduler (`mtp submit`) queues the task; never part of the result.
+
+    Higher ``priority`` runs first (first come, first served within a priority); a waiting
+    task may stop running ``preemptible`` tasks of lower priority at their next checkpoint,
+    which later resume from it with bit-identical results.
+    """
+
+    priority: int = Field(50, ge=1, le=99, description="1 (lowest) to 99 (highest).")
+    preemptible: bool = Field(
+        True, description="Whether a higher-priority task may stop this one at a checkpoint "
+        "(it is queued again and resumes from that checkpoint).")
+    max_attempts: int = Field(
+        3, ge=1, le=100, description="Starts of the task when its driver dies (a lost node, a "
+        "killed process); a training that fails with an error is not retried.")
+
+
 class TrainingTask(StrictModel):
     """One unit of work: model + dataset + hyperparameters + resources.
 
@@ -856,6 +912,9 @@ class TrainingTask(StrictModel):
         default_factory=TrackingSpec, description="Experiment tracking on MLflow.")
     registry: RegistrySpec = Field(
         default_factory=RegistrySpec, description="The model registry (MLflow).")
+    scheduling: SchedulingSpec = Field(
+        default_factory=SchedulingSpec,
+        description="Priority, preemption and retries under the scheduler (`mtp submit`).")
 
     @field_validator("name", "id")
     @classmethod

@@ -37,7 +37,7 @@ from mtp_core.errors import raised_error
 from mtp_core.layout import RunLayout, ensure_storage
 from mtp_core.names import check_name
 from mtp_core.ray_env import apply_train_env, connect
-from mtp_core.resources import TaskResources
+from mtp_core.resources import Resources, TaskResources, capacity_problem
 from mtp_core.spec import SklearnModel, Strategy, TrainingTask
 from mtp_core.version import __version__
 from tracking import RunOutcome, RunTracker, TrackedRun
@@ -156,27 +156,16 @@ def check_run_dir(layout: RunLayout, task: TrainingTask, prepared: PreparedTask)
 def _check_capacity(task: TrainingTask) -> None:
     import ray
 
-    res = task.resources
-    needs = TaskResources.of(task)
-    need_cpu, need_gpu = needs.total_cpus, needs.total_gpus
-    total = ray.cluster_resources()
-    have_cpu, have_gpu = total.get("CPU", 0.0), total.get("GPU", 0.0)
-    problems = []
-    if need_cpu > have_cpu:
-        problems.append(f"{need_cpu:g} CPUs (resources.num_workers={res.num_workers} x "
-                        f"cpus_per_worker={res.cpus_per_worker:g}) but the cluster has "
-                        f"{have_cpu:g}")
-    if need_gpu > have_gpu:
-        problems.append(f"{need_gpu:g} GPUs but the cluster has {have_gpu:g}")
-    if not problems:
+    nodes = [Resources.from_ray(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+    problem = capacity_problem(TaskResources.of(task), nodes)
+    if problem is None:
         return
-    msg = "the task needs " + "; ".join(problems)
     if os.environ.get("MTP_ALLOW_AUTOSCALE"):
-        logger.warning("%s; waiting for the autoscaler (MTP_ALLOW_AUTOSCALE is set)", msg)
+        logger.warning("%s; waiting for the autoscaler (MTP_ALLOW_AUTOSCALE is set)", problem)
         return
-    raise ConfigError(msg + ": lower resources.num_workers / cpus_per_worker / "
-                      "gpus_per_worker, or add nodes (set MTP_ALLOW_AUTOSCALE=1 to wait for "
-                      "an autoscaling cluster instead)")
+    raise ConfigError(problem + ": lower resources.num_workers / cpus_per_worker / "
+                      "gpus_per_worker / memory_per_worker, or add nodes (set "
+                      "MTP_ALLOW_AUTOSCALE=1 to wait for an autoscaling cluster instead)")
 
 
 def _ray_train_log_level() -> str:

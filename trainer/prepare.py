@@ -117,7 +117,8 @@ def identity(task: TrainingTask) -> dict[str, Any]:
     d["model"].pop("code_dir", None)  # where the code was found; its content is hashed
     d["dataset"].pop("code_dir", None)
     training = {k: v for k, v in d["training"].items()
-                if k not in ("epochs", "early_stopping", "checkpoint", "init_from")}
+                if k not in ("epochs", "early_stopping", "checkpoint", "init_from",
+                                 "max_runtime_s")}
     key = {"task_id": task.task_id, "model": d["model"], "dataset": d["dataset"],
            "hyperparameters": d["hyperparameters"], "training": training}
     if task.strategy is not Strategy.DDP:  # the optimizer state lives on the server shards

@@ -1,0 +1,229 @@
+"""``mtp submit | queue | status | logs | cancel | priority``: the scheduler on the command line
+(see :mod:`mtp.queue`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["add_queue_parser", "format_task"]
+
+EXIT_OK = 0
+_TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+def _priority(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= value <= 99:
+        raise argparse.ArgumentTypeError(f"priority {value} is out of range; allowed: 1 to 99")
+    return value
+
+
+def _connect(args: argparse.Namespace, what: str) -> None:
+    from mtp_core.ray_env import connect
+
+    connect(args.address, require_cluster=what)
+
+
+def _when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+
+
+def format_task(rec: Any, now: float) -> str:
+    from cluster.status import format_duration, format_progress
+
+    lines = [f"task       {rec.id}  {rec.name}  (task id {rec.task_id})",
+             f"state      {rec.state.value}: {rec.reason}",
+             f"priority   {rec.priority}{'' if rec.preemptible else '  (not preemptible)'}",
+             f"resources  {rec.demand.describe()}  ({rec.resources.num_workers} workers)",
+             f"submitted  {_when(rec.submitted_at)} by {rec.submitter}",
+             f"started    {_when(rec.started_at)}   ended {_when(rec.ended_at)}",
+             f"waited     {format_duration(rec.waited_at(now))}   "
+             f"ran {format_duration(rec.ran_at(now))}"
+             f"   attempts {rec.attempts}/{rec.max_attempts}   preemptions {rec.preemptions}"]
+    if rec.max_runtime_s is not None:
+        lines.append(f"limit      training.max_runtime_s={rec.max_runtime_s:g}")
+    if rec.job_id:
+        lines.append(f"ray job    {rec.job_id}  (ray job logs {rec.job_id})")
+    lines.append(f"run dir    {rec.storage}/{rec.run_name}")
+    if rec.progress is not None:
+        p = rec.progress
+        metrics = "  ".join(f"{k} {v:.4g}" for k, v in sorted(p.metrics.items())
+                            if k.startswith(("val_", "train_loss")))
+        lines.append(f"progress   {format_progress(rec)}  checkpoint epoch "
+                     f"{p.checkpoint_epoch if p.checkpoint_epoch is not None else '-'}"
+                     + (f"  {metrics}" if metrics else ""))
+    if rec.result:
+        r = rec.result
+        best = "  ".join(f"{k} {v:.4g}" for k, v in sorted((r.get("best_metrics") or {}).items()))
+        lines.append(f"result     weights {str(r.get('weights_hash', ''))[:16]}  {best}"
+                     + ("  (cache hit)" if r.get("cache_hit") else ""))
+    if rec.error:
+        lines.append(f"error      {rec.error}")
+    return "\n".join(lines)
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from mtp_core.spec import load_task
+
+    task = load_task(args.config, args.set or [])  # a bad config fails before Ray or torch
+    if args.priority is not None:
+        task = task.model_copy(update={"scheduling": task.scheduling.model_copy(
+            update={"priority": args.priority})})
+    _connect(args, "submit")
+    from mtp.queue import submit
+
+    rec = submit(task, storage=args.storage_path, request_id=args.request_id)
+    if args.json:
+        from cluster.scheduler_actor import summarize
+
+        print(json.dumps(summarize(rec, time.time()), indent=1, default=str))
+    else:
+        print(rec.id)
+    return EXIT_OK
+
+
+def _cmd_queue(args: argparse.Namespace) -> int:
+    _connect(args, "queue")
+    from cluster.queue import QueueState
+    from cluster.scheduler_actor import summarize
+    from cluster.status import format_queue
+    from mtp.queue import snapshot, tasks
+
+    snap = snapshot()
+    finished = []
+    if args.all:
+        ended = tasks([QueueState.SUCCEEDED, QueueState.FAILED, QueueState.CANCELLED])
+        finished = ended[-args.limit:]
+    if args.json:
+        print(json.dumps({
+            "running": [summarize(r, snap["now"]) for r in snap["running"]],
+            "waiting": [summarize(r, snap["now"]) for r in snap["waiting"]],
+            "finished": [summarize(r, snap["now"]) for r in finished],
+            "cluster": {k: vars(snap[k]) for k in ("total", "allocated", "free", "available")},
+            "nodes": snap["nodes"]}, indent=1, default=str))
+    else:
+        print(format_queue(snap, finished))
+    return EXIT_OK
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    _connect(args, "status")
+    from mtp.queue import get_task
+
+    rec = get_task(args.id)
+    if args.json:
+        from cluster.scheduler_actor import summarize
+
+        print(json.dumps(summarize(rec, time.time()), indent=1, default=str))
+    else:
+        print(format_task(rec, time.time()))
+    return EXIT_OK
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    _connect(args, "logs")
+    from mtp.queue import get_task, task_logs
+
+    shown: dict[int, int] = {}
+    while True:
+        rec = get_task(args.id)
+        for attempt, job_id, text in task_logs(args.id):
+            if attempt not in shown and (len(text) or rec.attempts > 1):
+                if rec.attempts > 1 or attempt > 1:
+                    print(f"--- attempt {attempt} (ray job {job_id}) ---", flush=True)
+                shown[attempt] = 0
+            if attempt in shown and len(text) > shown[attempt]:
+                sys.stdout.write(text[shown[attempt]:])
+                sys.stdout.flush()
+                shown[attempt] = len(text)
+        if not args.follow or rec.state.value in _TERMINAL:
+            break
+        time.sleep(1.0)
+    if not shown:
+        print(f"task {rec.id} is {rec.state.value}: no logs yet ({rec.reason})",
+              file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    _connect(args, "cancel")
+    from mtp.queue import cancel
+
+    rec = cancel(args.id)
+    print(f"{rec.id} {rec.state.value}: {rec.reason}")
+    return EXIT_OK
+
+
+def _cmd_priority(args: argparse.Namespace) -> int:
+    _connect(args, "priority")
+    from mtp.queue import set_priority
+
+    rec = set_priority(args.id, args.priority)
+    print(f"{rec.id} priority {rec.priority} ({rec.state.value})")
+    return EXIT_OK
+
+
+def _task_id(text: str) -> str:
+    if not text or len(text) > 64 or not all(c.isalnum() or c in "-_" for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a task id (as `mtp submit` prints, "
+                                         "e.g. t-1a2b3c4d5e)")
+    return text
+
+
+def add_queue_parser(sub: Any, address_arg: Callable[[argparse.ArgumentParser, bool], None]
+                     ) -> None:
+    p = sub.add_parser("submit", help="queue a task on the cluster's scheduler; prints its id "
+                       "and returns at once")
+    p.add_argument("config", help="task config file (.yaml, .yml or .json)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config field (repeatable)")
+    p.add_argument("--priority", type=_priority, default=None,
+                   help="1 (lowest) to 99 (highest); default: scheduling.priority (50)")
+    p.add_argument("--request-id", default=None, metavar="KEY",
+                   help="a key of yours: a retried submit with the same key queues nothing new")
+    p.add_argument("--storage-path", default=None,
+                   help="where the scheduler stores runs, when this submit starts it "
+                   "(default: $MTP_STORAGE_PATH or ./mtp_results; shared by all nodes)")
+    address_arg(p, False)
+    p.add_argument("--json", action="store_true", help="print the queued task as JSON")
+    p.set_defaults(func=_cmd_submit, parser=p)
+
+    q = sub.add_parser("queue", help="the queue, the running tasks and the cluster's total, "
+                       "allocated and free resources")
+    q.add_argument("--all", action="store_true", help="also the tasks that have ended")
+    q.add_argument("--limit", type=int, default=20, help="ended tasks shown with --all")
+    address_arg(q, False)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=_cmd_queue, parser=q)
+
+    s = sub.add_parser("status", help="one task: state and why, times, progress, result")
+    s.add_argument("id", type=_task_id)
+    address_arg(s, False)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_status, parser=s)
+
+    lg = sub.add_parser("logs", help="a task's output (every attempt's Ray job)")
+    lg.add_argument("id", type=_task_id)
+    lg.add_argument("-f", "--follow", action="store_true", help="until the task ends")
+    address_arg(lg, False)
+    lg.set_defaults(func=_cmd_logs, parser=lg)
+
+    c = sub.add_parser("cancel", help="remove a waiting task, or stop a running one (its "
+                       "checkpoints are kept)")
+    c.add_argument("id", type=_task_id)
+    address_arg(c, False)
+    c.set_defaults(func=_cmd_cancel, parser=c)
+
+    pr = sub.add_parser("priority", help="change a queued or running task's priority")
+    pr.add_argument("id", type=_task_id)
+    pr.add_argument("priority", type=_priority)
+    address_arg(pr, False)
+    pr.set_defaults(func=_cmd_priority, parser=pr)

@@ -1,0 +1,148 @@
+"""The task queue from a driver script or the CLI: submit, look, cancel, reprioritize.
+
+::
+
+    import mtp.queue as q
+
+    rec = q.submit(mtp.load_task("examples/digits_mlp.yaml"), priority=80)  # returns at once
+    q.get_task(rec.id).state        # QueueState.PENDING / RUNNING / SUCCEEDED ...
+    q.cancel(rec.id)
+
+Each call needs a connection to the cluster (``mtp_core.ray_env.connect``): the scheduler is
+the cluster's ``mtp-scheduler`` actor, started here on the first submit if ``mtp cluster start``
+has not started it. A task is checked completely before it is queued: its config, its data
+(loaded, validated and hashed, as ``mtp validate`` does) and whether the cluster could ever hold
+it; a task that passes starts later exactly as ``mtp run`` would run it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from cluster.queue import QueueState, TaskRecord
+from cluster.scheduler_actor import (
+    Submission,
+    default_submitter,
+    find_scheduler,
+    get_scheduler,
+)
+from mtp_core.errors import ConfigError
+from mtp_core.resources import TaskResources
+from mtp_core.spec import SklearnModel, TrainingTask
+
+__all__ = ["cancel", "check_task", "get_task", "scheduler", "set_priority", "snapshot",
+           "submit", "task_logs", "tasks"]
+
+_CALL_TIMEOUT_S = 60.0
+
+
+def check_task(task: TrainingTask, storage: Path) -> None:
+    """What ``mtp run`` would refuse before training, refused now: the data (loaded, checked
+    against ``dataset.validation``), the model and loss for its kind, ``init_from``."""
+    from trainer.api import prepare
+    from trainer.init_weights import resolve_init_from
+
+    prepare(resolve_init_from(task, storage, task.tracking.uri))
+
+
+def submission(task: TrainingTask, *, priority: int | None = None,
+               request_id: str | None = None, submitter: str | None = None) -> Submission:
+    if priority is not None and not 1 <= priority <= 99:
+        raise ConfigError(f"--priority {priority} is out of range; allowed: 1 to 99")
+    s = task.scheduling
+    return Submission(
+        name=task.name, task_id=task.task_id, config=task.model_dump_json(),
+        resources=TaskResources.of(task),
+        priority=priority if priority is not None else s.priority,
+        preemptible=s.preemptible, checkpointed=not isinstance(task.model, SklearnModel),
+        max_attempts=s.max_attempts, max_runtime_s=task.training.max_runtime_s,
+        submitter=submitter or default_submitter(), request_id=request_id)
+
+
+def scheduler(storage: str | Path | None = None, database_url: str | None = None,
+              create: bool = True) -> Any:
+    """The cluster's scheduler actor; with ``create`` started on ``storage`` if none runs.
+    A ``storage`` given explicitly must be the running scheduler's."""
+    found = find_scheduler()
+    if found is None:
+        if not create:
+            raise ConfigError("no scheduler runs on this cluster: start it with `mtp cluster "
+                              "start` (or queue a task with `mtp submit`)")
+        from trainer.api import resolve_storage
+
+        return get_scheduler(resolve_storage(storage), database_url)
+    if storage is not None:
+        info = _call(found.info.remote())
+        wanted = str(Path(storage).expanduser().resolve())
+        if info["storage"] != wanted:
+            raise ConfigError(f"--storage-path {storage}: the cluster's scheduler stores runs "
+                              f"under {info['storage']}; omit --storage-path or give that")
+    return found
+
+
+def _call(ref: Any) -> Any:
+    return ray.get(ref, timeout=_CALL_TIMEOUT_S)
+
+
+def submit(task: TrainingTask, *, priority: int | None = None,
+           storage: str | Path | None = None, database_url: str | None = None,
+           request_id: str | None = None, check: bool = True) -> TaskRecord:
+    """Queue ``task``; returns its record (state PENDING) at once."""
+    from trainer.api import resolve_storage
+
+    actor = scheduler(storage, database_url)
+    sub = submission(task, priority=priority, request_id=request_id)
+    if check:
+        check_task(task, resolve_storage(storage))
+    record: TaskRecord = _call(actor.submit.remote(sub))
+    return record
+
+
+def get_task(task_id: str) -> TaskRecord:
+    record: TaskRecord = _call(scheduler(create=False).get.remote(task_id))
+    return record
+
+
+def tasks(states: list[QueueState] | None = None, name: str | None = None,
+          limit: int | None = None) -> list[TaskRecord]:
+    found: list[TaskRecord] = _call(scheduler(create=False).tasks.remote(
+        [s.value for s in states] if states else None, name, limit))
+    return found
+
+
+def snapshot() -> dict[str, Any]:
+    found: dict[str, Any] = _call(scheduler(create=False).snapshot.remote())
+    return found
+
+
+def cancel(task_id: str, who: str | None = None) -> TaskRecord:
+    record: TaskRecord = _call(scheduler(create=False).cancel.remote(
+        task_id, who or default_submitter()))
+    return record
+
+
+def set_priority(task_id: str, priority: int) -> TaskRecord:
+    record: TaskRecord = _call(scheduler(create=False).set_priority.remote(task_id, priority))
+    return record
+
+
+def task_logs(task_id: str) -> list[tuple[int, str, str]]:
+    """(attempt, Ray job id, log text) of each attempt, oldest first."""
+    found: list[tuple[int, str, str]] = _call(scheduler(create=False).logs.remote(task_id))
+    return found
+
+
+def wait(task_id: str, timeout_s: float, poll_s: float = 0.5) -> TaskRecord:
+    """The task's record once it has ended (or raise TimeoutError after ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rec = get_task(task_id)
+        if rec.state in (QueueState.SUCCEEDED, QueueState.FAILED, QueueState.CANCELLED):
+            return rec
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"task {task_id} still {rec.state.value} after {timeout_s:g} s")
+        time.sleep(poll_s)
