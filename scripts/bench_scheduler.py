@@ -642,8 +642,8 @@ class Cluster:
         return trial
 
     def baseline(self, repeat: int) -> Trial:
-        run_name = f"bench-sched-base-{uuid.uuid4().hex[:10]}"
-        job_id = f"bench-{run_name}"
+        tag = uuid.uuid4().hex[:10]
+        run_name, job_id = f"bench-sched-base-{tag}", f"bench-base-{tag}"
         entrypoint = shlex.join([*mtp_command(), "run", str(self.config), "--storage-path",
                                  str(self.storage), "--run-name", run_name])
         t0_wall, t0 = time.time(), time.perf_counter()
@@ -786,7 +786,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"       admissions {b['admitted']:,} ({b['admissions_per_step']:.2f}/step) = "
               f"{b['admissions_per_s']:,.0f} admissions/s; all decisions {b['decisions']:,} "
               f"(ends {b['ended']:,}, preemption requests {b['preempted']:,}, stops "
-              f"{b['stops']:,}) = {b['decisions_per_s']:,.0f}/s")
+              f"{b['stops']:,}) = {b['decisions_per_s']:,.0f}/s; {b['requeued']} preempted "
+              "task(s) back in the queue")
         print(f"       first step on the empty cluster: {f['seconds'] * 1e3:.1f} ms, "
               f"{f['admitted']} admitted")
     if "first_epoch" in report:

@@ -57,6 +57,16 @@ def test_the_head_serves_mlflow_on_the_platform_database_and_every_node_points_a
     assert cfg["head_start_ray_commands"].index(cmd) > 1
 
 
+def test_the_head_starts_the_platform_services_after_ray() -> None:
+    """`mtp cluster start` (tests/integration/test_scheduler.py runs it on a cluster) is a
+    head start command, after `ray start`, on the shared storage path."""
+    cmds = yaml.safe_load((REPO / "ray-cluster.yaml").read_text())["head_start_ray_commands"]
+    start = [i for i, c in enumerate(cmds) if "mtp cluster start" in c]
+    ray_start = [i for i, c in enumerate(cmds) if "ray start --head" in c]
+    assert len(start) == 1 and ray_start and start[0] > ray_start[0], cmds
+    assert "--address 127.0.0.1:6379 --storage-path /mnt/shared/mtp" in cmds[start[0]]
+
+
 def test_the_node_environment_names_the_heads_server(tmp_path: Path) -> None:
     """The setup line run as Ray runs it on a worker (RAY_HEAD_IP exported) and on the head."""
     cfg = yaml.safe_load((REPO / "ray-cluster.yaml").read_text())

@@ -309,6 +309,26 @@ def test_no_further_preemption_while_stops_are_in_flight() -> None:
     assert out.preempted == [] and s.get("mid").request is None
 
 
+def test_no_backfill_by_runtime_while_the_room_is_being_freed_by_preemption() -> None:
+    # other's limit ends in 100 s, but the victim being stopped frees the room any moment:
+    # short (limit 50 s) would delay urgent, so it waits
+    s, _ = make(running("victim", 10, seq=1, cpus=2), running("other", 50, seq=2, cpus=2,
+                                                               max_runtime_s=100.0),
+                rec("urgent", 80, seq=3, cpus=3), rec("short", 50, seq=4,
+                                                        max_runtime_s=50.0))
+    out = s.step(cap(5))
+    assert [t.id for t in out.preempted] == ["victim"]
+    assert started(out) == [] and s.get("short").state is QueueState.PENDING
+    # without the preemption (urgent not above the victim) short may run: it ends before
+    # other's limit frees the room urgent waits for
+    s, _ = make(running("victim", 90, seq=1, cpus=2), running("other", 50, seq=2, cpus=2,
+                                                               max_runtime_s=100.0),
+                rec("urgent", 80, seq=3, cpus=3), rec("short", 50, seq=4,
+                                                        max_runtime_s=50.0))
+    out = s.step(cap(5))
+    assert out.preempted == [] and started(out) == ["short"]
+
+
 def _preempt_one(checkpointed: bool = True, grace: float = 600.0,
                  report: Progress | None = None) -> tuple[Scheduler, Clock]:
     """``victim`` (priority 10, 2 CPUs) is asked to stop for ``urgent`` (priority 80)."""

@@ -155,6 +155,27 @@ def _job_client() -> Any:
     return JobSubmissionClient(f"http://{url}")
 
 
+def test_cluster_start_shows_node_health_and_the_queue_at_once(
+        sched: SchedCluster, capsys: pytest.CaptureFixture[str]) -> None:
+    """Right after `mtp cluster start` (the fixture's), before any task: both nodes with a
+    health level, the empty queue; a second start starts nothing."""
+    from cluster.status import collect_status
+
+    def healthy() -> dict[str, Any] | None:
+        det = collect_status()["detector"]
+        return det if det and [n["health"] for n in det["nodes"]] == ["HEALTHY"] * 2 else None
+
+    wait_for(healthy, 60, interval_s=0.5, what="two HEALTHY nodes in the detector")
+    capsys.readouterr()
+    assert main(["cluster", "status"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("HEALTHY") == 2 and "queue      empty" in out, out
+    assert "scheduler: " + str(sched.storage / "_db" / "mtp.db") in out, out
+    assert main(["cluster", "start", "--storage-path", str(sched.storage)]) == 0
+    again = capsys.readouterr().out
+    assert again.count("already running") == 4 and "started" not in again, again
+
+
 def test_priority_order_preemption_and_a_scheduler_restart(idle: SchedCluster,
                                                            tmp_path: Path) -> None:
     """A priority-10 task runs; 50 and then 90 are submitted: 90 preempts 10 at a checkpoint,
