@@ -319,9 +319,9 @@ def test_no_backfill_by_runtime_while_the_room_is_being_freed_by_preemption() ->
     out = s.step(cap(5))
     assert [t.id for t in out.preempted] == ["victim"]
     assert started(out) == [] and s.get("short").state is QueueState.PENDING
-    # without the preemption (urgent not above the victim) short may run: it ends before
-    # other's limit frees the room urgent waits for
-    s, _ = make(running("victim", 90, seq=1, cpus=2), running("other", 50, seq=2, cpus=2,
+    # without the preemption (nothing below urgent's priority) short may run: it ends
+    # before other's limit frees the room urgent waits for
+    s, _ = make(running("victim", 90, seq=1, cpus=2), running("other", 90, seq=2, cpus=2,
                                                                max_runtime_s=100.0),
                 rec("urgent", 80, seq=3, cpus=3), rec("short", 50, seq=4,
                                                         max_runtime_s=50.0))

@@ -302,3 +302,47 @@ def test_a_task_that_can_never_fit_is_refused_at_submit(idle: SchedCluster, tmp_
     assert "4 CPUs" in err and "the cluster has 1" in err, err
     assert main(["status", "t-0000000000"]) == 2
     assert "no task 't-0000000000'" in capsys.readouterr().err
+
+
+def _scrape() -> str:
+    import urllib.request
+
+    import ray
+
+    text = ""
+    for node in ray.nodes():
+        if node.get("Alive") and node.get("MetricsExportPort"):
+            url = f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+            try:
+                with urllib.request.urlopen(url, timeout=10) as r:
+                    text += r.read().decode()
+            except OSError:
+                continue
+    return text
+
+
+def _value(text: str, name: str, **tags: str) -> float | None:
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in tags.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_scheduler_metrics_reach_the_prometheus_endpoint(idle: SchedCluster, tmp_path: Path
+                                                         ) -> None:
+    """A refused submit is counted, and the idle queue's gauge reads zero running tasks, on
+    the head's Prometheus endpoint (``ray.util.metrics``)."""
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps(digits("huge", 1, resources__num_workers=8)))
+    assert main(["submit", str(path)]) == 2
+
+    def scraped() -> str | None:
+        text = _scrape()
+        refused = _value(text, "ray_mtp_admissions_refused_total")
+        return text if refused is not None and refused >= 1 else None
+
+    text = wait_for(scraped, 120, interval_s=2,
+                    what="ray_mtp_admissions_refused_total >= 1 on a node's metrics endpoint")
+    assert _value(text, "ray_mtp_running_tasks") == 0
