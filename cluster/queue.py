@@ -24,10 +24,10 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, func, select, update
-from sqlalchemy.exc import IntegrityError
 
-from database import Database
+from database import Database, DatabaseError
 from database.schema import TASKS
+from database.sql import insert_returning_key
 from mtp_core.resources import Resources, TaskResources
 
 __all__ = [
@@ -242,24 +242,18 @@ class QueueStore:
         the task that request created instead (a retried submit never queues twice)."""
 
         def write(conn: Connection) -> TaskRecord:
-            if rec.request_id is not None:
-                found = conn.execute(select(TASKS).where(
-                    TASKS.c.request_id == rec.request_id)).mappings().first()
-                if found is not None:
-                    return _record(found)
-            key = conn.execute(TASKS.insert().values(**_row(rec))).inserted_primary_key
-            assert key is not None
-            return replace(rec, seq=int(key[0]))
-
-        try:
-            return self.db.write(write, "queue a task")
-        except IntegrityError:
-            if rec.request_id is None:
-                raise
-            found = self.find_request(rec.request_id)  # a concurrent submit of the same request
+            seq = insert_returning_key(conn, TASKS, _row(rec))
+            if seq is not None:
+                return replace(rec, seq=int(seq))
+            # the request was queued before (or by a concurrent submit, now committed)
+            found = conn.execute(select(TASKS).where(
+                TASKS.c.request_id == rec.request_id)).mappings().first()
             if found is None:
-                raise
-            return found
+                raise DatabaseError(f"database {self.db.where}: task {rec.id} was not queued "
+                                    "and no task of its request exists")
+            return _record(found)
+
+        return self.db.write(write, "queue a task")
 
     def save(self, rec: TaskRecord) -> None:
         """Write a record's state columns (the scheduler's view after a decision)."""

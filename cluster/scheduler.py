@@ -319,6 +319,9 @@ class Scheduler:
                     else f" (it finished before the {rec.request.value.lower()} took effect)")
             self._finish(base, QueueState.SUCCEEDED, f"succeeded in attempt {rec.attempts}"
                          + note, now, out, result=outcome.result)
+        elif outcome is not None and outcome.code not in _INTERRUPTED:
+            self._finish(base, QueueState.FAILED, f"failed in attempt {rec.attempts} (exit "
+                         f"{outcome.code}): {why}", now, out, error=why)
         elif rec.request is StopRequest.PREEMPT:
             epoch = rec.progress.checkpoint_epoch if rec.progress else None
             self._set(replace(base, state=QueueState.PREEMPTED, preemptions=rec.preemptions + 1,
@@ -334,7 +337,7 @@ class Scheduler:
                          error="max runtime exceeded")
         elif outcome is None:  # the driver died without saying how
             lost = f"the driver of attempt {rec.attempts} died ({why})"
-            if rec.attempts < rec.max_attempts:
+            if rec.attempts - rec.preemptions < rec.max_attempts:  # preemptions do not count
                 self._set(replace(base, state=QueueState.PENDING,
                                   reason=f"{lost}; queued again (scheduling.max_attempts="
                                   f"{rec.max_attempts})"), out)
@@ -342,12 +345,9 @@ class Scheduler:
                 self._finish(base, QueueState.FAILED, f"{lost}; no attempts left "
                              f"(scheduling.max_attempts={rec.max_attempts})", now, out,
                              error=lost)
-        elif outcome.code in _INTERRUPTED:
+        else:  # interrupted, and not by the scheduler
             self._finish(base, QueueState.CANCELLED, "its Ray job was stopped outside the "
                          f"scheduler ({why})", now, out)
-        else:
-            self._finish(base, QueueState.FAILED, f"failed in attempt {rec.attempts} (exit "
-                         f"{outcome.code}): {why}", now, out, error=why)
 
     def _finish(self, rec: TaskRecord, state: QueueState, reason: str, now: float,
                 out: StepResult, result: dict | None = None, error: str | None = None) -> None:
@@ -374,6 +374,8 @@ class Scheduler:
                 self._start(rec, now, f"admitted {how}: needs {need.describe()}; "
                             f"free was {(free + need).describe()}", out)
                 continue
+            if not need.fits_in(capacity.total):
+                continue  # larger than the cluster as it is now (a node left): no reservation
             if reserved is None:
                 reserved = self._reserve(rec, capacity, free, now, out)
                 if not self.policy.backfill:
@@ -394,35 +396,54 @@ class Scheduler:
                  out: StepResult) -> _Reservation:
         """Reserve room for ``head`` (the first task that does not fit), preempting for it
         when that makes room; returns what later tasks may still use."""
-        running = sorted(self.running(), key=lambda t: (t.request is None, t.priority,
+        running = sorted(self.running(), key=lambda t: (t.priority,
                                                         -(t.attempt_started_at or 0.0)))
         stopping = [t for t in running if t.request is not None]
         after_stops = free
         for t in stopping:
             after_stops = after_stops + t.demand
         if self.policy.preemption and not head.demand.fits_in(after_stops):
-            victims: list[TaskRecord] = []
-            room = after_stops
-            for t in running:
-                if t.request is not None or not t.preemptible or t.priority >= head.priority:
-                    continue
-                victims.append(t)
-                room = room + t.demand
-                if head.demand.fits_in(room):
-                    break
-            if victims and head.demand.fits_in(room):
-                for t in victims:
-                    ckpt = t.progress.checkpoint_epoch if t.progress else None
-                    reason = (f"preempted for {head.id} (priority {head.priority} > "
-                              f"{t.priority}): stops at its next checkpoint (newest now: "
-                              + (f"epoch {ckpt})" if ckpt else "none)"))
-                    rec = self._set(replace(t, request=StopRequest.PREEMPT, requested_at=now,
-                                            request_epoch=ckpt or 0, reason=reason), out)
-                    out.preempted.append(rec)
-                    logger.info("task %s: %s; %s needs %s, free %s", t.id, reason, head.id,
-                                head.demand.describe(), free.describe())
-                    self._step_running(rec, now, out)  # a task with no checkpoints: now
+            victims = _victims(head, after_stops, running)
+            for t in victims:
+                ckpt = t.progress.checkpoint_epoch if t.progress else None
+                reason = (f"preempted for {head.id} (priority {head.priority} > "
+                          f"{t.priority}): stops at its next checkpoint (newest now: "
+                          + (f"epoch {ckpt})" if ckpt else "none)"))
+                rec = self._set(replace(t, request=StopRequest.PREEMPT, requested_at=now,
+                                        request_epoch=ckpt or 0, reason=reason), out)
+                out.preempted.append(rec)
+                logger.info("task %s: %s; %s needs %s, free %s", t.id, reason, head.id,
+                            head.demand.describe(), free.describe())
+                self._step_running(rec, now, out)  # a task with no checkpoints: now
         return _Reservation.of(head, free, self.running(), now)
+
+
+def _victims(head: TaskRecord, room: Resources, running: list[TaskRecord]
+             ) -> list[TaskRecord]:
+    """The running tasks to stop so that ``head`` fits in ``room`` plus what they hold: only
+    preemptible ones of lower priority, lowest priority first (the most recently started
+    among equals), each one freeing something ``head`` still lacks; then those not needed
+    after all are spared (highest priority first). None when even all would not do."""
+    chosen: list[TaskRecord] = []
+    have = room
+    for t in running:  # in preemption order
+        if t.request is not None or not t.preemptible or t.priority >= head.priority:
+            continue
+        lack = (head.demand - have).floor()
+        if not (lack.cpu and t.demand.cpu or lack.gpu and t.demand.gpu
+                or lack.memory and t.demand.memory):
+            continue
+        chosen.append(t)
+        have = have + t.demand
+        if head.demand.fits_in(have):
+            break
+    if not head.demand.fits_in(have):
+        return []
+    for t in sorted(chosen, key=lambda v: -v.priority):
+        if head.demand.fits_in(have - t.demand):
+            chosen.remove(t)
+            have = have - t.demand
+    return chosen
 
 
 @dataclass

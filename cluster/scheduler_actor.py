@@ -176,7 +176,7 @@ class JobLauncher:
         try:
             info = self.client.get_job_info(job_id)
         except Exception as err:  # noqa: BLE001 - a missing job is an error of the client
-            if "does not exist" in str(err) or "not found" in str(err).lower():
+            if "status code 404" in str(err) and "does not exist" in str(err):
                 return JobStatus.UNKNOWN, "Ray has no such job"
             logger.debug("job %s: status not read: %s", job_id, err)
             self._client = None  # reconnect next time (the dashboard may have restarted)

@@ -881,8 +881,9 @@ class SchedulingSpec(StrictModel):
         True, description="Whether a higher-priority task may stop this one at a checkpoint "
         "(it is queued again and resumes from that checkpoint).")
     max_attempts: int = Field(
-        3, ge=1, le=100, description="Starts of the task when its driver dies (a lost node, a "
-        "killed process); a training that fails with an error is not retried.")
+        3, ge=1, le=100, description="How many times the task may start counting the starts "
+        "after its driver died (a lost node, a killed process); preemptions do not count, and "
+        "a training that fails with an error is not retried.")
 
 
 class TrainingTask(StrictModel):

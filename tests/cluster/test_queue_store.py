@@ -9,7 +9,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-
 from sqlalchemy import text
 
 from cluster.queue import (
@@ -79,14 +78,8 @@ def test_insert_with_a_used_request_id_returns_the_first_task(platform_db: Datab
 
 
 def test_a_concurrent_insert_of_the_same_request_returns_the_first_task(
-    platform_db: Database, request: pytest.FixtureRequest
+    platform_db: Database,
 ) -> None:
-    if not platform_db.is_sqlite:
-        # QueueStore.insert catches IntegrityError, but Database.write has already turned it
-        # into a DatabaseError: the second submit fails instead of finding the first task
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="product bug: QueueStore.insert's IntegrityError fallback "
-            "never runs (Database._run wraps it in DatabaseError)"))
     store = QueueStore(platform_db)
     out: dict[str, Any] = {}
     # another submit of the same request has inserted its row but not yet committed

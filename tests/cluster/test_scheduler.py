@@ -4,7 +4,6 @@ actions, states and reasons checked."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -724,3 +723,44 @@ def test_progress_reports_update_the_record_without_persisting_it() -> None:
     assert out.changed == [] and s.get("t").progress == progress(3, ckpt=3)
     s.observe("unknown", JobReport(JobStatus.FAILED))  # not in the queue: ignored
     assert s.step(cap(2)).changed == []
+
+
+# -- found by review: victims that free nothing, retries used up by preemptions -----------------
+
+
+def test_preemption_spares_a_task_that_frees_nothing_the_waiting_one_lacks() -> None:
+    # CPUs are plenty (2 free); only the GPU is short, and only gpu_mid holds one
+    s, _ = make(running("cpu_low", 10, seq=1), running("gpu_mid", 20, seq=2, gpus=1.0),
+                rec("head", 50, seq=3, gpus=1.0))
+    out = s.step(cap(4, gpu=1))
+    assert [t.id for t in out.preempted] == ["gpu_mid"]
+    assert s.get("cpu_low").request is None
+
+
+def test_preemptions_do_not_use_up_the_retries_of_a_dead_driver() -> None:
+    # preempted twice, then its driver dies once: max_attempts=3 allows 2 more starts
+    s, _ = make(rec("t", 50, seq=1, state=QueueState.PREEMPTED, attempts=2, preemptions=2,
+                    max_attempts=3))
+    assert started(s.step(cap(1))) == ["t"]
+    end(s, "t", None, status=JobStatus.FAILED, job_message="node lost")
+    out = s.step(cap(1))
+    assert [r.state for r in out.changed if r.id == "t"][0] is QueueState.PENDING
+
+
+def test_a_driver_that_fails_with_an_error_while_asked_to_stop_is_failed_not_requeued() -> None:
+    s, _ = make(running("low", 10, seq=1), rec("high", 90, seq=2))
+    s.observe("low", JobReport(JobStatus.RUNNING, progress(2, ckpt=2)))
+    assert [t.id for t in s.step(cap(1)).preempted] == ["low"]
+    end(s, "low", 1, message="mtp: training failed: worker died")
+    low = changed(s.step(cap(1)), "low")
+    assert low.state is QueueState.FAILED and low.preemptions == 0
+    assert "exit 1" in low.reason and "worker died" in low.reason
+
+
+def test_a_task_larger_than_the_cluster_as_it_is_now_blocks_nothing() -> None:
+    # a node left: "big" (4 CPUs) no longer fits the 2-CPU cluster; it waits without a
+    # reservation, so the small task behind it starts
+    s, _ = make(rec("big", 90, seq=1, cpus=4.0), rec("small", 10, seq=2))
+    out = s.step(cap(2))
+    assert started(out) == ["small"]
+    assert s.get("big").state is QueueState.PENDING
