@@ -94,10 +94,10 @@ def submit(task: TrainingTask, *, priority: int | None = None,
     """Queue ``task``; returns its record (state PENDING) at once."""
     from trainer.api import resolve_storage
 
-    actor = scheduler(storage, database_url)
     sub = submission(task, priority=priority, request_id=request_id)
-    if check:
+    if check:  # before anything is started or queued
         check_task(task, resolve_storage(storage))
+    actor = scheduler(storage, database_url)
     record: TaskRecord = _call(actor.submit.remote(sub))
     return record
 

@@ -302,6 +302,16 @@ def test_a_task_that_can_never_fit_is_refused_at_submit(idle: SchedCluster, tmp_
     assert "4 CPUs" in err and "the cluster has 1" in err, err
     assert main(["status", "t-0000000000"]) == 2
     assert "no task 't-0000000000'" in capsys.readouterr().err
+    # the data is checked at submit, not when the task starts
+    missing = tmp_path / "missing.json"
+    missing.write_text(json.dumps({**digits("no-data", 1), "dataset": {
+        "source": "csv", "path": str(tmp_path / "nowhere.csv"), "target": "y"}}))
+    assert main(["submit", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere.csv" in err and "does not exist" in err, err
+    from mtp import queue
+
+    assert not queue.tasks(name="no-data") and not queue.tasks(name="big")
 
 
 def _scrape() -> str:
