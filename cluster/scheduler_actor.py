@@ -69,6 +69,8 @@ __all__ = [
     "cluster_capacity",
     "find_scheduler",
     "get_scheduler",
+    "snapshot_json",
+    "summarize",
 ]
 
 logger = logging.getLogger(__name__)
@@ -469,6 +471,19 @@ def get_scheduler(storage: str | Path, database_url: str | None = None,
         max_restarts=-1, max_task_retries=3, num_cpus=0, max_concurrency=32,
         **control_plane_options(),
     ).remote(str(storage), url, interval_s, policy, job_env)
+
+
+def snapshot_json(snap: dict[str, Any], finished: list[TaskRecord] | None = None
+                  ) -> dict[str, Any]:
+    """:meth:`SchedulerActor.snapshot` as JSON-ready data."""
+    now = snap["now"]
+    return {"running": [summarize(r, now) for r in snap["running"]],
+            "waiting": [summarize(r, now) for r in snap["waiting"]],
+            **({"finished": [summarize(r, now) for r in finished]} if finished is not None
+               else {}),
+            "cluster": {k: vars(snap[k]) for k in ("total", "allocated", "free", "available")},
+            "nodes": snap["nodes"], "database": snap["database"], "storage": snap["storage"],
+            "last_error": snap["last_error"]}
 
 
 def summarize(rec: TaskRecord, now: float) -> dict[str, Any]:

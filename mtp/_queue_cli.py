@@ -93,7 +93,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 def _cmd_queue(args: argparse.Namespace) -> int:
     _connect(args, "queue")
     from cluster.queue import QueueState
-    from cluster.scheduler_actor import summarize
+    from cluster.scheduler_actor import snapshot_json
     from cluster.status import format_queue
     from mtp.queue import snapshot, tasks
 
@@ -103,12 +103,7 @@ def _cmd_queue(args: argparse.Namespace) -> int:
         ended = tasks([QueueState.SUCCEEDED, QueueState.FAILED, QueueState.CANCELLED])
         finished = ended[-args.limit:]
     if args.json:
-        print(json.dumps({
-            "running": [summarize(r, snap["now"]) for r in snap["running"]],
-            "waiting": [summarize(r, snap["now"]) for r in snap["waiting"]],
-            "finished": [summarize(r, snap["now"]) for r in finished],
-            "cluster": {k: vars(snap[k]) for k in ("total", "allocated", "free", "available")},
-            "nodes": snap["nodes"]}, indent=1, default=str))
+        print(json.dumps(snapshot_json(snap, finished), indent=1, default=str))
     else:
         print(format_queue(snap, finished))
     return EXIT_OK

@@ -234,8 +234,12 @@ def _cmd_cluster_status(args: argparse.Namespace) -> int:
 
     status = collect_status()
     if args.json:
-        print(json.dumps({k: v for k, v in status.items() if k != "ray_nodes"}, indent=1,
-                         default=str))
+        from cluster.scheduler_actor import snapshot_json
+
+        out = {k: v for k, v in status.items() if k != "ray_nodes"}
+        if out.get("scheduler") is not None:
+            out["scheduler"] = snapshot_json(out["scheduler"])
+        print(json.dumps(out, indent=1, default=str))
     else:
         print(format_status(status))
     return EXIT_OK

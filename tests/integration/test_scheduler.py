@@ -171,6 +171,10 @@ def test_cluster_start_shows_node_health_and_the_queue_at_once(
     out = capsys.readouterr().out
     assert out.count("HEALTHY") == 2 and "queue      empty" in out, out
     assert "scheduler: " + str(sched.storage / "_db" / "mtp.db") in out, out
+    assert main(["cluster", "status", "--json"]) == 0
+    as_json = json.loads(capsys.readouterr().out)
+    assert as_json["scheduler"]["nodes"] == 2 and as_json["scheduler"]["waiting"] == []
+    assert as_json["scheduler"]["cluster"]["total"]["cpu"] == 1
     assert main(["cluster", "start", "--storage-path", str(sched.storage)]) == 0
     again = capsys.readouterr().out
     assert again.count("already running") == 4 and "started" not in again, again
