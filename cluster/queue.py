@@ -21,6 +21,7 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, func, select, update
@@ -156,7 +157,7 @@ class TaskRecord:
     error: str | None = None
     updated_at: float = 0.0
 
-    @property
+    @cached_property
     def demand(self) -> Resources:
         return Resources.of_task(self.resources)
 

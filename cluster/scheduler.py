@@ -33,11 +33,14 @@ Every decision is logged with its cause and the numbers it compared.
 
 from __future__ import annotations
 
+import bisect
 import enum
 import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any
 
 from cluster.queue import (
     Outcome,
@@ -87,7 +90,7 @@ class Capacity:
     nodes: tuple[Resources, ...]
     available: Resources
 
-    @property
+    @cached_property
     def total(self) -> Resources:
         out = Resources()
         for n in self.nodes:
@@ -145,6 +148,59 @@ def queue_order(rec: TaskRecord) -> tuple[int, int]:
     return (-rec.priority, rec.seq)
 
 
+class _TaskTable(dict[str, TaskRecord]):
+    """The active tasks by id, with the queue order and the running set kept up to date as
+    records change: a step over 10,000 queued tasks would otherwise spend most of its time
+    sorting them. ``order`` holds (queue key, id) for waiting tasks, sorted; an entry whose
+    task has since started, ended or changed priority is skipped when read, and dropped when
+    stale entries outnumber live ones."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order: list[tuple[tuple[int, int], str]] = []
+        self.running: dict[str, None] = {}  # an ordered set
+        self._waiting: list[TaskRecord] | None = None  # valid until a waiting task changes
+
+    def __setitem__(self, key: str, value: TaskRecord) -> None:
+        old = self.get(key)
+        if value.waiting or (old is not None and old.waiting):
+            self._waiting = None
+        super().__setitem__(key, value)
+        if value.state is QueueState.RUNNING:
+            self.running[key] = None
+        else:
+            self.running.pop(key, None)
+        if value.waiting and (old is None or not old.waiting
+                              or queue_order(old) != queue_order(value)):
+            bisect.insort(self.order, (queue_order(value), key))
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.running.pop(key, None)
+        self._waiting = None
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self.running.pop(key, None)
+        self._waiting = None
+        return super().pop(key, *default)
+
+    def waiting(self) -> list[TaskRecord]:
+        if self._waiting is not None:
+            return list(self._waiting)
+        out: list[TaskRecord] = []
+        seen: set[str] = set()
+        for k, task_id in self.order:
+            rec = self.get(task_id)
+            if (rec is not None and rec.waiting and task_id not in seen
+                    and queue_order(rec) == k):
+                out.append(rec)
+                seen.add(task_id)
+        if len(self.order) > 2 * len(out) + 64:
+            self.order = [(queue_order(r), r.id) for r in out]
+        self._waiting = out
+        return list(out)
+
+
 class Scheduler:
     """The queue's state and its step function (see the module docstring).
 
@@ -159,7 +215,7 @@ class Scheduler:
                  clock: Callable[[], float] = time.time) -> None:
         self.policy = policy or SchedulerPolicy()
         self.clock = clock
-        self.tasks: dict[str, TaskRecord] = {}
+        self.tasks = _TaskTable()
         self._reports: dict[str, JobReport] = {}
         self._stop_sent: set[str] = set()  # job ids asked to stop (a restart asks again)
 
@@ -227,10 +283,11 @@ class Scheduler:
     # -- views -----------------------------------------------------------------------------------
 
     def running(self) -> list[TaskRecord]:
-        return [t for t in self.tasks.values() if t.state is QueueState.RUNNING]
+        return [self.tasks[i] for i in self.tasks.running]
 
     def waiting(self) -> list[TaskRecord]:
-        return sorted((t for t in self.tasks.values() if t.waiting), key=queue_order)
+        """Waiting tasks in queue order."""
+        return self.tasks.waiting()
 
     def allocated(self) -> Resources:
         out = Resources()
