@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import signal
 import statistics
 import sys
 import time
@@ -217,3 +218,53 @@ def run_plain(task: TrainingTask) -> PlainRun:
         steady_samples_per_s=steady(n_train, train_times),
         wall_s=wall, final_val_accuracy=val_acc,
     )
+
+
+def _names(proc: Path, marker: str) -> bool:
+    """Whether the process's command line names ``marker`` or it holds a file under it open:
+    Ray renames some of its processes (``ray::DashboardAgent``), which overwrites their
+    command line (and environment), while their log files in its temp dir stay open."""
+    try:
+        if marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
+            return True
+        for fd in (proc / "fd").iterdir():
+            try:
+                if os.readlink(fd).startswith(marker):
+                    return True
+            except OSError:
+                continue
+    except OSError:  # gone, or not ours to read
+        return False
+    return False
+
+
+def processes_with(marker: str) -> list[int]:
+    """Ids of the processes of ``marker`` (a temp dir a benchmark made: only the processes of
+    a Ray it started), this one excepted."""
+    return [int(p.name) for p in Path("/proc").iterdir()
+            if p.name.isdigit() and int(p.name) != os.getpid() and _names(p, marker)]
+
+
+def end_processes_with(marker: str, grace_s: float = 0.0) -> int:
+    """Wait up to ``grace_s`` for the processes naming ``marker`` to exit on their own, then
+    end them (SIGTERM, then SIGKILL); how many were left after the wait."""
+    try:
+        wait_until(lambda: not processes_with(marker), grace_s, f"processes of {marker}",
+                   interval_s=0.2)
+        return 0
+    except TimeoutError:
+        pass
+    left = len(processes_with(marker))
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in processes_with(marker):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        if sig is signal.SIGTERM:
+            try:
+                wait_until(lambda: not processes_with(marker), 5.0, "SIGTERM", interval_s=0.2)
+                break
+            except TimeoutError:
+                pass
+    return left

@@ -82,10 +82,12 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 from bench_common import (  # noqa: E402
+    end_processes_with,
     load_average,
     machine,
     machine_line,
     median,
+    processes_with,
     ratio,
     wait_until,
     write_json,
@@ -427,57 +429,6 @@ def _dashboard_up(url: str) -> bool:
         return False
 
 
-#: set in the environment of the benchmark's Ray (inherited by every process it starts): Ray
-#: renames its processes (``ray::DashboardAgent``), so their command lines may not name its dir
-OWNER_ENV = "MTP_BENCH_SCHEDULER_RUN"
-
-
-def _is_ours(proc: Path, markers: Sequence[str], token: str) -> bool:
-    """Whether the process names one of ``markers`` (directories this benchmark made) in its
-    command line or its open files, or carries this run's ``OWNER_ENV`` token."""
-    try:
-        cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-        if any(m in cmdline for m in markers):
-            return True
-        if f"{OWNER_ENV}={token}".encode() in (proc / "environ").read_bytes():
-            return True
-        for fd in (proc / "fd").iterdir():
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if any(target.startswith(m) for m in markers):
-                return True
-    except OSError:  # gone, or not ours to read
-        return False
-    return False
-
-
-def processes_of(markers: Sequence[str], token: str) -> list[int]:
-    """Ids of this benchmark's processes, directly or through its Ray (never this one)."""
-    me = os.getpid()
-    return sorted(int(p.name) for p in Path("/proc").iterdir()
-                  if p.name.isdigit() and int(p.name) != me and _is_ours(p, markers, token))
-
-
-def end_processes(markers: Sequence[str], token: str) -> int:
-    """End this benchmark's processes (SIGTERM, then SIGKILL after 10 s); how many there were."""
-    first = len(processes_of(markers, token))
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in processes_of(markers, token):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        try:
-            wait_until(lambda: not processes_of(markers, token), 10.0, "processes to exit",
-                       interval_s=0.2)
-            break
-        except TimeoutError:
-            continue
-    return first
-
-
 @dataclass(frozen=True)
 class Head:
     gcs_address: str
@@ -494,8 +445,7 @@ def ray_head(num_cpus: int, timeout_s: float, markers: list[str]) -> Iterator[He
     temp_dir = tempfile.mkdtemp(prefix="mtpbs", dir="/tmp")  # short: unix socket paths
     gcs_port, dash_port, agent_port = _free_port(), _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    token = uuid.uuid4().hex
-    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", **{OWNER_ENV: token},
+    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
                PYTHONPATH=os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p))
     try:
         t0 = time.perf_counter()
@@ -516,9 +466,9 @@ def ray_head(num_cpus: int, timeout_s: float, markers: list[str]) -> Iterator[He
                     head.start_s)
         yield head
     finally:
-        n = end_processes([temp_dir, *markers], token)
+        n = sum(end_processes_with(m) for m in (temp_dir, *markers))
         logger.info("ended %d process(es) of the benchmark's Ray", n)
-        left = processes_of([temp_dir, *markers], token)
+        left = [pid for m in (temp_dir, *markers) for pid in processes_with(m)]
         if left:
             logger.warning("processes of the benchmark's Ray still there: %s", left)
         shutil.rmtree(temp_dir, ignore_errors=True)

@@ -52,7 +52,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench_common import load_average, machine, machine_line, median, ratio, wait_until, write_json
+from bench_common import (
+    end_processes_with,
+    load_average,
+    machine,
+    machine_line,
+    median,
+    ratio,
+    wait_until,
+    write_json,
+)
 
 from trainer.result import PHASES
 
@@ -99,47 +108,6 @@ def base_env() -> dict[str, str]:
 def _short_tmp(prefix: str) -> str:
     # under /tmp and short: Ray's unix socket paths live below it (at most 107 characters)
     return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
-
-
-def _processes_with(marker: str) -> list[int]:
-    """Ids of the processes whose command line names ``marker`` (a temp dir this benchmark
-    made: only the processes of a Ray it started)."""
-    pids: list[int] = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmdline:
-            pids.append(int(proc.name))
-    return pids
-
-
-def end_processes_with(marker: str, grace_s: float = 0.0) -> int:
-    """Wait up to ``grace_s`` for the processes naming ``marker`` to exit on their own, then
-    end them (SIGTERM, then SIGKILL); how many were left after the wait."""
-    try:
-        wait_until(lambda: not _processes_with(marker), grace_s, f"processes of {marker}",
-                   interval_s=0.2)
-        return 0
-    except TimeoutError:
-        pass
-    left = len(_processes_with(marker))
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in _processes_with(marker):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        if sig is signal.SIGTERM:
-            try:
-                wait_until(lambda: not _processes_with(marker), 5.0, "SIGTERM", interval_s=0.2)
-                break
-            except TimeoutError:
-                pass
-    return left
 
 
 @dataclass

@@ -38,20 +38,35 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _kill_cluster(temp_dir: str) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
+def _ours(proc: Path, temp_dir: str) -> bool:
+    """Whether a process belongs to the cluster of ``temp_dir``: its command line names the
+    dir, or it holds a file there open. Ray renames some of its processes
+    (``ray::DashboardAgent``, ``ray::RuntimeEnvAgent``), which overwrites both their command
+    line and their environment; their log files under the temp dir stay open."""
+    try:
+        if temp_dir in (proc / "cmdline").read_bytes().decode(errors="replace"):
+            return True
+        for fd in (proc / "fd").iterdir():
             try:
-                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+                if os.readlink(fd).startswith(temp_dir):
+                    return True
             except OSError:
                 continue
-            if temp_dir in cmdline:
-                try:
-                    os.kill(int(proc.name), sig)
-                except ProcessLookupError:
-                    pass
+    except OSError:  # gone, or not ours to read
+        return False
+    return False
+
+
+def _kill_cluster(temp_dir: str) -> None:
+    me = os.getpid()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == me or not _ours(proc, temp_dir):
+                continue
+            try:
+                os.kill(int(proc.name), sig)
+            except ProcessLookupError:
+                pass
 
 
 def _dashboard_up(url: str) -> bool:
