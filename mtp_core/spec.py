@@ -741,8 +741,9 @@ def parse_memory(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a size")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ValueError(f"{value!r} is not a size")
+        if not math.isfinite(value) or not float(value).is_integer() or value > 2**62:
+            raise ValueError(f"{value!r} is not a whole number of bytes; allowed: bytes (e.g. "
+                             "2147483648) or a number with a unit (512MiB, 4GiB, 8GB)")
         return int(value)
     if isinstance(value, str):
         m = _MEMORY_RE.match(value)

@@ -281,7 +281,8 @@ def _number_fields(model: type[BaseModel] = TrainingTask, prefix: str = "",
 
 NUMBER_FIELDS = _number_fields()
 FLOATS = [(p, b) for p, t, b in NUMBER_FIELDS if t is float]
-INTS = [(p, b) for p, t, b in NUMBER_FIELDS if t is int]
+# resources.memory_per_worker is a size: its own parser and test (below)
+INTS = [(p, b) for p, t, b in NUMBER_FIELDS if t is int and p != "resources.memory_per_worker"]
 
 
 def _with(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
@@ -353,6 +354,27 @@ def test_bad_integer_names_field_value_and_cause(path: str, base: dict[str, Any]
                                                  expected: str) -> None:
     msg = _refusal(_with(base, path, value))
     assert msg.startswith(f"{path}: {expected}"), msg
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (2147483648, 2147483648), ("512MiB", 512 * 2**20), ("4GiB", 4 * 2**30), ("8GB", 8 * 10**9),
+    ("1.5 Gi", int(1.5 * 2**30)), (1024.0, 1024),
+])
+def test_memory_per_worker_takes_bytes_or_a_size_with_a_unit(value: Any, expected: int) -> None:
+    task = parse_task(_with(_task_dict(), "resources.memory_per_worker", value), origin="t.yaml")
+    assert task.resources.memory_per_worker == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("many", "'many' is not a size"), ("4 parsecs", "'4 parsecs' is not a size"),
+    (2.5, "2.5 is not a whole number of bytes"), (1e300, "1e+300 is not a whole number"),
+    (True, "got true: a boolean is not a number"), (0, "got 0"),
+])
+def test_bad_memory_per_worker_names_the_value_and_the_units(value: Any, expected: str) -> None:
+    msg = _refusal(_with(_task_dict(), "resources.memory_per_worker", value))
+    assert msg.startswith("resources.memory_per_worker: ") and expected in msg, msg
+    if isinstance(value, str) or value == 2.5:
+        assert "512MiB, 4GiB, 8GB" in msg, msg
 
 
 @pytest.mark.parametrize(("path", "value", "expected"), [
