@@ -58,6 +58,10 @@ class SchedCluster:
         if ray.is_initialized():
             ray.shutdown()
         self.storage = storage
+        # the cluster's processes (and so the tasks' jobs) inherit this environment: the jobs
+        # do not track to MLflow (tests/tracking covers that), as the suite's other runs
+        self._tracking = os.environ.get("MTP_TRACKING")
+        os.environ["MTP_TRACKING"] = "off"
         self.cluster = Cluster(initialize_head=True, head_node_args={
             "num_cpus": 0, "include_dashboard": True, "dashboard_host": "127.0.0.1",
             "dashboard_port": free_port()})
@@ -74,6 +78,10 @@ class SchedCluster:
         finally:
             ray.shutdown()
             self.cluster.shutdown()
+            if self._tracking is None:
+                os.environ.pop("MTP_TRACKING", None)
+            else:
+                os.environ["MTP_TRACKING"] = self._tracking
 
 
 @pytest.fixture(scope="module")
