@@ -63,8 +63,10 @@ __all__ = [
     "QUEUE_ENV",
     "SCHEDULER_NAME",
     "JobLauncher",
+    "NeverFitsError",
     "SchedulerActor",
     "Submission",
+    "TaskEndedError",
     "TaskNotFoundError",
     "cluster_capacity",
     "find_scheduler",
@@ -81,6 +83,14 @@ _INTERVAL_S = 0.5
 
 class TaskNotFoundError(ConfigError):
     """An id that names no task of the queue (a user's input: exit 2)."""
+
+
+class NeverFitsError(ConfigError):
+    """A task that needs more than the cluster has, or a worker larger than every node."""
+
+
+class TaskEndedError(ConfigError):
+    """A request for a task that has already ended (cancel, a new priority)."""
 
 
 @dataclass(frozen=True)
@@ -253,7 +263,7 @@ class SchedulerActor:
         problem = capacity_problem(sub.resources, list(cluster_capacity().nodes))
         if problem is not None:
             self.metrics.get()["refused"].inc()
-            raise ConfigError(f"task {sub.name!r} can never run on this cluster: {problem}")
+            raise NeverFitsError(f"task {sub.name!r} can never run on this cluster: {problem}")
         qid = new_task_id()
         folder = Path(self.storage) / "_queue" / qid
         folder.mkdir(parents=True, exist_ok=True)
@@ -280,8 +290,8 @@ class SchedulerActor:
                 rec = self.scheduler.cancel(task_id, who)
             except SchedulerError:
                 stored = self._stored(task_id)
-                raise ConfigError(f"task {task_id} is already {stored.state.value} "
-                                  f"({stored.reason}); nothing to cancel") from None
+                raise TaskEndedError(f"task {task_id} is already {stored.state.value} "
+                                     f"({stored.reason}); nothing to cancel") from None
             self.store.save(rec)
         if rec.state is QueueState.CANCELLED:
             self.metrics.get()["ended"].inc(tags={"state": rec.state.value})
@@ -296,8 +306,8 @@ class SchedulerActor:
                 rec = self.scheduler.set_priority(task_id, priority)
             except SchedulerError:
                 stored = self._stored(task_id)
-                raise ConfigError(f"task {task_id} is already {stored.state.value}; its "
-                                  "priority no longer matters") from None
+                raise TaskEndedError(f"task {task_id} is already {stored.state.value}; its "
+                                     "priority no longer matters") from None
             self.store.save(rec)
         self._wake.set()
         return rec
@@ -309,6 +319,10 @@ class SchedulerActor:
         return rec
 
     # -- reads ----------------------------------------------------------------------------------
+
+    def find_request(self, request_id: str) -> TaskRecord | None:
+        """The task a submit with ``request_id`` created, if any."""
+        return self.store.find_request(request_id)
 
     def get(self, task_id: str) -> TaskRecord:
         with self._lock:

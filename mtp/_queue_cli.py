@@ -32,6 +32,16 @@ def _connect(args: argparse.Namespace, what: str) -> None:
     connect(args.address, require_cluster=what)
 
 
+def _remote(args: argparse.Namespace) -> Any:
+    """A client of the API server given with ``--server`` (None: talk to the cluster)."""
+    if not getattr(args, "server", None):
+        return None
+    from mtp.api.auth import load_token
+    from mtp.client import Client
+
+    return Client(args.server, token=load_token(args.token_file), tls_ca=args.tls_ca)
+
+
 def _when(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
 
@@ -74,6 +84,15 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     from mtp_core.spec import load_task
 
     task = load_task(args.config, args.set or [])  # a bad config fails before Ray or torch
+    api = _remote(args)
+    if api is not None:
+        from mtp.api.convert import record_of
+
+        with api:
+            rec = record_of(api.submit(task, priority=args.priority or 0,
+                                       request_id=args.request_id or ""))
+        _print_submitted(rec, args.json)
+        return EXIT_OK
     if args.priority is not None:
         task = task.model_copy(update={"scheduling": task.scheduling.model_copy(
             update={"priority": args.priority})})
@@ -81,27 +100,46 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     from mtp.queue import submit
 
     rec = submit(task, storage=args.storage_path, request_id=args.request_id)
-    if args.json:
+    _print_submitted(rec, args.json)
+    return EXIT_OK
+
+
+def _print_submitted(rec: Any, as_json: bool) -> None:
+    if as_json:
         from cluster.scheduler_actor import summarize
 
         print(json.dumps(summarize(rec, time.time()), indent=1, default=str))
     else:
         print(rec.id)
-    return EXIT_OK
 
 
 def _cmd_queue(args: argparse.Namespace) -> int:
-    _connect(args, "queue")
     from cluster.queue import QueueState
     from cluster.scheduler_actor import snapshot_json
     from cluster.status import format_queue
-    from mtp.queue import snapshot, tasks
 
-    snap = snapshot()
-    finished = []
-    if args.all:
-        ended = tasks([QueueState.SUCCEEDED, QueueState.FAILED, QueueState.CANCELLED])
-        finished = ended[-args.limit:]
+    ended_states = [QueueState.SUCCEEDED, QueueState.FAILED, QueueState.CANCELLED]
+    api = _remote(args)
+    if api is not None:
+        from mtp.api.convert import record_of, resources_of, state_pb
+
+        with api:
+            q = api.queue()
+            snap = {"running": [record_of(t) for t in q.running],
+                    "waiting": [record_of(t) for t in q.waiting],
+                    **{k: resources_of(getattr(q, k))
+                       for k in ("total", "allocated", "free", "available")},
+                    "nodes": q.nodes, "now": time.time(), "database": f"server {args.server}",
+                    "storage": "", "last_error": q.last_error}
+            finished = ([record_of(t) for t in api.tasks([state_pb(s) for s in ended_states])]
+                        if args.all else [])
+    else:
+        _connect(args, "queue")
+        from mtp.queue import snapshot, tasks
+
+        snap = snapshot()
+        finished = tasks(ended_states) if args.all else []
+    finished = finished[-args.limit:] if args.all else []
     if args.json:
         print(json.dumps(snapshot_json(snap, finished), indent=1, default=str))
     else:
@@ -110,10 +148,17 @@ def _cmd_queue(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    _connect(args, "status")
-    from mtp.queue import get_task
+    api = _remote(args)
+    if api is not None:
+        from mtp.api.convert import record_of
 
-    rec = get_task(args.id)
+        with api:
+            rec = record_of(api.get(args.id))
+    else:
+        _connect(args, "status")
+        from mtp.queue import get_task
+
+        rec = get_task(args.id)
     if args.json:
         from cluster.scheduler_actor import summarize
 
@@ -124,6 +169,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
+    api = _remote(args)
+    if api is not None:
+        return _remote_logs(api, args)
     _connect(args, "logs")
     from mtp.queue import get_task, task_logs
 
@@ -148,7 +196,26 @@ def _cmd_logs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _remote_logs(api: Any, args: argparse.Namespace) -> int:
+    """The task's log lines through the server's WatchTask stream (to the task's end with
+    --follow)."""
+    with api:
+        for event in api.watch(args.id, logs=True, once=not args.follow):
+            if event.WhichOneof("event") == "log":
+                for line in event.log.lines:
+                    print(line, flush=True)
+    return EXIT_OK
+
+
 def _cmd_cancel(args: argparse.Namespace) -> int:
+    api = _remote(args)
+    if api is not None:
+        from mtp.api.convert import record_of
+
+        with api:
+            rec = record_of(api.cancel(args.id))
+        print(f"{rec.id} {rec.state.value}: {rec.reason}")
+        return EXIT_OK
     _connect(args, "cancel")
     from mtp.queue import cancel
 
@@ -158,6 +225,14 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_priority(args: argparse.Namespace) -> int:
+    api = _remote(args)
+    if api is not None:
+        from mtp.api.convert import record_of
+
+        with api:
+            rec = record_of(api.set_priority(args.id, args.priority))
+        print(f"{rec.id} priority {rec.priority} ({rec.state.value})")
+        return EXIT_OK
     _connect(args, "priority")
     from mtp.queue import set_priority
 
@@ -171,6 +246,15 @@ def _task_id(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not a task id (as `mtp submit` prints, "
                                          "e.g. t-1a2b3c4d5e)")
     return text
+
+
+def _server_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", default=None, metavar="HOST:PORT",
+                   help="talk to an `mtp serve` API server instead of the cluster (token: "
+                   "$MTP_API_TOKEN or --token-file)")
+    p.add_argument("--token-file", default=None, help="a file holding the API token")
+    p.add_argument("--tls-ca", default=None, metavar="PEM",
+                   help="with --server: use TLS, trusting this CA certificate")
 
 
 def add_queue_parser(sub: Any, address_arg: Callable[[argparse.ArgumentParser, bool], None]
@@ -189,6 +273,7 @@ def add_queue_parser(sub: Any, address_arg: Callable[[argparse.ArgumentParser, b
                    "(default: $MTP_STORAGE_PATH or ./mtp_results; shared by all nodes)")
     address_arg(p, False)
     p.add_argument("--json", action="store_true", help="print the queued task as JSON")
+    _server_args(p)
     p.set_defaults(func=_cmd_submit, parser=p)
 
     q = sub.add_parser("queue", help="the queue, the running tasks and the cluster's total, "
@@ -197,28 +282,33 @@ def add_queue_parser(sub: Any, address_arg: Callable[[argparse.ArgumentParser, b
     q.add_argument("--limit", type=int, default=20, help="ended tasks shown with --all")
     address_arg(q, False)
     q.add_argument("--json", action="store_true")
+    _server_args(q)
     q.set_defaults(func=_cmd_queue, parser=q)
 
     s = sub.add_parser("status", help="one task: state and why, times, progress, result")
     s.add_argument("id", type=_task_id)
     address_arg(s, False)
     s.add_argument("--json", action="store_true")
+    _server_args(s)
     s.set_defaults(func=_cmd_status, parser=s)
 
     lg = sub.add_parser("logs", help="a task's output (every attempt's Ray job)")
     lg.add_argument("id", type=_task_id)
     lg.add_argument("-f", "--follow", action="store_true", help="until the task ends")
     address_arg(lg, False)
+    _server_args(lg)
     lg.set_defaults(func=_cmd_logs, parser=lg)
 
     c = sub.add_parser("cancel", help="remove a waiting task, or stop a running one (its "
                        "checkpoints are kept)")
     c.add_argument("id", type=_task_id)
     address_arg(c, False)
+    _server_args(c)
     c.set_defaults(func=_cmd_cancel, parser=c)
 
     pr = sub.add_parser("priority", help="change a queued or running task's priority")
     pr.add_argument("id", type=_task_id)
     pr.add_argument("priority", type=_priority)
     address_arg(pr, False)
+    _server_args(pr)
     pr.set_defaults(func=_cmd_priority, parser=pr)

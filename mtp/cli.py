@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
@@ -266,6 +267,54 @@ def _cmd_cluster_stop(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from mtp.api.auth import load_token
+
+    token = load_token(args.token_file)  # before anything starts: a bad file is exit 2
+    if not token:
+        raise ConfigError("mtp serve needs a token: set MTP_API_TOKEN or give --token-file "
+                          "(every call must send `authorization: Bearer <token>`)")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ConfigError("--tls-cert and --tls-key go together: give both (PEM files) or "
+                          "neither")
+    cert = key = None
+    if args.tls_cert:
+        cert, key = _read_pem(args.tls_cert, "--tls-cert"), _read_pem(args.tls_key, "--tls-key")
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    if not loopback and cert is None:
+        if not args.allow_insecure:
+            raise ConfigError(f"--host {args.host}: serving beyond this machine without TLS "
+                              "sends the token in the clear; give --tls-cert and --tls-key, "
+                              "or --allow-insecure on a network you trust")
+        logger.warning("serving on %s without TLS (--allow-insecure): the token and every "
+                       "task travel in the clear", args.host)
+    connect(args.address, require_cluster="serve")
+    from mtp.api.server import ServerConfig, start_server
+
+    server = start_server(ServerConfig(
+        host=args.host, port=args.port, token=token, tls_cert=cert, tls_key=key,
+        storage=args.storage_path, tracking_uri=args.tracking_uri))
+    print(f"mtp API (mtp.v1) on {args.host}:{server.port}"
+          f"{' with TLS' if cert else ''}; SIGTERM or Ctrl-C stops it", flush=True)
+    try:
+        while True:
+            server.server.wait_for_termination(timeout=1.0)
+    except KeyboardInterrupt:  # SIGTERM / SIGINT (the CLI's handlers): a clean stop
+        server.stop(grace_s=args.grace_s)
+        print("mtp API stopped", flush=True)
+    return EXIT_OK
+
+
+def _read_pem(path: str, flag: str) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{flag} {path}: cannot be read ({err.strerror or err})") from None
+    if b"-----BEGIN" not in data:
+        raise ConfigError(f"{flag} {path}: not a PEM file (no -----BEGIN line)")
+    return data
+
+
 def format_report(report: Any) -> str:
     lines = [f"consistent  {report.is_consistent}  (bitwise equal weights: "
              f"{report.bitwise_equal}, confidence {report.confidence:.2f})",
@@ -467,6 +516,17 @@ def _plain_name(text: str) -> str:
     return text
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is out of range; allowed: 0 to 65535 "
+                                         "(0: any free port)")
+    return value
+
+
 def _at_least_one(text: str) -> int:
     try:
         value = int(text)
@@ -602,6 +662,26 @@ def build_parser() -> argparse.ArgumentParser:
     eshow.add_argument("name", help="experiment name (a task's tracking.experiment or name)")
     _tracking_args(eshow)
     eshow.set_defaults(func=_cmd_experiments_show, parser=eshow)
+
+    srv = sub.add_parser("serve", help="the gRPC API (mtp.v1) over the scheduler and the model "
+                         "registry, for clients in any language")
+    srv.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default: loopback only)")
+    srv.add_argument("--port", type=_port, default=50051)
+    _address_arg(srv, local=False)
+    srv.add_argument("--token-file", default=None,
+                     help="a file holding the bearer token (default: $MTP_API_TOKEN)")
+    srv.add_argument("--tls-cert", default=None, metavar="PEM", help="serve TLS with this "
+                     "certificate chain (with --tls-key)")
+    srv.add_argument("--tls-key", default=None, metavar="PEM")
+    srv.add_argument("--allow-insecure", action="store_true",
+                     help="allow a non-loopback --host without TLS (logs a warning)")
+    srv.add_argument("--storage-path", default=None,
+                     help="the model registry's storage (default: the scheduler's)")
+    srv.add_argument("--tracking-uri", default=None, help="MLflow tracking and registry URI")
+    srv.add_argument("--grace-s", type=float, default=5.0,
+                     help="on SIGTERM, how long open calls may take to finish")
+    srv.set_defaults(func=_cmd_serve, parser=srv)
 
     from mtp._models_cli import add_models_parser
     from mtp._queue_cli import add_queue_parser

@@ -34,10 +34,10 @@ from mtp_core.errors import ConfigError
 from mtp_core.resources import TaskResources
 from mtp_core.spec import SklearnModel, TrainingTask
 
-__all__ = ["cancel", "check_task", "get_task", "scheduler", "set_priority", "snapshot",
-           "submit", "task_logs", "tasks"]
+__all__ = ["cancel", "check_task", "find_request", "get_task", "scheduler", "set_priority",
+           "snapshot", "submit", "task_logs", "tasks", "wait"]
 
-_CALL_TIMEOUT_S = 60.0
+_CALL_TIMEOUT_S = 60.0  # a call to the scheduler actor (a caller's deadline may be shorter)
 
 
 def check_task(task: TrainingTask, storage: Path) -> None:
@@ -84,13 +84,15 @@ def scheduler(storage: str | Path | None = None, database_url: str | None = None
     return found
 
 
-def _call(ref: Any) -> Any:
-    return ray.get(ref, timeout=_CALL_TIMEOUT_S)
+def _call(ref: Any, timeout_s: float | None = None) -> Any:
+    return ray.get(ref, timeout=_CALL_TIMEOUT_S if timeout_s is None
+                   else max(min(timeout_s, _CALL_TIMEOUT_S), 0.001))
 
 
 def submit(task: TrainingTask, *, priority: int | None = None,
            storage: str | Path | None = None, database_url: str | None = None,
-           request_id: str | None = None, check: bool = True) -> TaskRecord:
+           request_id: str | None = None, check: bool = True,
+           timeout_s: float | None = None) -> TaskRecord:
     """Queue ``task``; returns its record (state PENDING) at once."""
     from trainer.api import resolve_storage
 
@@ -98,41 +100,53 @@ def submit(task: TrainingTask, *, priority: int | None = None,
     if check:  # before anything is started or queued
         check_task(task, resolve_storage(storage))
     actor = scheduler(storage, database_url)
-    record: TaskRecord = _call(actor.submit.remote(sub))
+    record: TaskRecord = _call(actor.submit.remote(sub), timeout_s)
     return record
 
 
-def get_task(task_id: str) -> TaskRecord:
-    record: TaskRecord = _call(scheduler(create=False).get.remote(task_id))
+def get_task(task_id: str, timeout_s: float | None = None) -> TaskRecord:
+    record: TaskRecord = _call(scheduler(create=False).get.remote(task_id), timeout_s)
     return record
+
+
+def find_request(request_id: str, timeout_s: float | None = None) -> TaskRecord | None:
+    """The task a submit with ``request_id`` created, or None."""
+    found: TaskRecord | None = _call(scheduler(create=False).find_request.remote(request_id),
+                                     timeout_s)
+    return found
 
 
 def tasks(states: list[QueueState] | None = None, name: str | None = None,
-          limit: int | None = None) -> list[TaskRecord]:
+          limit: int | None = None, after_seq: int = 0,
+          timeout_s: float | None = None) -> list[TaskRecord]:
+    """Tasks in submit order (those after ``after_seq``, at most ``limit``)."""
     found: list[TaskRecord] = _call(scheduler(create=False).tasks.remote(
-        [s.value for s in states] if states else None, name, limit))
+        [s.value for s in states] if states else None, name, limit, after_seq), timeout_s)
     return found
 
 
-def snapshot() -> dict[str, Any]:
-    found: dict[str, Any] = _call(scheduler(create=False).snapshot.remote())
+def snapshot(timeout_s: float | None = None) -> dict[str, Any]:
+    found: dict[str, Any] = _call(scheduler(create=False).snapshot.remote(), timeout_s)
     return found
 
 
-def cancel(task_id: str, who: str | None = None) -> TaskRecord:
+def cancel(task_id: str, who: str | None = None, timeout_s: float | None = None
+           ) -> TaskRecord:
     record: TaskRecord = _call(scheduler(create=False).cancel.remote(
-        task_id, who or default_submitter()))
+        task_id, who or default_submitter()), timeout_s)
     return record
 
 
-def set_priority(task_id: str, priority: int) -> TaskRecord:
-    record: TaskRecord = _call(scheduler(create=False).set_priority.remote(task_id, priority))
+def set_priority(task_id: str, priority: int, timeout_s: float | None = None) -> TaskRecord:
+    record: TaskRecord = _call(scheduler(create=False).set_priority.remote(task_id, priority),
+                               timeout_s)
     return record
 
 
-def task_logs(task_id: str) -> list[tuple[int, str, str]]:
+def task_logs(task_id: str, timeout_s: float | None = None) -> list[tuple[int, str, str]]:
     """(attempt, Ray job id, log text) of each attempt, oldest first."""
-    found: list[tuple[int, str, str]] = _call(scheduler(create=False).logs.remote(task_id))
+    found: list[tuple[int, str, str]] = _call(scheduler(create=False).logs.remote(task_id),
+                                              timeout_s)
     return found
 
 

@@ -210,13 +210,39 @@ class UpdatePriorityRequest(_message.Message):
     priority: int
     def __init__(self, id: _Optional[str] = ..., priority: _Optional[int] = ...) -> None: ...
 
+class GetQueueRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Queue(_message.Message):
+    __slots__ = ("running", "waiting", "total", "allocated", "free", "available", "nodes", "last_error")
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATED_FIELD_NUMBER: _ClassVar[int]
+    FREE_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    running: _containers.RepeatedCompositeFieldContainer[Task]
+    waiting: _containers.RepeatedCompositeFieldContainer[Task]
+    total: Resources
+    allocated: Resources
+    free: Resources
+    available: Resources
+    nodes: int
+    last_error: str
+    def __init__(self, running: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., waiting: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., total: _Optional[_Union[Resources, _Mapping]] = ..., allocated: _Optional[_Union[Resources, _Mapping]] = ..., free: _Optional[_Union[Resources, _Mapping]] = ..., available: _Optional[_Union[Resources, _Mapping]] = ..., nodes: _Optional[int] = ..., last_error: _Optional[str] = ...) -> None: ...
+
 class WatchTaskRequest(_message.Message):
-    __slots__ = ("id", "logs")
+    __slots__ = ("id", "logs", "once")
     ID_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
+    ONCE_FIELD_NUMBER: _ClassVar[int]
     id: str
     logs: bool
-    def __init__(self, id: _Optional[str] = ..., logs: _Optional[bool] = ...) -> None: ...
+    once: bool
+    def __init__(self, id: _Optional[str] = ..., logs: _Optional[bool] = ..., once: _Optional[bool] = ...) -> None: ...
 
 class LogLines(_message.Message):
     __slots__ = ("attempt", "lines")

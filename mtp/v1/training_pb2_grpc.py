@@ -59,6 +59,11 @@ class TrainingServiceStub:
                 request_serializer=mtp_dot_v1_dot_training__pb2.UpdatePriorityRequest.SerializeToString,
                 response_deserializer=mtp_dot_v1_dot_training__pb2.Task.FromString,
                 _registered_method=True)
+        self.GetQueue = channel.unary_unary(
+                '/mtp.v1.TrainingService/GetQueue',
+                request_serializer=mtp_dot_v1_dot_training__pb2.GetQueueRequest.SerializeToString,
+                response_deserializer=mtp_dot_v1_dot_training__pb2.Queue.FromString,
+                _registered_method=True)
         self.WatchTask = channel.unary_stream(
                 '/mtp.v1.TrainingService/WatchTask',
                 request_serializer=mtp_dot_v1_dot_training__pb2.WatchTaskRequest.SerializeToString,
@@ -99,6 +104,12 @@ class TrainingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetQueue(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchTask(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -132,6 +143,11 @@ def add_TrainingServiceServicer_to_server(servicer, server):
                     servicer.UpdatePriority,
                     request_deserializer=mtp_dot_v1_dot_training__pb2.UpdatePriorityRequest.FromString,
                     response_serializer=mtp_dot_v1_dot_training__pb2.Task.SerializeToString,
+            ),
+            'GetQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQueue,
+                    request_deserializer=mtp_dot_v1_dot_training__pb2.GetQueueRequest.FromString,
+                    response_serializer=mtp_dot_v1_dot_training__pb2.Queue.SerializeToString,
             ),
             'WatchTask': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchTask,
@@ -274,6 +290,33 @@ class TrainingService:
             '/mtp.v1.TrainingService/UpdatePriority',
             mtp_dot_v1_dot_training__pb2.UpdatePriorityRequest.SerializeToString,
             mtp_dot_v1_dot_training__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mtp.v1.TrainingService/GetQueue',
+            mtp_dot_v1_dot_training__pb2.GetQueueRequest.SerializeToString,
+            mtp_dot_v1_dot_training__pb2.Queue.FromString,
             options,
             channel_credentials,
             insecure,
