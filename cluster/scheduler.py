@@ -43,6 +43,7 @@ from functools import cached_property
 from typing import Any
 
 from cluster.queue import (
+    TERMINAL_STATES,
     Outcome,
     Progress,
     QueueState,
@@ -68,6 +69,7 @@ logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
 _INTERRUPTED = (130, 143)  # mtp run stopped by SIGINT / SIGTERM
+_MAX_RESUBMITS = 3
 
 
 class SchedulerError(ValueError):
@@ -89,6 +91,9 @@ class Capacity:
 
     nodes: tuple[Resources, ...]
     available: Resources
+    #: what each alive node has available now, as Ray reports it (empty: not known); a
+    #: task's workers must each fit on one node
+    node_free: tuple[Resources, ...] = ()
 
     @cached_property
     def total(self) -> Resources:
@@ -218,13 +223,13 @@ class Scheduler:
         self.tasks = _TaskTable()
         self._reports: dict[str, JobReport] = {}
         self._stop_sent: set[str] = set()  # job ids asked to stop (a restart asks again)
+        self._resubmits: dict[str, int] = {}  # job id -> submissions after it was not found
 
     # -- requests ------------------------------------------------------------------------------
 
     def load(self, records: Iterable[TaskRecord]) -> None:
         for rec in records:
-            if rec.state not in (QueueState.SUCCEEDED, QueueState.FAILED,
-                                 QueueState.CANCELLED):
+            if rec.state not in TERMINAL_STATES:
                 self.tasks[rec.id] = rec
 
     def submit(self, rec: TaskRecord) -> None:
@@ -267,6 +272,12 @@ class Scheduler:
         rec = self.tasks.get(task_id)
         if rec is None or rec.state is not QueueState.RUNNING:
             return None
+        if rec.request is StopRequest.CANCEL:  # cancelled before its job could start
+            rec = replace(rec, state=QueueState.CANCELLED, ended_at=self.clock(),
+                          attempt_started_at=None, request=None,
+                          reason=f"cancelled before its job could start ({error})")
+            self.tasks.pop(task_id, None)
+            return rec
         attempts = rec.attempts - 1
         rec = replace(rec, state=QueueState.PREEMPTED if rec.preemptions else
                       QueueState.PENDING, attempts=attempts, attempt_started_at=None,
@@ -275,6 +286,10 @@ class Scheduler:
                       reason=f"its job could not be started ({error}); queued again")
         self.tasks[task_id] = rec
         return rec
+
+    def stop_failed(self, job_id: str) -> None:
+        """A stop of ``job_id`` was not delivered: it is sent again at the next step."""
+        self._stop_sent.discard(job_id)
 
     def observe(self, task_id: str, report: JobReport) -> None:
         if task_id in self.tasks:
@@ -309,7 +324,7 @@ class Scheduler:
         return out
 
     def _set(self, rec: TaskRecord, out: StepResult) -> TaskRecord:
-        if rec.state in (QueueState.SUCCEEDED, QueueState.FAILED, QueueState.CANCELLED):
+        if rec.state in TERMINAL_STATES:
             self.tasks.pop(rec.id, None)
             self._reports.pop(rec.id, None)
         else:
@@ -331,6 +346,17 @@ class Scheduler:
         if report.progress is not None and report.progress != rec.progress:
             rec = replace(rec, progress=report.progress)
             self.tasks[rec.id] = rec  # progress is the driver's own column: not re-persisted
+        if (report.status is JobStatus.UNKNOWN and report.outcome is None
+                and rec.progress is None and rec.job_id is not None
+                and self._resubmits.get(rec.job_id, 0) < _MAX_RESUBMITS):
+            # Ray has no job of this attempt and the attempt never reported: it was stored
+            # RUNNING but its job was never submitted (the scheduler stopped in between), or
+            # Ray lost it before it started. Submit the same job id again.
+            self._resubmits[rec.job_id] = self._resubmits.get(rec.job_id, 0) + 1
+            out.actions.append(Action(ActionKind.START_JOB, rec, "its job was not found: "
+                                      "submitted again"))
+            logger.info("task %s: job %s not found; submitting it again", rec.id, rec.job_id)
+            return
         if report.status.ended:
             self._end_attempt(rec, report, now, out)
             return
@@ -367,6 +393,8 @@ class Scheduler:
         if rec.job_id is not None:
             self._stop_sent.discard(rec.job_id)
         self._reports.pop(rec.id, None)
+        if outcome is None and report.status is JobStatus.SUCCEEDED:
+            outcome = Outcome(EXIT_OK, "its driver's report was lost")  # exit 0 is success
         ok = outcome is not None and outcome.code == EXIT_OK
         why = (outcome.message if outcome is not None and outcome.message
                else report.message or f"job {report.status.value}")
@@ -416,10 +444,12 @@ class Scheduler:
 
     def _admit(self, capacity: Capacity, now: float, out: StepResult) -> None:
         free = self.free(capacity)
+        node_room = list(capacity.node_free)
         reserved: _Reservation | None = None
+        keep: set[str] = set()  # preemption requests the reservation still needs
         for rec in self.waiting():
             need = rec.demand
-            if need.fits_in(free):
+            if need.fits_in(free) and (not node_room or _place(rec, node_room) is not None):
                 if reserved is not None:
                     why = reserved.allows(rec, now)
                     if why is None:
@@ -427,6 +457,8 @@ class Scheduler:
                     how = f"backfilled ahead of {reserved.task.id} ({why})"
                 else:
                     how = "in queue order"
+                if node_room:
+                    node_room = _place(rec, node_room) or node_room
                 free = free - need
                 self._start(rec, now, f"admitted {how}: needs {need.describe()}; "
                             f"free was {(free + need).describe()}", out)
@@ -434,9 +466,28 @@ class Scheduler:
             if not need.fits_in(capacity.total):
                 continue  # larger than the cluster as it is now (a node left): no reservation
             if reserved is None:
-                reserved = self._reserve(rec, capacity, free, now, out)
+                reserved = self._reserve(rec, capacity, free, now, out, keep)
                 if not self.policy.backfill:
                     break
+        self._withdraw_preemptions(keep, reserved, now, out)
+
+    def _pending_preemptions(self) -> list[TaskRecord]:
+        """Running tasks asked to make room whose stop has not been sent yet."""
+        return [t for t in self.running() if t.request is StopRequest.PREEMPT
+                and t.job_id not in self._stop_sent]
+
+    def _withdraw_preemptions(self, keep: set[str], reserved: _Reservation | None,
+                              now: float, out: StepResult) -> None:
+        """A request to make room that is no longer needed (the task it was for started, was
+        cancelled, or others made room) is withdrawn before its stop is sent."""
+        for t in self._pending_preemptions():
+            if t.id in keep:
+                continue
+            why = (f"{reserved.task.id} no longer needs its room" if reserved is not None
+                   else "no waiting task needs its room any more")
+            self._set(replace(t, request=None, requested_at=None, request_epoch=None,
+                              reason=f"preemption withdrawn: {why}"), out)
+            logger.info("task %s: preemption withdrawn: %s", t.id, why)
 
     def _start(self, rec: TaskRecord, now: float, reason: str, out: StepResult) -> None:
         attempt = rec.attempts + 1
@@ -450,18 +501,29 @@ class Scheduler:
         logger.info("task %s (priority %d): %s", rec.id, rec.priority, rec.reason)
 
     def _reserve(self, head: TaskRecord, capacity: Capacity, free: Resources, now: float,
-                 out: StepResult) -> _Reservation:
+                 out: StepResult, keep: set[str]) -> _Reservation:
         """Reserve room for ``head`` (the first task that does not fit), preempting for it
-        when that makes room; returns what later tasks may still use."""
+        when that makes room; returns what later tasks may still use.
+
+        The room counted for preemption is the cluster's total minus what the running tasks
+        were given, not Ray's available resources: those lag behind a task that has just
+        ended, which would make a second, needless victim. Tasks already being stopped count
+        as room; those asked to make room but not yet stopped are chosen again (or not:
+        ``keep`` collects the ones still needed)."""
         running = sorted(self.running(), key=lambda t: (t.priority,
                                                         -(t.attempt_started_at or 0.0)))
-        stopping = [t for t in running if t.request is not None]
-        after_stops = free
-        for t in stopping:
-            after_stops = after_stops + t.demand
-        if self.policy.preemption and not head.demand.fits_in(after_stops):
-            victims = _victims(head, after_stops, running)
-            for t in victims:
+        pending = {t.id for t in self._pending_preemptions()}
+        room = (capacity.total - self.allocated()).floor()
+        for t in running:
+            if t.request is not None and t.id not in pending:  # being stopped: its room
+                room = room + t.demand
+        if self.policy.preemption and not head.demand.fits_in(room):
+            candidates = [t for t in running if t.preemptible and t.priority < head.priority
+                          and (t.request is None or t.id in pending)]
+            for t in _victims(head, room, candidates):
+                keep.add(t.id)
+                if t.id in pending:
+                    continue
                 ckpt = t.progress.checkpoint_epoch if t.progress else None
                 reason = (f"preempted for {head.id} (priority {head.priority} > "
                           f"{t.priority}): stops at its next checkpoint (newest now: "
@@ -469,23 +531,21 @@ class Scheduler:
                 rec = self._set(replace(t, request=StopRequest.PREEMPT, requested_at=now,
                                         request_epoch=ckpt or 0, reason=reason), out)
                 out.preempted.append(rec)
-                logger.info("task %s: %s; %s needs %s, free %s", t.id, reason, head.id,
-                            head.demand.describe(), free.describe())
+                logger.info("task %s: %s; %s needs %s, room %s", t.id, reason, head.id,
+                            head.demand.describe(), room.describe())
                 self._step_running(rec, now, out)  # a task with no checkpoints: now
         return _Reservation.of(head, free, self.running(), now)
 
 
-def _victims(head: TaskRecord, room: Resources, running: list[TaskRecord]
+def _victims(head: TaskRecord, room: Resources, candidates: list[TaskRecord]
              ) -> list[TaskRecord]:
-    """The running tasks to stop so that ``head`` fits in ``room`` plus what they hold: only
-    preemptible ones of lower priority, lowest priority first (the most recently started
-    among equals), each one freeing something ``head`` still lacks; then those not needed
-    after all are spared (highest priority first). None when even all would not do."""
+    """The tasks of ``candidates`` (in preemption order: lowest priority first, the most
+    recently started among equals) to stop so that ``head`` fits in ``room`` plus what they
+    hold: each one freeing something ``head`` still lacks; then those not needed after all
+    are spared (highest priority first). None when even all would not do."""
     chosen: list[TaskRecord] = []
     have = room
-    for t in running:  # in preemption order
-        if t.request is not None or not t.preemptible or t.priority >= head.priority:
-            continue
+    for t in candidates:
         lack = (head.demand - have).floor()
         if not (lack.cpu and t.demand.cpu or lack.gpu and t.demand.gpu
                 or lack.memory and t.demand.memory):
@@ -501,6 +561,21 @@ def _victims(head: TaskRecord, room: Resources, running: list[TaskRecord]
             chosen.remove(t)
             have = have - t.demand
     return chosen
+
+
+def _place(rec: TaskRecord, node_room: list[Resources]) -> list[Resources] | None:
+    """``node_room`` after placing ``rec``'s workers one per bundle (each on the node with
+    the most room that holds it), or None when they do not all fit."""
+    res = rec.resources
+    bundle = Resources(res.cpus_per_worker, res.gpus_per_worker, res.memory_per_worker)
+    room = list(node_room)
+    for _ in range(res.num_workers):
+        fits = [i for i, r in enumerate(room) if bundle.fits_in(r)]
+        if not fits:
+            return None
+        best = max(fits, key=lambda i: (room[i].cpu, room[i].gpu, room[i].memory))
+        room[best] = room[best] - bundle
+    return room
 
 
 @dataclass
@@ -528,10 +603,11 @@ class _Reservation:
             if head.demand.fits_in(room):
                 shadow = ends(t)
                 break
-        if shadow is None:  # when every running task has ended
-            room = free
-            for t in running:
-                room = room + t.demand
+        if shadow is None:
+            # when the head can start is not known: a backfilled task may use only what the
+            # head would leave over if it started now (never what it lacks), or it could
+            # keep taking the room the head is waiting for
+            return cls(head, (free - head.demand).floor(), None)
         return cls(head, room - head.demand, shadow)
 
     def allows(self, rec: TaskRecord, now: float) -> str | None:

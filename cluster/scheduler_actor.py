@@ -37,6 +37,8 @@ from sqlalchemy.engine import make_url
 from cluster.attempt import QUEUE_ENV
 from cluster.errors import ClusterError
 from cluster.queue import (
+    TERMINAL_STATES,
+    Outcome,
     QueueState,
     QueueStore,
     TaskRecord,
@@ -119,9 +121,19 @@ def default_submitter() -> str:
 
 
 def cluster_capacity() -> Capacity:
-    """Alive nodes' totals and what Ray reports available (CPU, GPU, memory)."""
-    nodes = tuple(Resources.from_ray(n["Resources"]) for n in ray.nodes() if n.get("Alive"))
-    return Capacity(nodes, Resources.from_ray(ray.available_resources()))
+    """Alive nodes' totals, what Ray reports available, and what each node has free (CPU,
+    GPU, memory)."""
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    nodes = tuple(Resources.from_ray(n["Resources"]) for n in alive)
+    try:  # per node: Ray exposes it only as private API
+        from ray._private import state as _state
+
+        per_node = _state.available_resources_per_node()
+        node_free = tuple(Resources.from_ray(per_node.get(n["NodeID"], {})) for n in alive)
+    except Exception as err:  # noqa: BLE001 - without it, admission checks the sum only
+        logger.debug("available resources per node not read: %s", err)
+        node_free = ()
+    return Capacity(nodes, Resources.from_ray(ray.available_resources()), node_free)
 
 
 def _dashboard_url() -> str:
@@ -196,11 +208,15 @@ class JobLauncher:
         return JobStatus(str(info.status.value if hasattr(info.status, "value")
                              else info.status)), str(info.message or "")
 
-    def stop(self, job_id: str) -> None:
+    def stop(self, job_id: str) -> bool:
+        """Ask Ray to stop the job; False when the job API did not take the request."""
         try:
             self.client.stop_job(job_id)
-        except Exception as err:  # noqa: BLE001 - it ended on its own meanwhile
+            return True
+        except Exception as err:  # noqa: BLE001 - ended on its own, or the API is down
             logger.info("job %s not stopped: %s", job_id, err)
+            self._client = None
+            return False
 
     def logs(self, job_id: str) -> str:
         try:
@@ -208,6 +224,19 @@ class JobLauncher:
         except Exception as err:  # noqa: BLE001 - a job that never started has no logs
             logger.debug("job %s: no logs: %s", job_id, err)
             return ""
+
+
+def _outcome_from_run_dir(rec: TaskRecord) -> Outcome | None:
+    """A finished run's summary from its ``result.json`` (when its driver's report was lost)."""
+    try:
+        r = json.loads((Path(rec.storage) / rec.run_name / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return Outcome(0, "read from its result.json (its driver's report was lost)", {
+        "run_dir": r.get("run_dir"), "weights_hash": r.get("weights_hash"),
+        "best_metrics": r.get("best_metrics"), "test_metrics": r.get("test_metrics"),
+        "epochs_completed": r.get("epochs_completed"), "data_hash": r.get("data_hash"),
+        "seed": r.get("seed"), "cache_hit": r.get("cache_hit") is not None})
 
 
 def _scheduler_metrics() -> dict[str, Any]:
@@ -249,8 +278,11 @@ class SchedulerActor:
         self._stop = threading.Event()
         self.last_error: str | None = None
         self.steps = 0
+        self._needs_reload = False  # a failed write: memory and database may differ
+        self._priorities_seen: set[int] = set()
         logger.info("scheduler on %s: %d active tasks", self.db.where, len(self.scheduler.tasks))
-        threading.Thread(target=self._loop, name="mtp-scheduler", daemon=True).start()
+        self._thread = threading.Thread(target=self._loop, name="mtp-scheduler", daemon=True)
+        self._thread.start()
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -286,13 +318,14 @@ class SchedulerActor:
 
     def cancel(self, task_id: str, who: str = "a user") -> TaskRecord:
         with self._lock:
+            before = self.scheduler.tasks.get(task_id)
             try:
                 rec = self.scheduler.cancel(task_id, who)
             except SchedulerError:
                 stored = self._stored(task_id)
                 raise TaskEndedError(f"task {task_id} is already {stored.state.value} "
                                      f"({stored.reason}); nothing to cancel") from None
-            self.store.save(rec)
+            self._save_or_undo(rec, before)
         if rec.state is QueueState.CANCELLED:
             self.metrics.get()["ended"].inc(tags={"state": rec.state.value})
         self._wake.set()
@@ -302,15 +335,26 @@ class SchedulerActor:
         if not 1 <= priority <= 99:
             raise ConfigError(f"priority {priority} is out of range; allowed: 1 to 99")
         with self._lock:
+            before = self.scheduler.tasks.get(task_id)
             try:
                 rec = self.scheduler.set_priority(task_id, priority)
             except SchedulerError:
                 stored = self._stored(task_id)
                 raise TaskEndedError(f"task {task_id} is already {stored.state.value}; its "
                                      "priority no longer matters") from None
-            self.store.save(rec)
+            self._save_or_undo(rec, before)
         self._wake.set()
         return rec
+
+    def _save_or_undo(self, rec: TaskRecord, before: TaskRecord | None) -> None:
+        """Store a request's change; when that fails, the queue in memory is put back as it
+        was (the caller sees the database's error, and nothing changed)."""
+        try:
+            self.store.save(rec)
+        except DatabaseError:
+            if before is not None:
+                self.scheduler.tasks[rec.id] = before
+            raise
 
     def _stored(self, task_id: str) -> TaskRecord:
         rec = self.store.get(task_id)
@@ -364,21 +408,26 @@ class SchedulerActor:
         return True
 
     def shutdown(self) -> None:
-        """Stop the loop (``mtp cluster stop``); running jobs are left to finish."""
+        """Stop the loop (``mtp cluster stop``) after its current step; running jobs are
+        left to finish."""
         self._stop.set()
         self._wake.set()
+        self._thread.join(timeout=60)
 
     # -- the loop ---------------------------------------------------------------------------
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.step()
+                if self._needs_reload:
+                    self._reload()  # no step on a queue that may differ from the database
+                else:
+                    self.step()
                 self.last_error = None
             except DatabaseError as err:
                 self.last_error = str(err)
                 logger.error("scheduler step: %s; reloading the queue from the database", err)
-                self._reload()
+                self._needs_reload = True
             except Exception as err:  # noqa: BLE001 - the loop must outlive one bad step
                 self.last_error = f"{type(err).__name__}: {err}"
                 logger.exception("scheduler step failed")
@@ -386,13 +435,13 @@ class SchedulerActor:
             self._wake.clear()
 
     def _reload(self) -> None:
-        try:
-            with self._lock:
-                fresh = Scheduler(self.scheduler.policy, self.scheduler.clock)
-                fresh.load(self.store.active())
-                self.scheduler = fresh
-        except Exception as err:  # noqa: BLE001 - next step tries again
-            logger.error("queue not reloaded: %s", err)
+        """The queue again from the database (raises its error: the loop tries again)."""
+        with self._lock:
+            fresh = Scheduler(self.scheduler.policy, self.scheduler.clock)
+            fresh.load(self.store.active())
+            self.scheduler = fresh
+            self._needs_reload = False
+        logger.info("queue reloaded from the database: %d active tasks", len(fresh.tasks))
 
     def _observe(self) -> None:
         with self._lock:
@@ -409,6 +458,8 @@ class SchedulerActor:
             progress, outcome = reports.get(rec.id, (None, None))
             if status.ended and outcome is None:  # the driver writes it just before it exits
                 outcome = self.store.outcome(rec.id, rec.attempts)
+            if status is JobStatus.SUCCEEDED and outcome is None:
+                outcome = _outcome_from_run_dir(rec)  # its report was lost: the run says
             with self._lock:
                 self.scheduler.observe(rec.id, JobReport(status, progress, outcome, message))
 
@@ -417,12 +468,18 @@ class SchedulerActor:
         capacity = cluster_capacity()
         with self._lock:
             result = self.scheduler.step(capacity)
-            self.store.save_many(result.changed)
+            try:
+                self.store.save_many(result.changed)
+            except DatabaseError:
+                self._needs_reload = True  # nothing of this step is carried out
+                raise
         self.steps += 1
         for action in result.actions:
             if action.kind is ActionKind.STOP_JOB:
                 assert action.task.job_id is not None
-                self.launcher.stop(action.task.job_id)
+                if not self.launcher.stop(action.task.job_id):
+                    with self._lock:
+                        self.scheduler.stop_failed(action.task.job_id)  # sent again next step
                 continue
             try:
                 self.launcher.start(action.task)
@@ -442,9 +499,9 @@ class SchedulerActor:
             waiting = self.scheduler.waiting()
             running = len(self.scheduler.running())
         by_priority = Counter(t.priority for t in waiting)
-        for p in set(by_priority) | getattr(self, "_priorities_seen", set()):
+        self._priorities_seen |= set(by_priority)  # a priority emptied reads 0, not stale
+        for p in self._priorities_seen:
             m["queued"].set(by_priority.get(p, 0), tags={"priority": str(p)})
-        self._priorities_seen = set(by_priority) | getattr(self, "_priorities_seen", set())
         m["running"].set(running)
         for rec in result.admitted:
             if rec.attempts == 1:
@@ -452,7 +509,7 @@ class SchedulerActor:
         for _ in result.preempted:
             m["preemptions"].inc()
         for rec in result.changed:
-            if rec.state in (QueueState.SUCCEEDED, QueueState.FAILED, QueueState.CANCELLED):
+            if rec.state in TERMINAL_STATES:
                 m["ended"].inc(tags={"state": rec.state.value})
 
 

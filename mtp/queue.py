@@ -18,13 +18,16 @@ it; a task that passes starts later exactly as ``mtp run`` would run it.
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import ray
 
+from cluster.errors import ClusterError
 from cluster.queue import QueueState, TaskRecord
 from cluster.scheduler_actor import (
+    SCHEDULER_NAME,
     Submission,
     default_submitter,
     find_scheduler,
@@ -38,6 +41,11 @@ __all__ = ["cancel", "check_task", "find_request", "get_task", "scheduler", "set
            "snapshot", "submit", "task_logs", "tasks", "wait"]
 
 _CALL_TIMEOUT_S = 60.0  # a call to the scheduler actor (a caller's deadline may be shorter)
+_MAX_REQUEST_ID = 256
+
+
+class SchedulerUnavailableError(ClusterError):
+    """The scheduler actor did not answer (dead, restarting, or too busy)."""
 
 
 def check_task(task: TrainingTask, storage: Path) -> None:
@@ -53,6 +61,12 @@ def submission(task: TrainingTask, *, priority: int | None = None,
                request_id: str | None = None, submitter: str | None = None) -> Submission:
     if priority is not None and not 1 <= priority <= 99:
         raise ConfigError(f"--priority {priority} is out of range; allowed: 1 to 99")
+    if request_id is not None and not 0 < len(request_id) <= _MAX_REQUEST_ID:
+        raise ConfigError(f"request id of {len(request_id)} characters; allowed: 1 to "
+                          f"{_MAX_REQUEST_ID}")
+    # always one: a submit that Ray retries (the actor died after storing it, before it
+    # answered) finds the task it created instead of queueing a second
+    request_id = request_id or f"auto-{uuid.uuid4().hex}"
     s = task.scheduling
     return Submission(
         name=task.name, task_id=task.task_id, config=task.model_dump_json(),
@@ -85,8 +99,23 @@ def scheduler(storage: str | Path | None = None, database_url: str | None = None
 
 
 def _call(ref: Any, timeout_s: float | None = None) -> Any:
-    return ray.get(ref, timeout=_CALL_TIMEOUT_S if timeout_s is None
-                   else max(min(timeout_s, _CALL_TIMEOUT_S), 0.001))
+    """The scheduler's answer; one line (ClusterError) when it cannot give one."""
+    from ray.exceptions import GetTimeoutError, RayActorError
+
+    timeout = _CALL_TIMEOUT_S if timeout_s is None else max(min(timeout_s, _CALL_TIMEOUT_S),
+                                                            0.001)
+    try:
+        return ray.get(ref, timeout=timeout)
+    except GetTimeoutError:
+        ray.cancel(ref)
+        raise SchedulerUnavailableError(
+            f"the cluster's scheduler ({SCHEDULER_NAME}) did not answer within "
+            f"{timeout:g} s; see `mtp cluster status`") from None
+    except RayActorError as err:
+        raise SchedulerUnavailableError(
+            f"the cluster's scheduler ({SCHEDULER_NAME}) is not available (it died or is "
+            f"restarting: {str(err).strip().splitlines()[0][:200]}); try again, or see "
+            "`mtp cluster status`") from None
 
 
 def submit(task: TrainingTask, *, priority: int | None = None,

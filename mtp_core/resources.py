@@ -7,6 +7,7 @@ actors, the task migrator's placements and consensus verification's node choice.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from mtp_core.spec import Strategy, TrainingTask
@@ -151,9 +152,12 @@ def capacity_problem(needs: TaskResources, nodes: list[Resources]) -> str | None
 
 
 def _workers_on(needs: TaskResources, node: Resources) -> int:
-    counts = [int(node.cpu // needs.cpus_per_worker + 1e-9)] if needs.cpus_per_worker else []
+    # the tolerance before the floor: 0.6 CPUs hold three workers of 0.2 (0.6 / 0.2 is
+    # 2.9999999999999996 in floating point)
+    counts = ([math.floor(node.cpu / needs.cpus_per_worker + 1e-9)]
+              if needs.cpus_per_worker else [])
     if needs.gpus_per_worker:
-        counts.append(int(node.gpu // needs.gpus_per_worker + 1e-9))
+        counts.append(math.floor(node.gpu / needs.gpus_per_worker + 1e-9))
     if needs.memory_per_worker:
-        counts.append(int(node.memory // needs.memory_per_worker))
+        counts.append(math.floor(node.memory / needs.memory_per_worker + 1e-9))
     return min(counts) if counts else needs.num_workers

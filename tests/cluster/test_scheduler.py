@@ -179,22 +179,32 @@ def test_a_small_task_may_not_take_the_room_a_blocked_large_one_waits_for() -> N
     assert s.get("small").state is QueueState.PENDING
 
 
-def test_small_tasks_backfill_only_into_the_room_left_over_once_the_blocked_one_runs() -> None:
-    # 6 CPUs, r1 holds 3: big needs 4 -> once r1 ends, 2 CPUs are extra; 3 are free now
+def test_without_known_ends_small_tasks_never_take_the_room_a_blocked_one_lacks() -> None:
+    # 6 CPUs, r1 holds 3 with no time limit: big (4) cannot know when it will start, so the
+    # 3 free CPUs stay for it: a 1-CPU task there could be followed by another forever
     s, _ = make(running("r1", 50, seq=1, cpus=3), rec("big", 50, seq=2, cpus=4),
                 rec("s1", 50, seq=3), rec("s2", 50, seq=4), rec("s3", 50, seq=5))
-    out = s.step(cap(6))
-    assert started(out) == ["s1", "s2"]  # s3 would fit in what is free, but not in the extra
-    for i in ("s1", "s2"):
-        assert "backfilled ahead of big (it fits in the room left over once big runs)" \
-            in s.get(i).reason
-    assert s.get("s3").state is QueueState.PENDING
-    assert s.free(cap(6)) == Resources(cpu=1)
-    # r1 ends: big fits exactly in what is now free (4 = 6 - s1 - s2)
+    assert started(s.step(cap(6))) == []
+    assert [s.get(i).state for i in ("s1", "s2", "s3")] == [QueueState.PENDING] * 3
     end(s, "r1", 0)
     out = s.step(cap(6))
-    assert started(out) == ["big"]
+    assert started(out) == ["big", "s1", "s2"]  # 6 - 4 = 2 CPUs left once big runs
+    assert s.get("s1").reason.startswith("admitted in queue order")
     assert s.get("s3").state is QueueState.PENDING
+
+
+def test_small_tasks_backfill_into_what_the_blocked_one_does_not_lack() -> None:
+    # big lacks a GPU, not CPUs: CPU-only tasks may use the CPUs it would leave over
+    s, _ = make(running("g", 50, seq=1, cpus=1, gpus=1.0), rec("big", 50, seq=2, cpus=2,
+                                                               gpus=1.0),
+                rec("c1", 50, seq=3, cpus=2), rec("c2", 50, seq=4, cpus=2),
+                rec("c3", 50, seq=5, cpus=2))
+    out = s.step(cap(8, gpu=1))
+    # 7 CPUs free; big needs 2 of them: 5 extra, two 2-CPU tasks fit
+    assert started(out) == ["c1", "c2"]
+    assert "backfilled ahead of big (it fits in the room left over once big runs)" \
+        in s.get("c1").reason
+    assert s.get("c3").state is QueueState.PENDING
 
 
 @pytest.mark.parametrize(("limit", "backfilled"), [(50.0, True), (60.0, True), (61.0, False)])
@@ -501,11 +511,35 @@ def test_a_driver_that_died_without_an_outcome_is_retried_up_to_max_attempts() -
     assert t.ran_s == pytest.approx(15.0)
 
 
-def test_a_job_that_vanished_counts_as_a_dead_driver() -> None:
+def test_a_job_never_submitted_is_submitted_again_with_the_same_id() -> None:
+    # stored RUNNING, then the scheduler stopped before submitting: Ray has no such job and
+    # the attempt never reported; the same job id is submitted again, a few times at most
     s, _ = _one_running(max_attempts=1)
+    for _ in range(3):
+        end(s, "t", None, status=JobStatus.UNKNOWN, job_message="Ray has no such job")
+        out = s.step(cap(2))
+        assert [(a.kind, a.task.job_id) for a in out.actions] == [
+            (ActionKind.START_JOB, "mtp-t-1")]
+        assert out.changed == [] and s.get("t").attempts == 1
     end(s, "t", None, status=JobStatus.UNKNOWN, job_message="Ray has no such job")
     t = changed(s.step(cap(2)), "t")
     assert t.state is QueueState.FAILED and "(Ray has no such job)" in t.reason
+
+
+def test_a_job_that_vanished_after_reporting_counts_as_a_dead_driver() -> None:
+    s, _ = _one_running(max_attempts=1)
+    s.observe("t", JobReport(JobStatus.RUNNING, progress(2, ckpt=2)))
+    s.step(cap(2))
+    end(s, "t", None, status=JobStatus.UNKNOWN, job_message="Ray has no such job")
+    t = changed(s.step(cap(2)), "t")
+    assert t.state is QueueState.FAILED and "(Ray has no such job)" in t.reason
+
+
+def test_a_job_that_succeeded_without_its_drivers_report_succeeded() -> None:
+    s, _ = _one_running(max_attempts=1)
+    end(s, "t", None, status=JobStatus.SUCCEEDED)
+    t = changed(s.step(cap(2)), "t")
+    assert t.state is QueueState.SUCCEEDED and t.result is None
 
 
 def test_an_interrupted_outcome_without_a_request_is_cancelled_outside_the_scheduler() -> None:
@@ -651,8 +685,8 @@ def test_load_keeps_running_tasks_and_rederives_what_is_free() -> None:
     assert s.allocated() == Resources(cpu=3)
     assert s.free(cap(4)) == Resources(cpu=1)
     out = s.step(cap(4))
-    # w (2 CPUs) waits for r; tiny fits in the 1 CPU free, and in what is left once w runs
-    assert started(out) == ["tiny"] and "free was 1 CPU" in s.get("tiny").reason
+    # w (2 CPUs) waits for r (no time limit): the 1 free CPU stays for w, tiny waits
+    assert started(out) == [] and s.get("tiny").state is QueueState.PENDING
     assert s.get("r").attempts == 1 and s.get("r").job_id == "mtp-r-1"  # not started again
     # after a restart a task being cancelled is asked to stop again
     s2, _ = make(running("r", 50, seq=3, cpus=3, request=StopRequest.CANCEL,
@@ -764,3 +798,77 @@ def test_a_task_larger_than_the_cluster_as_it_is_now_blocks_nothing() -> None:
     out = s.step(cap(2))
     assert started(out) == ["small"]
     assert s.get("big").state is QueueState.PENDING
+
+
+def test_a_preemption_no_longer_needed_is_withdrawn_before_its_stop() -> None:
+    s, _ = make(running("low", 10, seq=1), rec("high", 90, seq=2))
+    s.observe("low", JobReport(JobStatus.RUNNING, progress(2, ckpt=2)))
+    assert [t.id for t in s.step(cap(1)).preempted] == ["low"]
+    s.cancel("high")  # the urgent task went away before low reached a checkpoint
+    still_running(s, "low")
+    out = s.step(cap(1))
+    low = changed(out, "low")
+    assert low.request is None and low.reason.startswith("preemption withdrawn")
+    s.observe("low", JobReport(JobStatus.RUNNING, progress(3, ckpt=3)))
+    assert stops(s.step(cap(1))) == []  # its next checkpoint no longer stops it
+
+
+def test_no_second_victim_while_rays_available_resources_lag_behind_the_first() -> None:
+    s, _ = make(running("v1", 10, seq=1), running("v2", 20, seq=2), rec("high", 90, seq=3))
+    for v in ("v1", "v2"):
+        s.observe(v, JobReport(JobStatus.RUNNING, progress(2, ckpt=2)))
+    assert [t.id for t in s.step(cap(2, available=Resources())).preempted] == ["v1"]
+    s.observe("v1", JobReport(JobStatus.RUNNING, progress(3, ckpt=3)))
+    assert stopped(s.step(cap(2, available=Resources()))) == ["v1"]
+    end(s, "v1", 143)
+    still_running(s, "v2")
+    # v1 has ended; Ray still shows its CPU busy: high waits, v2 is not asked to stop
+    out = s.step(cap(2, available=Resources()))
+    assert out.preempted == [] and s.get("v2").request is None
+    assert s.get("high").state is QueueState.PENDING
+    out = s.step(cap(2, available=Resources(cpu=1)))
+    assert started(out) == ["high"]
+
+
+def test_a_task_whose_workers_fit_no_node_now_waits_although_the_sum_fits() -> None:
+    # two nodes of 4 CPUs with 2 free on each: 4 CPUs free in total, but no node holds a
+    # 4-CPU worker
+    nodes = (Resources(cpu=4), Resources(cpu=4))
+    two_free = Capacity(nodes, Resources(cpu=4), (Resources(cpu=2), Resources(cpu=2)))
+    s, _ = make(rec("wide", 50, seq=1, cpus=4), rec("pair", 40, seq=2, cpus=2, workers=2))
+    out = s.step(two_free)
+    assert "wide" not in started(out) and s.get("wide").state is QueueState.PENDING
+    one_free = Capacity(nodes, Resources(cpu=4), (Resources(cpu=4), Resources()))
+    s2, _ = make(rec("wide", 50, seq=1, cpus=4))
+    assert started(s2.step(one_free)) == ["wide"]
+
+
+def test_a_cancel_that_comes_while_its_job_could_not_start_ends_it() -> None:
+    s, _ = make(rec("t", 50, seq=1))
+    assert started(s.step(cap(1))) == ["t"]
+    s.cancel("t")
+    back = s.start_failed("t", "No available agent")
+    assert back is not None and back.state is QueueState.CANCELLED
+    assert "t" not in s.tasks
+
+
+def test_a_stop_that_was_not_delivered_is_sent_again() -> None:
+    s, _ = _one_running()
+    s.cancel("t")
+    still_running(s, "t")
+    assert stopped(s.step(cap(2))) == ["t"]
+    still_running(s, "t")
+    assert stopped(s.step(cap(2))) == []  # sent once
+    s.stop_failed("mtp-t-1")
+    still_running(s, "t")
+    assert stopped(s.step(cap(2))) == ["t"]
+
+
+def test_fractional_cpus_fit_as_ray_places_them() -> None:
+    from mtp_core.resources import capacity_problem
+
+    # 0.6 / 0.2 is 2.9999999999999996 in floating point: still three workers
+    assert capacity_problem(TaskResources(3, 0.2, 0.0), [Resources(cpu=0.6)]) is None
+    # the sum is enough, but a 0.4-CPU worker fits only once on each 0.6-CPU node
+    assert "only 2 fit" in (capacity_problem(TaskResources(3, 0.4, 0.0),
+                                             [Resources(cpu=0.6), Resources(cpu=0.6)]) or "")
