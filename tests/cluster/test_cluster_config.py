@@ -67,6 +67,17 @@ def test_the_head_starts_the_platform_services_after_ray() -> None:
     assert "--address 127.0.0.1:6379 --storage-path /mnt/shared/mtp" in cmds[start[0]]
 
 
+def test_the_head_serves_the_api_on_loopback_with_a_token_made_once() -> None:
+    cmds = yaml.safe_load((REPO / "ray-cluster.yaml").read_text())["head_start_ray_commands"]
+    serve = [c for c in cmds if "mtp serve" in c]
+    assert len(serve) == 1 and cmds.index(serve[0]) > next(
+        i for i, c in enumerate(cmds) if "mtp cluster start" in c)
+    cmd = serve[0]
+    assert "--token-file ~/.mtp/api-token" in cmd and "--host" not in cmd  # loopback
+    assert "test -s ~/.mtp/api-token ||" in cmd and "umask 077" in cmd
+    assert "HealthStub" in cmd  # started once: a serving API is left alone
+
+
 def test_the_node_environment_names_the_heads_server(tmp_path: Path) -> None:
     """The setup line run as Ray runs it on a worker (RAY_HEAD_IP exported) and on the head."""
     cfg = yaml.safe_load((REPO / "ray-cluster.yaml").read_text())
