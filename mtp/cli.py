@@ -293,7 +293,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     server = start_server(ServerConfig(
         host=args.host, port=args.port, token=token, tls_cert=cert, tls_key=key,
-        storage=args.storage_path, tracking_uri=args.tracking_uri))
+        storage=args.storage_path, tracking_uri=args.tracking_uri,
+        max_workers=args.max_workers))
     print(f"mtp API (mtp.v1) on {args.host}:{server.port}"
           f"{' with TLS' if cert else ''}; SIGTERM or Ctrl-C stops it", flush=True)
     try:
@@ -681,6 +682,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--tracking-uri", default=None, help="MLflow tracking and registry URI")
     srv.add_argument("--grace-s", type=float, default=5.0,
                      help="on SIGTERM, how long open calls may take to finish")
+    srv.add_argument("--max-workers", type=_at_least_one, default=64,
+                     help="threads serving calls; each open WatchTask stream holds one, and "
+                     "a quarter (at least 4) stay for the other calls (default 64)")
     srv.set_defaults(func=_cmd_serve, parser=srv)
 
     from mtp._models_cli import add_models_parser

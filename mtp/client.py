@@ -111,6 +111,7 @@ class Client:
         elif isinstance(config, Path) or (isinstance(config, str) and "\n" not in config
                                           and Path(config).is_file()):
             request.config_text = Path(config).read_text(encoding="utf-8")
+            request.origin = str(config)  # errors name the file, as the CLI's do
         else:
             request.config_text = str(config)
         response = self._unary(self.training.SubmitTask, request)

@@ -17,6 +17,7 @@ it; a task that passes starts later exactly as ``mtp run`` would run it.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from pathlib import Path
@@ -81,6 +82,10 @@ def scheduler(storage: str | Path | None = None, database_url: str | None = None
               create: bool = True) -> Any:
     """The cluster's scheduler actor; with ``create`` started on ``storage`` if none runs.
     A ``storage`` given explicitly must be the running scheduler's."""
+    global _handle
+    session = ray.get_runtime_context().get_job_id()
+    if _handle is not None and _handle[0] == session and storage is None:
+        return _handle[1]  # a named detached actor keeps its handle across its restarts
     found = find_scheduler()
     if found is None:
         if not create:
@@ -95,7 +100,13 @@ def scheduler(storage: str | Path | None = None, database_url: str | None = None
         if info["storage"] != wanted:
             raise ConfigError(f"--storage-path {storage}: the cluster's scheduler stores runs "
                               f"under {info['storage']}; omit --storage-path or give that")
+    _handle = (session, found)
     return found
+
+
+#: (this driver's Ray job id, the scheduler actor) once found; forgotten when a call to it
+#: fails or the process joins another cluster
+_handle: tuple[str, Any] | None = None
 
 
 def _call(ref: Any, timeout_s: float | None = None) -> Any:
@@ -104,14 +115,17 @@ def _call(ref: Any, timeout_s: float | None = None) -> Any:
 
     timeout = _CALL_TIMEOUT_S if timeout_s is None else max(min(timeout_s, _CALL_TIMEOUT_S),
                                                             0.001)
+    global _handle
     try:
         return ray.get(ref, timeout=timeout)
     except GetTimeoutError:
-        ray.cancel(ref)
+        with contextlib.suppress(Exception):  # a call that never ran needs no cancel
+            ray.cancel(ref)
         raise SchedulerUnavailableError(
             f"the cluster's scheduler ({SCHEDULER_NAME}) did not answer within "
             f"{timeout:g} s; see `mtp cluster status`") from None
     except RayActorError as err:
+        _handle = None  # stopped for good (`mtp cluster stop`): look it up again next time
         raise SchedulerUnavailableError(
             f"the cluster's scheduler ({SCHEDULER_NAME}) is not available (it died or is "
             f"restarting: {str(err).strip().splitlines()[0][:200]}); try again, or see "

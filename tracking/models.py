@@ -22,7 +22,7 @@ import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -229,11 +229,16 @@ class ModelRegistry:
 
     def versions(self, name: str) -> list[ModelVersion]:
         """Every version of ``name``, oldest first."""
-        self._model(name)
+        held = self._aliases(name)  # MLflow's version search returns no aliases
         found = self._all_versions(name)
         rows = self.db.read(lambda conn: {r.version: r for r in conn.execute(
             select(MODEL_VERSIONS).where(MODEL_VERSIONS.c.model == name))}, f"lineage of {name}")
-        return sorted((_merge(name, mv, rows.get(int(mv.version))) for mv in found),
+        by_version: dict[int, list[str]] = {}
+        for alias, version in held.items():
+            by_version.setdefault(version, []).append(alias)
+        return sorted((replace(v, aliases=tuple(sorted({*v.aliases,
+                                                         *by_version.get(v.version, [])})))
+                       for v in (_merge(name, mv, rows.get(int(mv.version))) for mv in found)),
                       key=lambda v: v.version)
 
     def models(self) -> list[str]:

@@ -78,7 +78,8 @@ def _message(err: BaseException) -> str:
     """The line the CLI prints after ``mtp: error: `` (one line, no remote traceback)."""
     from mtp.cli import _error_message
 
-    return _error_message(err).splitlines()[0] if _error_message(err) else type(err).__name__
+    text = _error_message(err)
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _call(context: grpc.ServicerContext, fn: Callable[[float | None], T]) -> T:
@@ -113,9 +114,20 @@ def _config(request: training_pb2.SubmitTaskRequest) -> dict[str, Any]:
 class _Watches:
     """Open WatchTask streams (the server frees each when its client goes away)."""
 
+    limit: int = 48  # the server's threads minus those kept for the other calls
     active: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     closing: threading.Event = field(default_factory=threading.Event)
+
+    def try_add(self) -> bool:
+        """Count one more open stream, unless ``limit`` are open (a watch holds one of the
+        server's threads for as long as it is open: unlimited, they would leave no thread
+        for any other call, the health check included)."""
+        with self.lock:
+            if self.active >= self.limit:
+                return False
+            self.active += 1
+            return True
 
     def add(self, n: int) -> None:
         with self.lock:
@@ -132,7 +144,8 @@ class TrainingService(training_pb2_grpc.TrainingServiceServicer):
         def submit(timeout: float | None) -> training_pb2.SubmitTaskResponse:
             raw = apply_overrides(_config(request), list(request.overrides))
             raw.pop("search", None)  # a study config's base task, as `mtp submit` reads it
-            task = parse_task(raw, origin="the request's config", base_dir=Path.cwd())
+            task = parse_task(raw, origin=request.origin or "the request's config",
+                              base_dir=Path.cwd())
             if request.priority and not 1 <= request.priority <= 99:
                 raise InputError(f"priority {request.priority} is out of range; allowed: 1 "
                                  "to 99 (0: the task's scheduling.priority)")
@@ -206,7 +219,11 @@ class TrainingService(training_pb2_grpc.TrainingServiceServicer):
     def WatchTask(self, request: training_pb2.WatchTaskRequest,  # noqa: N802
                   context: grpc.ServicerContext) -> Iterator[training_pb2.TaskEvent]:
         rec = _call(context, lambda t: queue.get_task(request.id, t))
-        self.watches.add(1)
+        if not self.watches.try_add():
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"{self.watches.limit} WatchTask streams are open, the most this "
+                          "server serves at once (each holds a thread); close one, or poll "
+                          "GetTask, or start the server with a larger --max-workers")
         gone = threading.Event()
         context.add_callback(gone.set)  # the client went away, or the deadline passed
         try:
@@ -265,6 +282,17 @@ def _new_log_lines(task_id: str, sent: dict[int, int], context: grpc.ServicerCon
                                          at=time.time())
 
 
+def _version_ref(ref: str) -> str:
+    """A version reference as the registry reads it: the protos' ``NAME/VERSION`` is
+    ``models:/NAME/VERSION``; ``NAME@ALIAS``, ``NAME@VERSION`` and ``models:/`` URIs pass as
+    they are (a bad one is refused by the registry, naming the forms it takes)."""
+    text = ref.strip()
+    _, slash, tail = text.partition("/")
+    if slash and "@" not in text and ":" not in text and tail.isdigit():
+        return f"models:/{text}"
+    return ref
+
+
 def _caller(context: grpc.ServicerContext) -> str:
     return f"an API client at {context.peer()}"
 
@@ -306,7 +334,8 @@ class ModelRegistryService(registry_pb2_grpc.ModelRegistryServicer):
 
     def GetVersion(self, request: registry_pb2.GetVersionRequest,  # noqa: N802
                    context: grpc.ServicerContext) -> registry_pb2.ModelVersion:
-        return _call(context, lambda _: version_pb(self.registry().resolve(request.ref)))
+        return _call(context, lambda _: version_pb(
+            self.registry().resolve(_version_ref(request.ref))))
 
     def SetAlias(self, request: registry_pb2.SetAliasRequest,  # noqa: N802
                  context: grpc.ServicerContext) -> registry_pb2.ModelVersion:
@@ -326,8 +355,9 @@ class ModelRegistryService(registry_pb2_grpc.ModelRegistryServicer):
 
             storage = resolve_storage(self.storage)
             reg = self.registry()
-            a, b = reg.resolve(request.a), reg.resolve(request.b)
-            c = compare_versions(request.a, request.b, storage=storage,
+            ref_a, ref_b = _version_ref(request.a), _version_ref(request.b)
+            a, b = reg.resolve(ref_a), reg.resolve(ref_b)
+            c = compare_versions(ref_a, ref_b, storage=storage,
                                  tracking_uri=self.tracking_uri,
                                  data=Path(request.data_path) if request.data_path else None)
             return comparison_pb(c, a, b)
@@ -387,7 +417,8 @@ def start_server(config: ServerConfig) -> ApiServer:
             storage = ray.get(storage, timeout=60)["storage"]
         except MtpError:
             storage = None  # no scheduler yet: the default storage
-    watches = _Watches()
+    # each watch holds a thread: a quarter of them (at least 4) stay for the other calls
+    watches = _Watches(limit=max(config.max_workers - max(config.max_workers // 4, 4), 1))
     from concurrent.futures import ThreadPoolExecutor
 
     server = grpc.server(ThreadPoolExecutor(max_workers=config.max_workers,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mtp/v1/training.proto\x12\x06mtp.v1\x1a\x1cgoogle/protobuf/struct.proto\"L\n\tResources\x12\x0b\n\x03\x63pu\x18\x01 \x01(\x01\x12\x0b\n\x03gpu\x18\x02 \x01(\x01\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x01\x12\x0f\n\x07workers\x18\x04 \x01(\x05\"\xc0\x01\n\x08Progress\x12\r\n\x05\x65poch\x18\x01 \x01(\x05\x12\x0e\n\x06\x65pochs\x18\x02 \x01(\x05\x12\x0f\n\x07percent\x18\x03 \x01(\x01\x12.\n\x07metrics\x18\x04 \x03(\x0b\x32\x1d.mtp.v1.Progress.MetricsEntry\x12\x18\n\x10\x63heckpoint_epoch\x18\x05 \x01(\x05\x12\n\n\x02\x61t\x18\x06 \x01(\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xdf\x02\n\nTaskResult\x12\x14\n\x0cweights_hash\x18\x01 \x01(\t\x12\x39\n\x0c\x62\x65st_metrics\x18\x02 \x03(\x0b\x32#.mtp.v1.TaskResult.BestMetricsEntry\x12\x39\n\x0ctest_metrics\x18\x03 \x03(\x0b\x32#.mtp.v1.TaskResult.TestMetricsEntry\x12\x18\n\x10\x65pochs_completed\x18\x04 \x01(\x05\x12\x0f\n\x07run_dir\x18\x05 \x01(\t\x12\x11\n\tdata_hash\x18\x06 \x01(\t\x12\x0c\n\x04seed\x18\x07 \x01(\t\x12\x11\n\tcache_hit\x18\x08 \x01(\x08\x1a\x32\n\x10\x42\x65stMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x32\n\x10TestMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x96\x04\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12 \n\x05state\x18\x05 \x01(\x0e\x32\x11.mtp.v1.TaskState\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x11\n\tsubmitter\x18\x07 \x01(\t\x12\x14\n\x0csubmitted_at\x18\x08 \x01(\x01\x12\x12\n\nstarted_at\x18\t \x01(\x01\x12\x10\n\x08\x65nded_at\x18\n \x01(\x01\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x0c \x01(\x05\x12\x13\n\x0bpreemptions\x18\r \x01(\x05\x12\x10\n\x08waited_s\x18\x0e \x01(\x01\x12\r\n\x05ran_s\x18\x0f \x01(\x01\x12$\n\tresources\x18\x10 \x01(\x0b\x32\x11.mtp.v1.Resources\x12\"\n\x08progress\x18\x11 \x01(\x0b\x32\x10.mtp.v1.Progress\x12\x0e\n\x06job_id\x18\x12 \x01(\t\x12\x0f\n\x07run_dir\x18\x13 \x01(\t\x12\"\n\x06result\x18\x14 \x01(\x0b\x32\x12.mtp.v1.TaskResult\x12\r\n\x05\x65rror\x18\x15 \x01(\t\x12\x14\n\x0cstop_request\x18\x16 \x01(\t\x12\x13\n\x0bpreemptible\x18\x17 \x01(\x08\x12\x15\n\rmax_runtime_s\x18\x18 \x01(\x01\x12\x12\n\nrequest_id\x18\x19 \x01(\t\"\x9f\x01\n\x11SubmitTaskRequest\x12\x15\n\x0b\x63onfig_text\x18\x01 \x01(\tH\x00\x12\x30\n\rconfig_struct\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructH\x00\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x11\n\toverrides\x18\x05 \x03(\tB\x08\n\x06\x63onfig\"A\n\x12SubmitTaskResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.mtp.v1.Task\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1c\n\x0eGetTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"j\n\x10ListTasksRequest\x12!\n\x06states\x18\x01 \x03(\x0e\x32\x11.mtp.v1.TaskState\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"I\n\x11ListTasksResponse\x12\x1b\n\x05tasks\x18\x01 \x03(\x0b\x32\x0c.mtp.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x11\x43\x61ncelTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x15UpdatePriorityRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08priority\x18\x02 \x01(\x05\"\x11\n\x0fGetQueueRequest\"\xf7\x01\n\x05Queue\x12\x1d\n\x07running\x18\x01 \x03(\x0b\x32\x0c.mtp.v1.Task\x12\x1d\n\x07waiting\x18\x02 \x03(\x0b\x32\x0c.mtp.v1.Task\x12 \n\x05total\x18\x03 \x01(\x0b\x32\x11.mtp.v1.Resources\x12$\n\tallocated\x18\x04 \x01(\x0b\x32\x11.mtp.v1.Resources\x12\x1f\n\x04\x66ree\x18\x05 \x01(\x0b\x32\x11.mtp.v1.Resources\x12$\n\tavailable\x18\x06 \x01(\x0b\x32\x11.mtp.v1.Resources\x12\r\n\x05nodes\x18\x07 \x01(\x05\x12\x12\n\nlast_error\x18\x08 \x01(\t\":\n\x10WatchTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04logs\x18\x02 \x01(\x08\x12\x0c\n\x04once\x18\x03 \x01(\x08\"*\n\x08LogLines\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12\r\n\x05lines\x18\x02 \x03(\t\"\x85\x01\n\tTaskEvent\x12\x1c\n\x04task\x18\x01 \x01(\x0b\x32\x0c.mtp.v1.TaskH\x00\x12$\n\x08progress\x18\x02 \x01(\x0b\x32\x10.mtp.v1.ProgressH\x00\x12\x1f\n\x03log\x18\x03 \x01(\x0b\x32\x10.mtp.v1.LogLinesH\x00\x12\n\n\x02\x61t\x18\x04 \x01(\x01\x42\x07\n\x05\x65vent*\xbc\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATE_PENDING\x10\x01\x12\x16\n\x12TASK_STATE_RUNNING\x10\x02\x12\x18\n\x14TASK_STATE_SUCCEEDED\x10\x03\x12\x15\n\x11TASK_STATE_FAILED\x10\x04\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x05\x12\x18\n\x14TASK_STATE_PREEMPTED\x10\x06\x32\xaf\x03\n\x0fTrainingService\x12\x43\n\nSubmitTask\x12\x19.mtp.v1.SubmitTaskRequest\x1a\x1a.mtp.v1.SubmitTaskResponse\x12/\n\x07GetTask\x12\x16.mtp.v1.GetTaskRequest\x1a\x0c.mtp.v1.Task\x12@\n\tListTasks\x12\x18.mtp.v1.ListTasksRequest\x1a\x19.mtp.v1.ListTasksResponse\x12\x35\n\nCancelTask\x12\x19.mtp.v1.CancelTaskRequest\x1a\x0c.mtp.v1.Task\x12=\n\x0eUpdatePriority\x12\x1d.mtp.v1.UpdatePriorityRequest\x1a\x0c.mtp.v1.Task\x12\x32\n\x08GetQueue\x12\x17.mtp.v1.GetQueueRequest\x1a\r.mtp.v1.Queue\x12:\n\tWatchTask\x12\x18.mtp.v1.WatchTaskRequest\x1a\x11.mtp.v1.TaskEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mtp/v1/training.proto\x12\x06mtp.v1\x1a\x1cgoogle/protobuf/struct.proto\"L\n\tResources\x12\x0b\n\x03\x63pu\x18\x01 \x01(\x01\x12\x0b\n\x03gpu\x18\x02 \x01(\x01\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x01\x12\x0f\n\x07workers\x18\x04 \x01(\x05\"\xc0\x01\n\x08Progress\x12\r\n\x05\x65poch\x18\x01 \x01(\x05\x12\x0e\n\x06\x65pochs\x18\x02 \x01(\x05\x12\x0f\n\x07percent\x18\x03 \x01(\x01\x12.\n\x07metrics\x18\x04 \x03(\x0b\x32\x1d.mtp.v1.Progress.MetricsEntry\x12\x18\n\x10\x63heckpoint_epoch\x18\x05 \x01(\x05\x12\n\n\x02\x61t\x18\x06 \x01(\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xdf\x02\n\nTaskResult\x12\x14\n\x0cweights_hash\x18\x01 \x01(\t\x12\x39\n\x0c\x62\x65st_metrics\x18\x02 \x03(\x0b\x32#.mtp.v1.TaskResult.BestMetricsEntry\x12\x39\n\x0ctest_metrics\x18\x03 \x03(\x0b\x32#.mtp.v1.TaskResult.TestMetricsEntry\x12\x18\n\x10\x65pochs_completed\x18\x04 \x01(\x05\x12\x0f\n\x07run_dir\x18\x05 \x01(\t\x12\x11\n\tdata_hash\x18\x06 \x01(\t\x12\x0c\n\x04seed\x18\x07 \x01(\t\x12\x11\n\tcache_hit\x18\x08 \x01(\x08\x1a\x32\n\x10\x42\x65stMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x32\n\x10TestMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x96\x04\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12 \n\x05state\x18\x05 \x01(\x0e\x32\x11.mtp.v1.TaskState\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x11\n\tsubmitter\x18\x07 \x01(\t\x12\x14\n\x0csubmitted_at\x18\x08 \x01(\x01\x12\x12\n\nstarted_at\x18\t \x01(\x01\x12\x10\n\x08\x65nded_at\x18\n \x01(\x01\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x0c \x01(\x05\x12\x13\n\x0bpreemptions\x18\r \x01(\x05\x12\x10\n\x08waited_s\x18\x0e \x01(\x01\x12\r\n\x05ran_s\x18\x0f \x01(\x01\x12$\n\tresources\x18\x10 \x01(\x0b\x32\x11.mtp.v1.Resources\x12\"\n\x08progress\x18\x11 \x01(\x0b\x32\x10.mtp.v1.Progress\x12\x0e\n\x06job_id\x18\x12 \x01(\t\x12\x0f\n\x07run_dir\x18\x13 \x01(\t\x12\"\n\x06result\x18\x14 \x01(\x0b\x32\x12.mtp.v1.TaskResult\x12\r\n\x05\x65rror\x18\x15 \x01(\t\x12\x14\n\x0cstop_request\x18\x16 \x01(\t\x12\x13\n\x0bpreemptible\x18\x17 \x01(\x08\x12\x15\n\rmax_runtime_s\x18\x18 \x01(\x01\x12\x12\n\nrequest_id\x18\x19 \x01(\t\"\xaf\x01\n\x11SubmitTaskRequest\x12\x15\n\x0b\x63onfig_text\x18\x01 \x01(\tH\x00\x12\x30\n\rconfig_struct\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructH\x00\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x11\n\toverrides\x18\x05 \x03(\t\x12\x0e\n\x06origin\x18\x06 \x01(\tB\x08\n\x06\x63onfig\"A\n\x12SubmitTaskResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.mtp.v1.Task\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1c\n\x0eGetTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"j\n\x10ListTasksRequest\x12!\n\x06states\x18\x01 \x03(\x0e\x32\x11.mtp.v1.TaskState\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"I\n\x11ListTasksResponse\x12\x1b\n\x05tasks\x18\x01 \x03(\x0b\x32\x0c.mtp.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x11\x43\x61ncelTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x15UpdatePriorityRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08priority\x18\x02 \x01(\x05\"\x11\n\x0fGetQueueRequest\"\xf7\x01\n\x05Queue\x12\x1d\n\x07running\x18\x01 \x03(\x0b\x32\x0c.mtp.v1.Task\x12\x1d\n\x07waiting\x18\x02 \x03(\x0b\x32\x0c.mtp.v1.Task\x12 \n\x05total\x18\x03 \x01(\x0b\x32\x11.mtp.v1.Resources\x12$\n\tallocated\x18\x04 \x01(\x0b\x32\x11.mtp.v1.Resources\x12\x1f\n\x04\x66ree\x18\x05 \x01(\x0b\x32\x11.mtp.v1.Resources\x12$\n\tavailable\x18\x06 \x01(\x0b\x32\x11.mtp.v1.Resources\x12\r\n\x05nodes\x18\x07 \x01(\x05\x12\x12\n\nlast_error\x18\x08 \x01(\t\":\n\x10WatchTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04logs\x18\x02 \x01(\x08\x12\x0c\n\x04once\x18\x03 \x01(\x08\"*\n\x08LogLines\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12\r\n\x05lines\x18\x02 \x03(\t\"\x85\x01\n\tTaskEvent\x12\x1c\n\x04task\x18\x01 \x01(\x0b\x32\x0c.mtp.v1.TaskH\x00\x12$\n\x08progress\x18\x02 \x01(\x0b\x32\x10.mtp.v1.ProgressH\x00\x12\x1f\n\x03log\x18\x03 \x01(\x0b\x32\x10.mtp.v1.LogLinesH\x00\x12\n\n\x02\x61t\x18\x04 \x01(\x01\x42\x07\n\x05\x65vent*\xbc\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATE_PENDING\x10\x01\x12\x16\n\x12TASK_STATE_RUNNING\x10\x02\x12\x18\n\x14TASK_STATE_SUCCEEDED\x10\x03\x12\x15\n\x11TASK_STATE_FAILED\x10\x04\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x05\x12\x18\n\x14TASK_STATE_PREEMPTED\x10\x06\x32\xaf\x03\n\x0fTrainingService\x12\x43\n\nSubmitTask\x12\x19.mtp.v1.SubmitTaskRequest\x1a\x1a.mtp.v1.SubmitTaskResponse\x12/\n\x07GetTask\x12\x16.mtp.v1.GetTaskRequest\x1a\x0c.mtp.v1.Task\x12@\n\tListTasks\x12\x18.mtp.v1.ListTasksRequest\x1a\x19.mtp.v1.ListTasksResponse\x12\x35\n\nCancelTask\x12\x19.mtp.v1.CancelTaskRequest\x1a\x0c.mtp.v1.Task\x12=\n\x0eUpdatePriority\x12\x1d.mtp.v1.UpdatePriorityRequest\x1a\x0c.mtp.v1.Task\x12\x32\n\x08GetQueue\x12\x17.mtp.v1.GetQueueRequest\x1a\r.mtp.v1.Queue\x12:\n\tWatchTask\x12\x18.mtp.v1.WatchTaskRequest\x1a\x11.mtp.v1.TaskEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,8 +38,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASKRESULT_BESTMETRICSENTRY']._serialized_options = b'8\001'
   _globals['_TASKRESULT_TESTMETRICSENTRY']._loaded_options = None
   _globals['_TASKRESULT_TESTMETRICSENTRY']._serialized_options = b'8\001'
-  _globals['_TASKSTATE']._serialized_start=2267
-  _globals['_TASKSTATE']._serialized_end=2455
+  _globals['_TASKSTATE']._serialized_start=2283
+  _globals['_TASKSTATE']._serialized_end=2471
   _globals['_RESOURCES']._serialized_start=63
   _globals['_RESOURCES']._serialized_end=139
   _globals['_PROGRESS']._serialized_start=142
@@ -55,29 +55,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASK']._serialized_start=691
   _globals['_TASK']._serialized_end=1225
   _globals['_SUBMITTASKREQUEST']._serialized_start=1228
-  _globals['_SUBMITTASKREQUEST']._serialized_end=1387
-  _globals['_SUBMITTASKRESPONSE']._serialized_start=1389
-  _globals['_SUBMITTASKRESPONSE']._serialized_end=1454
-  _globals['_GETTASKREQUEST']._serialized_start=1456
-  _globals['_GETTASKREQUEST']._serialized_end=1484
-  _globals['_LISTTASKSREQUEST']._serialized_start=1486
-  _globals['_LISTTASKSREQUEST']._serialized_end=1592
-  _globals['_LISTTASKSRESPONSE']._serialized_start=1594
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1667
-  _globals['_CANCELTASKREQUEST']._serialized_start=1669
-  _globals['_CANCELTASKREQUEST']._serialized_end=1700
-  _globals['_UPDATEPRIORITYREQUEST']._serialized_start=1702
-  _globals['_UPDATEPRIORITYREQUEST']._serialized_end=1755
-  _globals['_GETQUEUEREQUEST']._serialized_start=1757
-  _globals['_GETQUEUEREQUEST']._serialized_end=1774
-  _globals['_QUEUE']._serialized_start=1777
-  _globals['_QUEUE']._serialized_end=2024
-  _globals['_WATCHTASKREQUEST']._serialized_start=2026
-  _globals['_WATCHTASKREQUEST']._serialized_end=2084
-  _globals['_LOGLINES']._serialized_start=2086
-  _globals['_LOGLINES']._serialized_end=2128
-  _globals['_TASKEVENT']._serialized_start=2131
-  _globals['_TASKEVENT']._serialized_end=2264
-  _globals['_TRAININGSERVICE']._serialized_start=2458
-  _globals['_TRAININGSERVICE']._serialized_end=2889
+  _globals['_SUBMITTASKREQUEST']._serialized_end=1403
+  _globals['_SUBMITTASKRESPONSE']._serialized_start=1405
+  _globals['_SUBMITTASKRESPONSE']._serialized_end=1470
+  _globals['_GETTASKREQUEST']._serialized_start=1472
+  _globals['_GETTASKREQUEST']._serialized_end=1500
+  _globals['_LISTTASKSREQUEST']._serialized_start=1502
+  _globals['_LISTTASKSREQUEST']._serialized_end=1608
+  _globals['_LISTTASKSRESPONSE']._serialized_start=1610
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1683
+  _globals['_CANCELTASKREQUEST']._serialized_start=1685
+  _globals['_CANCELTASKREQUEST']._serialized_end=1716
+  _globals['_UPDATEPRIORITYREQUEST']._serialized_start=1718
+  _globals['_UPDATEPRIORITYREQUEST']._serialized_end=1771
+  _globals['_GETQUEUEREQUEST']._serialized_start=1773
+  _globals['_GETQUEUEREQUEST']._serialized_end=1790
+  _globals['_QUEUE']._serialized_start=1793
+  _globals['_QUEUE']._serialized_end=2040
+  _globals['_WATCHTASKREQUEST']._serialized_start=2042
+  _globals['_WATCHTASKREQUEST']._serialized_end=2100
+  _globals['_LOGLINES']._serialized_start=2102
+  _globals['_LOGLINES']._serialized_end=2144
+  _globals['_TASKEVENT']._serialized_start=2147
+  _globals['_TASKEVENT']._serialized_end=2280
+  _globals['_TRAININGSERVICE']._serialized_start=2474
+  _globals['_TRAININGSERVICE']._serialized_end=2905
 # @@protoc_insertion_point(module_scope)

@@ -149,18 +149,20 @@ class Task(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., task_id: _Optional[str] = ..., priority: _Optional[int] = ..., state: _Optional[_Union[TaskState, str]] = ..., reason: _Optional[str] = ..., submitter: _Optional[str] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., preemptions: _Optional[int] = ..., waited_s: _Optional[float] = ..., ran_s: _Optional[float] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., job_id: _Optional[str] = ..., run_dir: _Optional[str] = ..., result: _Optional[_Union[TaskResult, _Mapping]] = ..., error: _Optional[str] = ..., stop_request: _Optional[str] = ..., preemptible: _Optional[bool] = ..., max_runtime_s: _Optional[float] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class SubmitTaskRequest(_message.Message):
-    __slots__ = ("config_text", "config_struct", "priority", "request_id", "overrides")
+    __slots__ = ("config_text", "config_struct", "priority", "request_id", "overrides", "origin")
     CONFIG_TEXT_FIELD_NUMBER: _ClassVar[int]
     CONFIG_STRUCT_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     OVERRIDES_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
     config_text: str
     config_struct: _struct_pb2.Struct
     priority: int
     request_id: str
     overrides: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, config_text: _Optional[str] = ..., config_struct: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., priority: _Optional[int] = ..., request_id: _Optional[str] = ..., overrides: _Optional[_Iterable[str]] = ...) -> None: ...
+    origin: str
+    def __init__(self, config_text: _Optional[str] = ..., config_struct: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., priority: _Optional[int] = ..., request_id: _Optional[str] = ..., overrides: _Optional[_Iterable[str]] = ..., origin: _Optional[str] = ...) -> None: ...
 
 class SubmitTaskResponse(_message.Message):
     __slots__ = ("task", "created")

@@ -85,7 +85,10 @@ def api_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiCluster
     saved = {k: os.environ.pop(k, None) for k in _UNSET_FOR_JOBS}
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 0, "include_dashboard": True, "dashboard_host": "127.0.0.1",
-        "dashboard_port": free_port()})
+        "dashboard_port": free_port(),
+        # the head's job agent (Ray's default port, 52365, may be another cluster's on this
+        # host: the agent then runs without its HTTP service and no job can be submitted)
+        "dashboard_agent_listen_port": free_port()})
     server = None
     try:
         cluster.add_node(num_cpus=1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -285,7 +286,7 @@ def test_a_retried_submit_with_the_same_request_id_returns_the_first_task(
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_the_cli_talks_to_a_server(api_cluster: ApiCluster, long_task: Any,
+def test_the_cli_talks_to_a_server(api_cluster: ApiCluster, long_task: Any, tmp_path: Path,
                                    monkeypatch: pytest.MonkeyPatch,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     from mtp.cli import main
@@ -309,6 +310,29 @@ def test_the_cli_talks_to_a_server(api_cluster: ApiCluster, long_task: Any,
     assert "cluster    2 nodes: total" in out, out
     row = next(line for line in out.splitlines() if line.startswith(long_task.id))
     assert row.split()[1:4] == ["api-long", "99", "RUNNING"], row
+
+    # its log lines through the server's stream, as the cluster's `mtp logs` shows them
+    from mtp import queue
+
+    wait_for(lambda: any("\n" in text for _, _, text in queue.task_logs(long_task.id)), 120,
+             interval_s=0.5, what="a whole line in the long task's log")
+    assert main(["logs", long_task.id, *server]) == 0
+    remote = capsys.readouterr().out.splitlines()
+    assert main(["logs", long_task.id]) == 0
+    local = capsys.readouterr().out.splitlines()
+    assert remote and len(remote) <= len(local), (remote[-5:], local[-5:])
+    assert remote == local[:len(remote)], (remote[-5:], local[-5:])
+
+    # submit, reprioritize and cancel through the server: a task waiting behind the long one
+    path = tmp_path / "waits.json"
+    path.write_text(json.dumps(digits("api-cli-waits", 2)))
+    assert main(["submit", str(path), "--priority", "1", *server]) == 0
+    waiting = capsys.readouterr().out.strip()
+    assert re.fullmatch(r"t-[0-9a-f]{10}", waiting), waiting
+    assert main(["priority", waiting, "2", *server]) == 0
+    assert capsys.readouterr().out.strip() == f"{waiting} priority 2 (PENDING)"
+    assert main(["cancel", waiting, *server]) == 0
+    assert capsys.readouterr().out.startswith(f"{waiting} CANCELLED: ")
 
     assert main(["status", "t-0000000000", *server]) == 2
     assert "NOT_FOUND: no task 't-0000000000'" in capsys.readouterr().err
@@ -478,7 +502,7 @@ def _collect(call: Any, timeout_s: float) -> list[Any]:
     (["--host", "0.0.0.0"], TOKEN, "mtp: error: --host 0.0.0.0: serving beyond this machine "
      "without TLS sends the token in the clear"),
     ([], "", "mtp: error: mtp serve needs a token: set MTP_API_TOKEN or give --token-file"),
-])
+], ids=["non-loopback-without-tls", "no-token"])
 def test_mtp_serve_refuses_insecure_or_tokenless_serving(args: list[str], token: str,
                                                          says: str) -> None:
     env = {**_serve_env(), "MTP_API_TOKEN": token}

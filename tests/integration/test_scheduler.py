@@ -64,7 +64,10 @@ class SchedCluster:
         os.environ["MTP_TRACKING"] = "off"
         self.cluster = Cluster(initialize_head=True, head_node_args={
             "num_cpus": 0, "include_dashboard": True, "dashboard_host": "127.0.0.1",
-            "dashboard_port": free_port()})
+            "dashboard_port": free_port(),
+            # not Ray's default 52365: another Ray on the host may hold it (jobs would then
+            # fail with "No available agent to submit job")
+            "dashboard_agent_listen_port": free_port()})
         self.worker = self.cluster.add_node(num_cpus=1)
         self.cluster.wait_for_nodes()
         ray.init(address=self.cluster.address, namespace="mtp", logging_level="WARNING")
