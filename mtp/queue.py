@@ -83,7 +83,8 @@ def scheduler(storage: str | Path | None = None, database_url: str | None = None
     """The cluster's scheduler actor; with ``create`` started on ``storage`` if none runs.
     A ``storage`` given explicitly must be the running scheduler's."""
     global _handle
-    session = ray.get_runtime_context().get_job_id()
+    ctx = ray.get_runtime_context()  # job ids restart at 1 in every cluster: with the node
+    session = f"{ctx.get_job_id()}@{ctx.get_node_id()}"
     if _handle is not None and _handle[0] == session and storage is None:
         return _handle[1]  # a named detached actor keeps its handle across its restarts
     found = find_scheduler()

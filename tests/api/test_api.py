@@ -423,6 +423,44 @@ def _ended(proc: subprocess.Popen[bytes], *files: Any) -> str:
 
 @pytest.mark.ray
 @pytest.mark.slow
+def test_open_watches_are_capped_so_other_calls_keep_a_thread(
+        api_cluster: ApiCluster, long_task: Any) -> None:
+    """A second server on the same cluster with 5 threads: one keeps 4 for other calls, so one
+    watch may be open; a second is RESOURCE_EXHAUSTED, and GetTask and the health check still
+    answer while the first stays open."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from mtp.api.server import ServerConfig, start_server
+
+    # before the test below cancels the long task: a watch of it stays open while it runs
+    with api_cluster.client() as api:
+        assert api.get(long_task.id).state == _state("RUNNING")
+    small = start_server(ServerConfig(port=0, token=TOKEN, max_workers=5))
+    try:
+        channel, stub = _stub(f"127.0.0.1:{small.port}")
+        with channel:
+            pb = _pb()
+            first = stub.WatchTask(pb.WatchTaskRequest(id=long_task.id), metadata=AUTH,
+                                   timeout=120)
+            assert next(first).task.id == long_task.id
+            wait_for(lambda: small.active_watches == 1, 30, what="the first watch to count")
+            err = _refused(lambda: stub.WatchTask(pb.WatchTaskRequest(id=long_task.id),
+                                                  metadata=AUTH, timeout=30))
+            assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err
+            assert "1 WatchTask streams are open" in (err.details() or ""), err.details()
+            got = stub.GetTask(pb.GetTaskRequest(id=long_task.id), metadata=AUTH, timeout=30)
+            assert got.id == long_task.id
+            health = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=30)
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+            first.cancel()
+            wait_for(lambda: small.active_watches == 0, 30, what="the watch to be freed")
+    finally:
+        small.stop(grace_s=1.0)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
 def test_watch_from_two_clients_one_leaves_then_the_task_is_cancelled(
         api_cluster: ApiCluster, long_task: Any) -> None:
     """Client 1 sees an epoch's progress; client 2 leaves mid-stream and the server frees its
@@ -513,37 +551,3 @@ def test_mtp_serve_refuses_insecure_or_tokenless_serving(args: list[str], token:
     assert len(lines) == 1 and lines[0].startswith(says), done.stderr
     assert done.stdout == ""
 
-
-@pytest.mark.ray
-@pytest.mark.slow
-def test_open_watches_are_capped_so_other_calls_keep_a_thread(
-        api_cluster: ApiCluster, long_task: Any) -> None:
-    """A second server on the same cluster with 5 threads: one keeps 4 for other calls, so one
-    watch may be open; a second is RESOURCE_EXHAUSTED, and GetTask and the health check still
-    answer while the first stays open."""
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    from mtp.api.server import ServerConfig, start_server
-
-    small = start_server(ServerConfig(port=0, token=TOKEN, max_workers=5))
-    try:
-        channel, stub = _stub(f"127.0.0.1:{small.port}")
-        with channel:
-            pb = _pb()
-            first = stub.WatchTask(pb.WatchTaskRequest(id=long_task.id), metadata=AUTH,
-                                   timeout=120)
-            assert next(first).task.id == long_task.id
-            wait_for(lambda: small.active_watches == 1, 30, what="the first watch to count")
-            err = _refused(lambda: stub.WatchTask(pb.WatchTaskRequest(id=long_task.id),
-                                                  metadata=AUTH, timeout=30))
-            assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err
-            assert "1 WatchTask streams are open" in (err.details() or ""), err.details()
-            got = stub.GetTask(pb.GetTaskRequest(id=long_task.id), metadata=AUTH, timeout=30)
-            assert got.id == long_task.id
-            health = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=30)
-            assert health.status == health_pb2.HealthCheckResponse.SERVING
-            first.cancel()
-            wait_for(lambda: small.active_watches == 0, 30, what="the watch to be freed")
-    finally:
-        small.stop(grace_s=1.0)
