@@ -71,6 +71,10 @@ def stop_services() -> list[str]:
             logger.debug("scheduler shutdown: %s", err)
     for name in sorted(names):
         if name in SERVICES or name.startswith(_AGENT_PREFIX):
-            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+            try:
+                handle = ray.get_actor(name, namespace=NAMESPACE)
+            except ValueError:  # ended since it was listed (the detector replaces agents)
+                continue
+            ray.kill(handle, no_restart=True)
             stopped.append(name)
     return stopped
