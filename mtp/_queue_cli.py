@@ -241,16 +241,6 @@ def _cmd_priority(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _task_id(text: str) -> str:
     if not text or len(text) > 64 or not all(c.isalnum() or c in "-_" for c in text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a task id (as `mtp submit` prints, "
@@ -267,8 +257,8 @@ def _server_args(p: argparse.ArgumentParser) -> None:
                    help="with --server: use TLS, trusting this CA certificate")
 
 
-def add_queue_parser(sub: Any, address_arg: Callable[[argparse.ArgumentParser, bool], None]
-                     ) -> None:
+def add_queue_parser(sub: Any, address_arg: Callable[[argparse.ArgumentParser, bool], None],
+                     at_least_one: Callable[[str], int]) -> None:
     p = sub.add_parser("submit", help="queue a task on the cluster's scheduler; prints its id "
                        "and returns at once")
     p.add_argument("config", help="task config file (.yaml, .yml or .json)")
@@ -289,7 +279,7 @@ def add_queue_parser(sub: Any, address_arg: Callable[[argparse.ArgumentParser, b
     q = sub.add_parser("queue", help="the queue, the running tasks and the cluster's total, "
                        "allocated and free resources")
     q.add_argument("--all", action="store_true", help="also the tasks that have ended")
-    q.add_argument("--limit", type=_positive, default=20, help="ended tasks shown with --all")
+    q.add_argument("--limit", type=at_least_one, default=20, help="ended tasks shown with --all")
     address_arg(q, False)
     q.add_argument("--json", action="store_true")
     _server_args(q)

@@ -691,7 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mtp._queue_cli import add_queue_parser
 
     add_models_parser(sub, _address_arg, _tracking_args)
-    add_queue_parser(sub, _address_arg)
+    add_queue_parser(sub, _address_arg, _at_least_one)
     return parser
 
 
