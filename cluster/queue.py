@@ -21,7 +21,6 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, func, select, update
@@ -157,9 +156,17 @@ class TaskRecord:
     error: str | None = None
     updated_at: float = 0.0
 
-    @cached_property
+    def __post_init__(self) -> None:
+        # computed here, never lazily: the scheduler's loop thread reads records while an actor
+        # call pickles the same record for its caller, and a value cached on first read would
+        # change the dict being pickled ("dictionary changed size during iteration")
+        object.__setattr__(self, "_demand", Resources.of_task(self.resources))
+
+    @property
     def demand(self) -> Resources:
-        return Resources.of_task(self.resources)
+        """What the task holds while it runs (its workers' CPUs, GPUs and memory)."""
+        demand: Resources = self.__dict__["_demand"]
+        return demand
 
     @property
     def waiting(self) -> bool:

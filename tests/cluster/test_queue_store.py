@@ -53,6 +53,22 @@ def same(a: TaskRecord | None, b: TaskRecord) -> None:
     assert replace(a, updated_at=0.0) == replace(b, updated_at=0.0)
 
 
+def test_reading_a_record_never_changes_it_so_another_thread_can_pickle_it_meanwhile() -> None:
+    """The scheduler's loop reads records while an actor call pickles the same record for its
+    caller: a value cached on first read (``demand`` was a ``cached_property``) changed the dict
+    being pickled, and a submit failed with "dictionary changed size during iteration"."""
+    import pickle
+
+    r = rec("a")
+    before = dict(r.__dict__)
+    assert (r.demand.cpu, r.demand.gpu, r.demand.memory) == (2 * 1.5 + 1.0, 2 * 0.5, 2 * 1024.0)
+    assert r.__dict__ == before
+    back = pickle.loads(pickle.dumps(r))
+    assert back == r and back.demand == r.demand
+    moved = replace(r, resources=TaskResources(4, 1.0, 0.0, 1.0, 0.0))
+    assert (moved.demand.cpu, moved.demand.gpu) == (4 * 1.0 + 1.0, 0.0)
+
+
 def test_insert_assigns_increasing_seq_and_reads_back_equal(platform_db: Database) -> None:
     store = QueueStore(platform_db)
     out = [store.insert(rec(f"t{i}", request_id=f"req-{i}" if i % 2 else None))
