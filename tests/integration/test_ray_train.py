@@ -60,18 +60,30 @@ def test_second_run_has_bit_identical_weights(reference: TrainingResult, tmp_pat
     assert [h.metrics for h in again.history] == [h.metrics for h in reference.history]
 
 
-def _kill_a_worker_after(run_dir: Path, epoch: int) -> int:
-    """SIGKILL one Ray Train worker process once checkpoint ``epoch`` exists."""
+def _kill_a_worker_after(run_dir: Path, epoch: int) -> list[int]:
+    """SIGKILL the run's Ray Train worker processes once checkpoint ``epoch`` exists.
+
+    Every worker the state API lists as alive is killed, not one picked from the list: under
+    load the list can still hold a worker of an earlier run whose process is gone, and killing
+    only that one would disturb nothing."""
     from ray.util.state import list_actors
 
     wait_for(lambda: (run_dir / "checkpoints" / f"ckpt-{epoch:06d}").is_dir(), 180,
              what=f"checkpoint of epoch {epoch}")
-    workers = wait_for(lambda: list_actors(filters=[("class_name", "=", "RayTrainWorker"),
-                                                    ("state", "=", "ALIVE")]),
-                       30, what="alive Ray Train workers")
-    pid = int(workers[-1]["pid"])
-    os.kill(pid, signal.SIGKILL)
-    return pid
+
+    def kill_alive() -> list[int]:
+        killed = []
+        for w in list_actors(filters=[("class_name", "=", "RayTrainWorker"),
+                                      ("state", "=", "ALIVE")]):
+            try:
+                os.kill(int(w["pid"]), signal.SIGKILL)
+                killed.append(int(w["pid"]))
+            except ProcessLookupError:
+                continue
+        return killed
+
+    killed: list[int] = wait_for(kill_alive, 30, what="a live Ray Train worker to kill")
+    return killed
 
 
 def test_killed_worker_is_restarted_and_weights_match(
@@ -130,7 +142,8 @@ def test_more_workers_than_cpus_is_a_clear_error(tmp_path: Path) -> None:
 
 def _process_group_probe(config: dict[str, str]) -> None:
     """In a worker: the process group the lean backend set up, and whether the run's
-    controller (found through /proc: one machine) has loaded torch's library; each rank
+    controller (its pid from Ray's state API; its memory map from /proc: one machine) has
+    loaded torch's library; each rank
     writes what it saw to ``<out>/rank-<r>.json``."""
     import json
 
@@ -139,12 +152,15 @@ def _process_group_probe(config: dict[str, str]) -> None:
 
     total = torch.tensor([float(dist.get_rank() + 1)])
     dist.all_reduce(total)
+    from ray.util.state import list_actors
+
+    # this cluster's live controllers (another Ray on the host may run its own)
     controllers = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+    for actor in list_actors(filters=[("class_name", "=", "TrainController"),
+                                      ("state", "=", "ALIVE")]):
+        pid = str(actor["pid"])
         try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            if cmd.startswith("ray::TrainController"):
-                controllers[pid] = "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+            controllers[pid] = "libtorch" in Path(f"/proc/{pid}/maps").read_text()
         except OSError:
             continue
     seen = {"rank": dist.get_rank(), "world": dist.get_world_size(),
