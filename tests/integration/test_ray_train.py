@@ -71,10 +71,15 @@ def _kill_a_worker_after(run_dir: Path, epoch: int) -> list[int]:
     wait_for(lambda: (run_dir / "checkpoints" / f"ckpt-{epoch:06d}").is_dir(), 180,
              what=f"checkpoint of epoch {epoch}")
 
+    import ray
+
+    # this cluster's, named: with no address the state API refuses to pick among several Rays
+    address = ray.get_runtime_context().gcs_address
+
     def kill_alive() -> list[int]:
         killed = []
-        for w in list_actors(filters=[("class_name", "=", "RayTrainWorker"),
-                                      ("state", "=", "ALIVE")]):
+        for w in list_actors(address=address, filters=[("class_name", "=", "RayTrainWorker"),
+                                                       ("state", "=", "ALIVE")]):
             try:
                 os.kill(int(w["pid"]), signal.SIGKILL)
                 killed.append(int(w["pid"]))
@@ -152,11 +157,13 @@ def _process_group_probe(config: dict[str, str]) -> None:
 
     total = torch.tensor([float(dist.get_rank() + 1)])
     dist.all_reduce(total)
+    import ray
     from ray.util.state import list_actors
 
     # this cluster's live controllers (another Ray on the host may run its own)
     controllers = {}
-    for actor in list_actors(filters=[("class_name", "=", "TrainController"),
+    for actor in list_actors(address=ray.get_runtime_context().gcs_address,
+                             filters=[("class_name", "=", "TrainController"),
                                       ("state", "=", "ALIVE")]):
         pid = str(actor["pid"])
         try:
