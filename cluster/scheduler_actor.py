@@ -22,12 +22,13 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import socket
 import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,9 @@ class Submission:
     max_runtime_s: float | None
     submitter: str
     request_id: str | None = None
+    # the queue id this submit creates (chosen by the caller, so that it can tell its own task
+    # from one a concurrent submit of the same request created first)
+    id: str = field(default_factory=new_task_id)
 
 
 def default_submitter() -> str:
@@ -296,7 +300,7 @@ class SchedulerActor:
         if problem is not None:
             self.metrics.get()["refused"].inc()
             raise NeverFitsError(f"task {sub.name!r} can never run on this cluster: {problem}")
-        qid = new_task_id()
+        qid = sub.id
         folder = Path(self.storage) / "_queue" / qid
         folder.mkdir(parents=True, exist_ok=True)
         config_path = folder / "task.json"
@@ -313,6 +317,8 @@ class SchedulerActor:
             rec = self.store.insert(rec)
             if rec.state is QueueState.PENDING and rec.id not in self.scheduler.tasks:
                 self.scheduler.submit(rec)
+        if rec.id != qid:  # a concurrent submit of the same request queued it first
+            shutil.rmtree(folder, ignore_errors=True)
         self._wake.set()
         return rec
 

@@ -39,7 +39,7 @@ from mtp_core.resources import TaskResources
 from mtp_core.spec import SklearnModel, TrainingTask
 
 __all__ = ["cancel", "check_task", "find_request", "get_task", "scheduler", "set_priority",
-           "snapshot", "submit", "task_logs", "tasks", "wait"]
+           "snapshot", "submit", "submit_created", "task_logs", "tasks", "wait"]
 
 _CALL_TIMEOUT_S = 60.0  # a call to the scheduler actor (a caller's deadline may be shorter)
 _MAX_REQUEST_ID = 256
@@ -138,6 +138,18 @@ def submit(task: TrainingTask, *, priority: int | None = None,
            request_id: str | None = None, check: bool = True,
            timeout_s: float | None = None) -> TaskRecord:
     """Queue ``task``; returns its record (state PENDING) at once."""
+    record, _ = submit_created(task, priority=priority, storage=storage,
+                               database_url=database_url, request_id=request_id, check=check,
+                               timeout_s=timeout_s)
+    return record
+
+
+def submit_created(task: TrainingTask, *, priority: int | None = None,
+                   storage: str | Path | None = None, database_url: str | None = None,
+                   request_id: str | None = None, check: bool = True,
+                   timeout_s: float | None = None) -> tuple[TaskRecord, bool]:
+    """:func:`submit`, and whether this call queued the task (False: a submit with the same
+    ``request_id`` did before, or at the same time, and its task is returned)."""
     from trainer.api import resolve_storage
 
     sub = submission(task, priority=priority, request_id=request_id)
@@ -145,7 +157,7 @@ def submit(task: TrainingTask, *, priority: int | None = None,
         check_task(task, resolve_storage(storage))
     actor = scheduler(storage, database_url)
     record: TaskRecord = _call(actor.submit.remote(sub), timeout_s)
-    return record
+    return record, record.id == sub.id
 
 
 def get_task(task_id: str, timeout_s: float | None = None) -> TaskRecord:

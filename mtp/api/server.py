@@ -150,12 +150,16 @@ class TrainingService(training_pb2_grpc.TrainingServiceServicer):
                 raise InputError(f"priority {request.priority} is out of range; allowed: 1 "
                                  "to 99 (0: the task's scheduling.priority)")
             rid = request.request_id or None
+            # a retry finds its task without the data checks (its files may have moved since)
             before = queue.find_request(rid, timeout) if rid else None
-            rec = before or queue.submit(task, priority=request.priority or None,
-                                         storage=self.storage, request_id=rid,
-                                         timeout_s=timeout)
+            if before is not None:
+                rec, created = before, False
+            else:  # `created` from the scheduler: another submit may have just won the race
+                rec, created = queue.submit_created(task, priority=request.priority or None,
+                                                    storage=self.storage, request_id=rid,
+                                                    timeout_s=timeout)
             return training_pb2.SubmitTaskResponse(task=task_pb(rec, time.time()),
-                                                   created=before is None)
+                                                   created=created)
 
         return _call(context, submit)
 

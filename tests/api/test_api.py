@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -279,9 +280,21 @@ def test_a_retried_submit_with_the_same_request_id_returns_the_first_task(
         rest = stub.ListTasks(pb.ListTasksRequest(name=name, page_token=rows.next_page_token),
                               metadata=AUTH, timeout=30)
         assert [t.id for t in rest.tasks] == [other.task.id] and not rest.next_page_token
-        for task_id in (first.task.id, other.task.id):  # never started
+        # the same new request from four clients at once: one task, and one of them created it
+        # (each may pass the server's lookup before any has queued it; the scheduler decides)
+        rid3 = rid + "-3"
+        folders = Path(api_cluster.storage) / "_queue"
+        before = {p.name for p in folders.iterdir()}
+        with ThreadPoolExecutor(4) as pool:
+            raced = list(pool.map(lambda _: _pending(stub, name, rid3), range(4)))
+        assert len({r.task.id for r in raced}) == 1, raced
+        assert sorted(r.created for r in raced) == [False, False, False, True], raced
+        third = raced[0].task.id
+        for task_id in (first.task.id, other.task.id, third):  # never started
             done = stub.CancelTask(pb.CancelTaskRequest(id=task_id), metadata=AUTH, timeout=30)
             assert done.state == _state("CANCELLED") and done.attempts == 0
+        # one folder more: the task's; a submit that lost the race removed the one it wrote
+        assert {p.name for p in folders.iterdir()} - before == {third}
 
 
 @pytest.mark.ray
