@@ -78,6 +78,11 @@ def submission(task: TrainingTask, *, priority: int | None = None,
         submitter=submitter or default_submitter(), request_id=request_id)
 
 
+#: ("<this driver's Ray job id>@<its node id>", the scheduler actor) once found; forgotten
+#: when the actor is gone for good, and not used once the process joins another cluster
+_handle: tuple[str, Any] | None = None
+
+
 def scheduler(storage: str | Path | None = None, database_url: str | None = None,
               create: bool = True) -> Any:
     """The cluster's scheduler actor; with ``create`` started on ``storage`` if none runs.
@@ -103,11 +108,6 @@ def scheduler(storage: str | Path | None = None, database_url: str | None = None
                               f"under {info['storage']}; omit --storage-path or give that")
     _handle = (session, found)
     return found
-
-
-#: (this driver's Ray job id, the scheduler actor) once found; forgotten when a call to it
-#: fails or the process joins another cluster
-_handle: tuple[str, Any] | None = None
 
 
 def _call(ref: Any, timeout_s: float | None = None) -> Any:

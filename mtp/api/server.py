@@ -114,7 +114,7 @@ def _config(request: training_pb2.SubmitTaskRequest) -> dict[str, Any]:
 class _Watches:
     """Open WatchTask streams (the server frees each when its client goes away)."""
 
-    limit: int = 48  # the server's threads minus those kept for the other calls
+    limit: int  # the server's threads minus those kept for the other calls
     active: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     closing: threading.Event = field(default_factory=threading.Event)
@@ -129,9 +129,15 @@ class _Watches:
             self.active += 1
             return True
 
-    def add(self, n: int) -> None:
+    def release(self) -> None:
+        """One stream ended."""
         with self.lock:
-            self.active += n
+            self.active -= 1
+
+    @classmethod
+    def for_threads(cls, max_workers: int) -> _Watches:
+        """A quarter of the server's threads (at least 4) stay for the other calls."""
+        return cls(limit=max(max_workers - max(max_workers // 4, 4), 1))
 
 
 class TrainingService(training_pb2_grpc.TrainingServiceServicer):
@@ -233,7 +239,7 @@ class TrainingService(training_pb2_grpc.TrainingServiceServicer):
         try:
             yield from self._events(request, context, rec, gone)
         finally:
-            self.watches.add(-1)
+            self.watches.release()
 
     def _events(self, request: training_pb2.WatchTaskRequest, context: grpc.ServicerContext,
                 rec: TaskRecord, gone: threading.Event) -> Iterator[training_pb2.TaskEvent]:
@@ -421,8 +427,7 @@ def start_server(config: ServerConfig) -> ApiServer:
             storage = ray.get(storage, timeout=60)["storage"]
         except MtpError:
             storage = None  # no scheduler yet: the default storage
-    # each watch holds a thread: a quarter of them (at least 4) stay for the other calls
-    watches = _Watches(limit=max(config.max_workers - max(config.max_workers // 4, 4), 1))
+    watches = _Watches.for_threads(config.max_workers)
     from concurrent.futures import ThreadPoolExecutor
 
     server = grpc.server(ThreadPoolExecutor(max_workers=config.max_workers,
