@@ -22,9 +22,10 @@ from typing import Any
 from mtp_core.errors import ConfigError
 
 __all__ = ["CONNECT_TIMEOUT_ENV", "DASHBOARD_ENV", "DEFAULT_CONNECT_TIMEOUT_S", "HEAD_RESOURCE",
-           "NAMESPACE", "TRAIN_ENV", "apply_train_env", "connect", "connect_timeout_s",
-           "control_plane_options", "embedded_dashboard", "mute_worker_logs",
-           "own_cluster_options", "reap_orphan_placement_groups", "train_env"]
+           "NAMESPACE", "TRAIN_ENV", "WORKER_SETUP_HOOK", "apply_train_env", "connect",
+           "connect_timeout_s", "control_plane_options", "embedded_dashboard",
+           "mute_worker_logs", "own_cluster_options", "quiet_worker_stop",
+           "reap_orphan_placement_groups", "train_env"]
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +145,11 @@ def own_cluster_options(gcs_address: str | None, *, embedded: bool,
     cost an embedded run seconds of CPU at start-up, for a page that closes when the run
     ends (a cluster started with ``ray start`` has its dashboard); ``dashboard`` overrides
     that.
+
+    Every worker process of the job runs :func:`quiet_worker_stop` as it starts.
     """
     env = train_env()
+    runtime_env: dict[str, Any] = {"env_vars": env, "worker_process_setup_hook": WORKER_SETUP_HOOK}
     if embedded:
         options: dict[str, Any] = {"_system_config": {"worker_niceness": 0}}
         if not (embedded_dashboard() if dashboard is None else dashboard):
@@ -154,10 +158,36 @@ def own_cluster_options(gcs_address: str | None, *, embedded: bool,
             port = _free_port()
             options["dashboard_port"] = port
             env["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
-        return {**options, "runtime_env": {"env_vars": env}}
+        return {**options, "runtime_env": runtime_env}
     if gcs_address is not None:  # a Ray Client (ray://) connection: the server knows its own
         env["RAY_ADDRESS"] = gcs_address
-    return {"runtime_env": {"env_vars": env}}
+    return {"runtime_env": runtime_env}
+
+
+#: What each worker process of a platform job runs first (Ray's ``worker_process_setup_hook``,
+#: by module path: an environment variable, nothing uploaded).
+WORKER_SETUP_HOOK = "mtp_core.ray_env.quiet_worker_stop"
+
+
+def quiet_worker_stop() -> None:
+    """Keep a Ray worker's stop from printing a traceback to the driver's terminal.
+
+    Ray stops a worker with SIGTERM (``ray.kill``: Tune ending a trial's actor, Ray Train
+    replacing its worker group, a job ending), and its handler raises ``SystemExit``. When the
+    signal lands while the interpreter runs a finalizer or a weakref callback, Python cannot
+    propagate the exception: it prints "Exception ignored in ... Traceback ... SystemExit: 1",
+    which Ray relays to the driver (``mtp tune`` printed it in the middle of a study), and the
+    worker goes on until Ray kills it. That case, and only that one, prints nothing now;
+    every other unraisable exception is reported as before.
+    """
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, SystemExit):
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
 
 
 def _free_port() -> int:
