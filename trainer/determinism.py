@@ -9,7 +9,9 @@ RNG states are converted to plain tensors and tuples so checkpoints load with
 from __future__ import annotations
 
 import os
+import platform
 import random
+import re
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,7 @@ import torch
 __all__ = [
     "capture_rng_state",
     "enable_deterministic_algorithms",
+    "hardware_class",
     "restore_rng_state",
     "seed_everything",
 ]
@@ -27,6 +30,38 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def hardware_class(device: str = "cpu") -> str:
+    """The hardware class a run's last bits depend on, as a file-name-safe string.
+
+    The same task gives bit-identical weights on the same hardware class (and software
+    versions), not across classes: torch's CPU kernels and MKL choose their code paths by the
+    instruction set and the CPU's vendor (an Intel and an AMD machine, both with AVX-512, give
+    different last bits), CUDA kernels by the device. So for the CPU: the architecture, the
+    vendor and the SIMD level torch dispatches to (``cpu-x86_64-GenuineIntel-AVX512``); for a
+    CUDA device: its name and compute capability (``cuda-NVIDIA_H200-sm90``).
+    """
+    if device.startswith("cuda") and torch.cuda.is_available():
+        index = torch.device(device).index or 0
+        major, minor = torch.cuda.get_device_capability(index)
+        text = f"cuda-{torch.cuda.get_device_name(index)}-sm{major}{minor}"
+    else:
+        text = (f"cpu-{platform.machine() or 'unknown'}-{_cpu_vendor()}-"
+                f"{torch.backends.cpu.get_cpu_capability()}")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+
+
+def _cpu_vendor() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("vendor_id", "CPU implementer"):
+                    return value.strip()
+    except OSError:  # not Linux
+        pass
+    return platform.processor() or "unknown"
 
 
 def enable_deterministic_algorithms() -> None:

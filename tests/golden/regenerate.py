@@ -1,10 +1,12 @@
 """Rewrite golden files from the current code: ``python -m tests.golden.regenerate [NAME ...]``.
 
 Run from the repository root. Without names, every reference (see tests/golden/reference.py);
-world sizes above 1 start a local Ray. A file whose numbers would change while both
-MODEL_CODE_VERSION (trainer/versions.py) and the torch/numpy versions stay as recorded is not
-rewritten: bump MODEL_CODE_VERSION first, so cached results of the old code are not served
-(``--force`` rewrites anyway, for a change you know no cached result depends on).
+world sizes above 1 start a local Ray. The files are written for this machine's hardware class
+(``tests/golden/<hardware class>/``); those of other classes are left as they are. A file
+whose numbers would change while both MODEL_CODE_VERSION (trainer/versions.py) and the
+torch/numpy versions stay as recorded is not rewritten: bump MODEL_CODE_VERSION first, so
+cached results of the old code are not served (``--force`` rewrites anyway, for a change you
+know no cached result depends on).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def regenerate(reference: Reference, force: bool) -> int:
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    reference.path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(reference.path, json.dumps(record(reference, observed), indent=1) + "\n")
     print(f"{reference.path}: {len(observed.epochs)} epochs, weights {observed.weights_hash}")
     return 0
