@@ -126,6 +126,32 @@ def embedded_dashboard() -> bool:
     return os.environ.get(DASHBOARD_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+#: What each worker process of a platform job runs first (Ray's ``worker_process_setup_hook``,
+#: by module path: an environment variable, nothing uploaded).
+WORKER_SETUP_HOOK = "mtp_core.ray_env.quiet_worker_stop"
+
+
+def quiet_worker_stop() -> None:
+    """Keep a Ray worker's stop from printing a traceback to the driver's terminal.
+
+    Ray stops a worker with SIGTERM (``ray.kill``: Tune ending a trial's actor, Ray Train
+    replacing its worker group, a job ending), and its handler raises ``SystemExit``. When the
+    signal lands while the interpreter runs a finalizer or a weakref callback, Python cannot
+    propagate the exception: it prints "Exception ignored in ... Traceback ... SystemExit: 1",
+    which Ray relays to the driver (``mtp tune`` printed it in the middle of a study), and the
+    worker goes on until Ray kills it. That case, and only that one, prints nothing now;
+    every other unraisable exception is reported as before.
+    """
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, SystemExit):
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+
+
 def own_cluster_options(gcs_address: str | None, *, embedded: bool,
                         dashboard: bool | None = None) -> dict[str, Any]:
     """``ray.init`` options that point every process of this job at its own cluster.
@@ -162,32 +188,6 @@ def own_cluster_options(gcs_address: str | None, *, embedded: bool,
     if gcs_address is not None:  # a Ray Client (ray://) connection: the server knows its own
         env["RAY_ADDRESS"] = gcs_address
     return {"runtime_env": runtime_env}
-
-
-#: What each worker process of a platform job runs first (Ray's ``worker_process_setup_hook``,
-#: by module path: an environment variable, nothing uploaded).
-WORKER_SETUP_HOOK = "mtp_core.ray_env.quiet_worker_stop"
-
-
-def quiet_worker_stop() -> None:
-    """Keep a Ray worker's stop from printing a traceback to the driver's terminal.
-
-    Ray stops a worker with SIGTERM (``ray.kill``: Tune ending a trial's actor, Ray Train
-    replacing its worker group, a job ending), and its handler raises ``SystemExit``. When the
-    signal lands while the interpreter runs a finalizer or a weakref callback, Python cannot
-    propagate the exception: it prints "Exception ignored in ... Traceback ... SystemExit: 1",
-    which Ray relays to the driver (``mtp tune`` printed it in the middle of a study), and the
-    worker goes on until Ray kills it. That case, and only that one, prints nothing now;
-    every other unraisable exception is reported as before.
-    """
-    previous = sys.unraisablehook
-
-    def hook(unraisable: Any) -> None:
-        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, SystemExit):
-            return
-        previous(unraisable)
-
-    sys.unraisablehook = hook
 
 
 def _free_port() -> int:
